@@ -1,0 +1,17 @@
+# servebench: model -> runtimes -> Bentos -> load tests -> statistics -> report.
+# The stages live in workflow/rules/; logic lives in src/servebench/.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

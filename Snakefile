@@ -9,9 +9,10 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/provenance.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

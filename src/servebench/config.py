@@ -34,7 +34,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, not {type(loaded).__name__}")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of keys, not {type(loaded).__name__}"
+        )
     return loaded
 
 
@@ -66,7 +68,8 @@ def _one_of_hint(error: jsonschema.ValidationError) -> str:
     for first, second in pairs:
         names = {first, second}
         if any(
-            names <= set(option.get("required", [])) | set(option.get("not", {}).get("required", []))
+            names
+            <= set(option.get("required", [])) | set(option.get("not", {}).get("required", []))
             for option in error.schema.get(error.validator, [])
         ):
             given = [name for name in (first, second) if name in instance]
@@ -77,11 +80,44 @@ def _one_of_hint(error: jsonschema.ValidationError) -> str:
 
 
 def config_errors(config: dict[str, Any], schema: dict[str, Any] | None = None) -> list[str]:
-    """Every violation of the schema, one readable line each (empty when the config is valid)."""
+    """Every problem of `config`, one readable line each (empty when the config is valid)."""
     schema = load_schema() if schema is None else schema
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda error: list(error.absolute_path))
-    return [_describe(error) for error in errors]
+    if errors:
+        return [_describe(error) for error in errors]
+    return _consistency_errors(config)
+
+
+def _consistency_errors(config: dict[str, Any]) -> list[str]:
+    """Rules that span several keys, which JSON schema cannot express."""
+    problems: list[str] = []
+    variants = config.get("variants", {})
+    scenarios = config.get("scenarios", {})
+    experiment = config.get("experiment", {})
+    for name in experiment.get("variants", []):
+        if name not in variants:
+            problems.append(f"'experiment.variants': no variant named {name!r} under 'variants'")
+    reference = experiment.get("reference_variant")
+    if reference is not None and reference not in variants:
+        problems.append(f"'experiment.reference_variant': no variant named {reference!r}")
+    for name in experiment.get("scenarios", []):
+        if name not in scenarios:
+            problems.append(f"'experiment.scenarios': no scenario named {name!r} under 'scenarios'")
+    cpus = config.get("cpus", {})
+    shared = sorted(set(cpus.get("server", [])) & set(cpus.get("loadgen", [])))
+    if shared:
+        problems.append(f"'cpus': server and loadgen share cores {shared}; they must be disjoint")
+    server_cores = len(cpus.get("server", [])) or None
+    for name, variant in variants.items():
+        threads = variant.get("threads_per_worker", 0) or 1
+        workers = variant.get("workers", 1)
+        if server_cores and workers * threads > server_cores:
+            problems.append(
+                f"'variants.{name}': {workers} workers x {threads} threads exceed the "
+                f"{server_cores} server core(s) in 'cpus.server'"
+            )
+    return problems
 
 
 def check_config(config: dict[str, Any]) -> None:
@@ -91,21 +127,50 @@ def check_config(config: dict[str, Any]) -> None:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
 
 
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` merged key by key into `base`, as Snakemake merges a --configfile."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(*override_paths: str | Path) -> dict[str, Any]:
+    """config/config.yaml with each file merged over it, checked; as the workflow sees it."""
+    config = load_yaml(DEFAULT_CONFIG_PATH)
+    for path in override_paths:
+        config = deep_merge(config, load_yaml(path))
+    check_config(config)
+    return config
+
+
 def _run_check(args: argparse.Namespace) -> int:
     from servebench.cli import UserError
 
-    try:
-        for path in args.files:
-            check_config(load_yaml(path))
+    failed = False
+    for path in args.files:
+        try:
+            if Path(path).resolve() == DEFAULT_CONFIG_PATH:
+                load_config()
+            else:
+                load_config(path)
             print(f"{path}: valid")
-    except ConfigError as error:
-        raise UserError(str(error)) from None
+        except ConfigError as error:
+            failed = True
+            print(f"{path}: {error}")
+    if failed:
+        raise UserError("some configuration files are invalid")
     return 0
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "check-config", help="validate configuration files against config/schema.yaml"
+        "check-config",
+        help="validate configuration files (each merged over config/config.yaml, as "
+        "`snakemake --configfile FILE` does) against config/schema.yaml",
     )
     parser.add_argument("files", nargs="+", type=Path, help="YAML configuration files")
     parser.set_defaults(func=_run_check)

@@ -55,12 +55,23 @@ def cpu_info() -> dict[str, Any]:
                 model_name = value.strip()
             elif key in ("flags", "Features") and not flags:
                 flags = value.split()
-    interesting = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "fma", "neon", "asimd")
+    interesting = (
+        "avx2",
+        "avx512f",
+        "avx512_vnni",
+        "avx512_bf16",
+        "amx_int8",
+        "fma",
+        "neon",
+        "asimd",
+    )
     return {
         "model": model_name,
         "machine": platform.machine(),
         "logical_cores": os.cpu_count(),
-        "usable_cores": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "usable_cores": sorted(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else None,
         "isa_flags": [flag for flag in interesting if flag in flags],
     }
 

@@ -13,7 +13,8 @@ from servebench.config import config_errors
 _problems = config_errors(config)
 if _problems:
     raise WorkflowError(
-        "invalid configuration (see config/schema.yaml):\n  - " + "\n  - ".join(_problems)
+        "invalid configuration (see config/schema.yaml):\n  - "
+        + "\n  - ".join(_problems)
     )
 # Fills in the schema's defaults for keys the config leaves out.
 validate(config, "../../config/schema.yaml")
@@ -30,14 +31,3 @@ def results(*parts):
 def all_targets():
     """Everything `snakemake all` produces; each stage adds its final outputs here."""
     return [results("provenance", "environment.json")]
-
-
-rule environment:
-    output:
-        results("provenance", "environment.json"),
-    log:
-        results("logs", "environment.log"),
-    conda:
-        CONDA_ENV
-    script:
-        "../scripts/environment.py"

@@ -1,0 +1,12 @@
+# The machine and software environment of this workflow run (shared by every meta.json).
+
+
+rule environment:
+    output:
+        results("provenance", "environment.json"),
+    log:
+        results("logs", "environment.log"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/environment.py"

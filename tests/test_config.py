@@ -138,3 +138,12 @@ def test_snakemake_stops_on_a_bad_config_naming_the_key(snakemake_exe, tmp_path)
     )
     assert result.returncode != 0
     assert "unknown key 'overflow_polcy' under 'loadgen'" in result.stdout + result.stderr
+
+
+def test_configuration_reference_matches_the_schema(repo_root):
+    from servebench.config import reference_markdown
+
+    committed = (repo_root / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert committed == reference_markdown(), (
+        "docs/configuration.md is stale: run `servebench config-reference > docs/configuration.md`"
+    )

@@ -174,3 +174,69 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("files", nargs="+", type=Path, help="YAML configuration files")
     parser.set_defaults(func=_run_check)
+    reference = subparsers.add_parser(
+        "config-reference", help="print the configuration reference (markdown) from the schema"
+    )
+    reference.set_defaults(func=_run_reference)
+
+
+def _reference_rows(schema: dict[str, Any], prefix: str = "") -> list[tuple[str, str, str, str]]:
+    rows: list[tuple[str, str, str, str]] = []
+    for key, node in schema.get("properties", {}).items():
+        name = f"{prefix}{key}"
+        kind = node.get("type", "")
+        if "enum" in node:
+            kind = " \\| ".join(str(option) for option in node["enum"])
+        elif kind == "array" and "items" in node:
+            items = node["items"]
+            kind = (
+                f"list of {', '.join(items['enum']) if 'enum' in items else items.get('type', '')}"
+            )
+        default = "" if node.get("type") == "object" else json_inline(node.get("default", ""))
+        description = " ".join(str(node.get("description", "")).split())
+        rows.append((name, kind, default, description))
+        if node.get("type") == "object" and "properties" in node:
+            rows.extend(_reference_rows(node, f"{name}."))
+    return rows
+
+
+def json_inline(value: Any) -> str:
+    import json
+
+    return f"`{json.dumps(value)}`" if value != "" else ""
+
+
+def reference_markdown(schema: dict[str, Any] | None = None) -> str:
+    """docs/configuration.md, generated from config/schema.yaml (a test keeps them equal)."""
+    schema = load_schema() if schema is None else schema
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from `config/schema.yaml` by `servebench config-reference > "
+        "docs/configuration.md`; do not edit by hand.",
+        "",
+        "| key | type | default | description |",
+        "|---|---|---|---|",
+    ]
+
+    def table(rows: list[tuple[str, str, str, str]]) -> None:
+        for name, kind, default, description in rows:
+            cell = description.replace("|", "\\|")
+            lines.append(f"| `{name}` | {kind} | {default} | {cell} |")
+
+    table(_reference_rows(schema))
+    for kind, heading in (("variant", "variants.<name>"), ("scenario", "scenarios.<name>")):
+        lines += [
+            "",
+            f"## `{heading}`",
+            "",
+            " ".join(schema["$defs"][kind].get("description", "").split()),
+        ]
+        lines += ["", "| key | type | default | description |", "|---|---|---|---|"]
+        table(_reference_rows(schema["$defs"][kind], f"{heading}."))
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _run_reference(args: argparse.Namespace) -> int:
+    print(reference_markdown(), end="")
+    return 0

@@ -12,6 +12,8 @@ CORES ?= 4
 SNAKEMAKE_ARGS ?=
 PYTEST_ARGS ?=
 
+# Tools of the venv (servebench, snakemake, locust) come first on PATH for every recipe.
+export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE ?= 1
 export BENTOML_DO_NOT_TRACK := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -37,7 +39,9 @@ test: $(STAMP)
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint --cores 1
 	$(BIN)/snakemake --lint --cores 1 --configfile .test/config.yaml
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; fi; \
+	exit $$status
 
 # The tiny end-to-end workflow (what CI runs after `make test`).
 smoke: $(STAMP)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,13 +21,20 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+def venv_tool(name: str) -> str:
+    """A console script of the environment running the tests (e.g. snakemake, servebench)."""
+    candidate = Path(sys.executable).parent / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} is not installed in the test environment")
+    return found
+
+
 @pytest.fixture(scope="session")
 def snakemake_exe() -> str:
-    """The snakemake of the environment running the tests."""
-    import sys
+    return venv_tool("snakemake")
 
-    candidate = Path(sys.executable).parent / "snakemake"
-    found = str(candidate) if candidate.exists() else shutil.which("snakemake")
-    if not found:
-        pytest.fail("snakemake is not installed in the test environment")
-    return found
+
+@pytest.fixture(scope="session")
+def servebench_exe() -> str:
+    return venv_tool("servebench")

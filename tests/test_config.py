@@ -108,11 +108,11 @@ def test_missing_file_is_a_config_error(tmp_path):
         load_config(tmp_path / "absent.yaml")
 
 
-def test_cli_check_config_reports_bad_file(tmp_path):
+def test_cli_check_config_reports_bad_file(servebench_exe, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"seed": -4}))
     result = subprocess.run(
-        ["servebench", "check-config", str(bad)], capture_output=True, text=True, cwd=REPO_ROOT
+        [servebench_exe, "check-config", str(bad)], capture_output=True, text=True, cwd=REPO_ROOT
     )
     assert result.returncode == 2
     assert "'seed'" in result.stdout and "Traceback" not in result.stderr

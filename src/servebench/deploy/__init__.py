@@ -1,0 +1,1 @@
+"""Deployment drivers: `local` (bentoml serve on this machine) and, later, `k3s`."""

@@ -260,6 +260,11 @@ def bento_path(bentoml_home: str | Path, tag: str) -> Path:
     return Path(bentoml_home) / "bentos" / name / version
 
 
+def model_path(bentoml_home: str | Path, tag: str) -> Path:
+    name, version = tag.split(":")
+    return Path(bentoml_home) / "models" / name / version
+
+
 def directory_size_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
@@ -317,19 +322,26 @@ def build_bento(
         path = bento_path(home, tag)
         if not path.is_dir():
             raise BentoBuildError(f"bentoml build reported success but {path} does not exist")
+    bento_bytes = directory_size_bytes(path)
+    model_bytes = directory_size_bytes(model_path(home, tag_of_model))
+    env_info = environment()
     record = {
         "variant": variant,
         "tag": tag,
         "bentoml_home": str(home),
         "bento_path": str(path),
-        "bento_size_bytes": directory_size_bytes(path),
+        # BentoML 1.4 keeps the model in the store and references it from the Bento; an
+        # exported Bento or an image carries both.
+        "bento_size_bytes": bento_bytes,
+        "model_size_bytes": model_bytes,
+        "bento_with_model_size_bytes": bento_bytes + model_bytes,
         "model_tag": tag_of_model,
         "runtime_dir": str(runtime_dir),
         "model_provenance": provenance,
         "settings": spec,
         "requirements": requirements_file(settings["runtime"]).name,
         "reused_existing_bento": reused,
-        "environment": {key: environment()[key] for key in ("git_commit", "packages", "python")},
+        "environment": {key: env_info[key] for key in ("git_commit", "packages", "python")},
     }
     write_json(output_json, record)
     return record

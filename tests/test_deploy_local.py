@@ -1,0 +1,276 @@
+"""The local deployment driver: readiness, monitoring, and no orphan processes, ever."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from bento_testbed import post_json, tiny_testbed, wait_gone
+
+from servebench.deploy import local
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- unit tests
+
+
+@pytest.mark.parametrize(
+    "text, cores",
+    [("0", [0]), ("0,2", [0, 2]), ("0-3", [0, 1, 2, 3]), ("3,0-1", [0, 1, 3]), (" 1 ", [1])],
+)
+def test_parse_cpus(text, cores):
+    assert local.parse_cpus(text) == cores
+
+
+@pytest.mark.parametrize("text", ["", "a", "1-", "3-1", "-1", "0,,x"])
+def test_parse_cpus_rejects_bad_lists(text):
+    with pytest.raises(ValueError, match="bad CPU list"):
+        local.parse_cpus(text)
+
+
+def test_check_cpus_names_missing_cores():
+    available = sorted(os.sched_getaffinity(0))
+    assert local.check_cpus(available[:1]) == available[:1]
+    with pytest.raises(ValueError, match="not available"):
+        local.check_cpus([max(available) + 64])
+
+
+def test_free_port_is_bindable():
+    import socket
+
+    port = local.free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+
+
+def test_parse_metrics_keeps_bentoml_samples_with_labels():
+    text = (
+        "# HELP bentoml_service_request_total Total\n"
+        "# TYPE bentoml_service_request_total counter\n"
+        'bentoml_service_request_total{endpoint="/classify",http_response_code="200"} 3.0\n'
+        "# HELP python_gc_objects_collected_total x\n"
+        "# TYPE python_gc_objects_collected_total counter\n"
+        'python_gc_objects_collected_total{generation="0"} 10.0\n'
+    )
+    assert local.parse_metrics(text) == [
+        ("bentoml_service_request_total", "endpoint=/classify;http_response_code=200", 3.0)
+    ]
+
+
+def test_log_tail(tmp_path):
+    log = tmp_path / "server.log"
+    log.write_text("".join(f"line {i}\n" for i in range(100)))
+    assert local.log_tail(log, 3) == "line 97\nline 98\nline 99"
+    assert "no server log" in local.log_tail(tmp_path / "missing.log")
+
+
+# ------------------------------------------------------------------------------ end to end
+
+
+@pytest.fixture(scope="module")
+def testbed(tmp_path_factory):
+    return tiny_testbed(tmp_path_factory)
+
+
+def _server_cpus(testbed):
+    return testbed.config["cpus"]["server"]
+
+
+@pytest.mark.e2e
+def test_a_missing_bento_fails_fast_with_the_log_tail(testbed, tmp_path):
+    with pytest.raises(local.ServerStartError) as error:
+        with local.local_server(
+            "sentiment-nope:0000",
+            bentoml_home=testbed.bentoml_home,
+            log_path=tmp_path / "server.log",
+            cpus=_server_cpus(testbed),
+            ready_timeout_s=60,
+        ):
+            pytest.fail("a server without a Bento must not become ready")
+    message = str(error.value)
+    assert "exited with code" in message and "server.log" in message
+    assert "sentiment-nope" in message.split("server.log", 1)[1]  # the tail is shown
+
+
+@pytest.mark.e2e
+def test_a_server_not_ready_in_time_is_stopped_with_a_clear_error(testbed, tmp_path):
+    record = testbed.records["optimized"]
+    with pytest.raises(local.ServerStartError, match=r"not ready after 0 s") as error:
+        with local.local_server(
+            record["tag"],
+            bentoml_home=record["bentoml_home"],
+            log_path=tmp_path / "server.log",
+            cpus=_server_cpus(testbed),
+            ready_timeout_s=0.01,
+        ):
+            pytest.fail("must not become ready in 10 ms")
+    assert "last lines of" in str(error.value)
+    assert not _servers_of(record["tag"]), "a server process survived the failed start"
+
+
+def _servers_of(tag):
+    """Live processes whose command line serves `tag` (ours: the tag is unique per session)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if tag in cmdline and process.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(process.pid)
+    return found
+
+
+@pytest.mark.e2e
+def test_pinned_server_with_monitoring_writes_both_csvs(testbed, tmp_path):
+    record = testbed.records["optimized"]
+    cpus = _server_cpus(testbed)
+    with local.local_server(
+        record["tag"],
+        bentoml_home=record["bentoml_home"],
+        log_path=tmp_path / "server.log",
+        cpus=cpus,
+    ) as server:
+        processes = server.processes()
+        assert len(processes) >= 2  # the arbiter and at least one worker
+        for process in processes:
+            assert process.cpu_affinity() == cpus
+        assert server.host == "127.0.0.1"
+        with local.monitor(server, tmp_path, interval_s=0.5) as sampler:
+            for _ in range(10):
+                assert post_json(server.url + "/classify_batch", {"texts": ["nice"]})[0] == 200
+            time.sleep(1.2)
+        assert sampler.samples >= 3 and sampler.scrape_failures == 0
+    with (tmp_path / "resources.csv").open() as handle:
+        resources = list(csv.DictReader(handle))
+    assert len(resources) >= 3
+    assert all(int(row["n_processes"]) >= 2 and int(row["rss_bytes"]) > 0 for row in resources)
+    with (tmp_path / "server_metrics.csv").open() as handle:
+        metrics = list(csv.DictReader(handle))
+    requests = [
+        float(row["value"])
+        for row in metrics
+        if row["metric"] == "bentoml_service_request_total"
+        and "endpoint=/classify_batch" in row["labels"]
+        and "http_response_code=200" in row["labels"]
+    ]
+    assert requests and max(requests) >= 10
+    assert not _servers_of(record["tag"])
+
+
+DRIVER = r"""
+import json, sys, time
+from servebench.deploy.local import local_server
+tag, home, log, cpus = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+with local_server(tag, bentoml_home=home, log_path=log, cpus=cpus, ready_timeout_s=120) as server:
+    print(json.dumps({"pids": [p.pid for p in server.processes()], "url": server.url}), flush=True)
+    while True:
+        time.sleep(0.2)
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: signal.Signals(s).name
+)
+def test_killing_the_driver_leaves_no_server_process(testbed, tmp_path, signum):
+    record = testbed.records["baseline"]
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            DRIVER,
+            record["tag"],
+            record["bentoml_home"],
+            str(tmp_path / "server.log"),
+            json.dumps(_server_cpus(testbed)),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = driver.stdout.readline()
+        assert line, f"the driver died before the server was ready (exit {driver.wait()})"
+        started = json.loads(line)
+        pids = started["pids"]
+        assert len(pids) >= 2
+        assert post_json(started["url"] + "/classify", {"text": "still here"})[0] == 200
+        driver.send_signal(signum)
+        driver.wait(timeout=60)
+        # SIGKILL leaves no `finally`: the kernel's parent-death signal stops the server.
+        survivors = wait_gone(pids, timeout_s=30)
+        assert survivors == [], f"server processes survived {signal.Signals(signum).name}"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+
+
+@pytest.mark.e2e
+def test_servebench_serve_command_serves_until_interrupted(testbed, tmp_path):
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(f"results_dir: {tmp_path / 'results'}\n")
+    command = [
+        str(Path(sys.executable).parent / "servebench"),
+        "serve",
+        "--variant",
+        "optimized",
+        "--configfile",
+        str(config_file),
+        "--bento-json",
+        str(testbed.record_paths["optimized"]),
+        "--cpus",
+        ",".join(map(str, _server_cpus(testbed))),
+        "--monitor",
+        str(tmp_path / "monitor"),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = None
+        output = []
+        for line in process.stdout:
+            output.append(line)
+            if " ready at " in line:
+                url = line.split(" ready at ", 1)[1].strip()
+                break
+        assert url, "".join(output)
+        status, answer = post_json(url + "/classify", {"text": "a fine day"})
+        assert status == 200 and answer["label"]
+        tag = testbed.records["optimized"]["tag"]
+        pids = _servers_of(tag)
+        assert pids
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+        assert wait_gone(pids, timeout_s=30) == []
+        assert (tmp_path / "monitor" / "resources.csv").is_file()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_servebench_serve_explains_a_missing_bento(tmp_path):
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(f"results_dir: {tmp_path / 'results'}\n")
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "servebench"),
+            "serve",
+            "--variant",
+            "optimized",
+            "--configfile",
+            str(config_file),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "no Bento built for variant 'optimized'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -147,9 +147,7 @@ class TorchClassifier(Classifier):
         else:
             self.device = torch.device("cpu")
             dtype = torch.float32
-        model = AutoModelForSequenceClassification.from_pretrained(
-            self.files_dir, torch_dtype=dtype
-        )
+        model = AutoModelForSequenceClassification.from_pretrained(self.files_dir, dtype=dtype)
         self.model = model.to(self.device).eval()
 
     def _logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

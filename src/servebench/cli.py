@@ -14,6 +14,7 @@ import sys
 # (module, description) of every subcommand provider, in help order.
 SUBCOMMAND_MODULES: list[str] = [
     "servebench.config",
+    "servebench.loadgen.cli",
     "servebench.deploy.local",
 ]
 

@@ -1,0 +1,299 @@
+"""Open-loop Locust user: sends a precomputed schedule, one greenlet per request.
+
+Run only by Locust, in its own process (`servebench.loadgen.runner` starts it); never imported
+by servebench itself. Everything it needs comes from the plan file named by $SERVEBENCH_PLAN
+(written by the runner): send times, payload order, request bodies, the in-flight cap.
+
+Timeline: the master (or the single local runner) picks a common start time t0 a moment ahead
+and sends it to every worker (a Locust custom message). Worker w of N sends the requests whose
+global index i has i % N == w, each at t0 + scheduled_s[i] in its own greenlet, so a slow
+answer never delays a later send. Each request is logged when it ends, one CSV line flushed
+at once, so a run cut short keeps every request that completed.
+"""
+
+from __future__ import annotations
+
+import csv
+import ctypes
+import json
+import os
+import time
+
+import gevent
+from gevent.event import Event
+from gevent.lock import Semaphore
+from locust import FastHttpUser, events, task
+from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
+from locust.stats import CSV_STATS_INTERVAL_SEC
+
+PLAN_PATH = os.environ["SERVEBENCH_PLAN"]
+with open(PLAN_PATH, encoding="utf-8") as _file:
+    PLAN = json.load(_file)
+
+LOG_COLUMNS = (
+    "index",
+    "worker",
+    "payload_index",
+    "scheduled_s",
+    "sent_s",
+    "done_s",
+    "status",
+    "outcome",
+    "delayed",
+    "error",
+)
+REJECTED_STATUSES = frozenset(PLAN["rejected_statuses"])
+
+_start = {"t0_mono": None, "t0_wall": None}
+_started = Event()
+_finished_workers: dict[int, dict] = {}
+clock = time.monotonic
+
+
+def _on_start(environment, msg, **_kwargs) -> None:  # noqa: ANN001
+    # Map the shared wall-clock start onto this process's monotonic clock once; every later
+    # timestamp is monotonic (immune to clock steps) relative to it.
+    t0_wall = msg.data["t0_wall"]
+    _start["t0_wall"] = t0_wall
+    _start["t0_mono"] = clock() + (t0_wall - time.time())
+    _started.set()
+
+
+def _on_done(environment, msg, **_kwargs) -> None:  # noqa: ANN001
+    _finished_workers[msg.data["worker"]] = msg.data
+    if len(_finished_workers) >= PLAN["workers"]:
+        # Every worker has sent its share and seen its answers: end the test, once Locust's
+        # own CSV writer (every CSV_STATS_INTERVAL_SEC) and, distributed, the workers' stats
+        # reports (every WORKER_REPORT_INTERVAL) have caught up, so its reports are complete.
+        catch_up_s = CSV_STATS_INTERVAL_SEC + 0.3
+        if isinstance(environment.runner, MasterRunner):
+            catch_up_s += WORKER_REPORT_INTERVAL
+        gevent.spawn_later(catch_up_s, environment.runner.quit)
+
+
+@events.init.add_listener
+def _on_init(environment, **_kwargs) -> None:  # noqa: ANN001
+    runner = environment.runner
+    if not isinstance(runner, MasterRunner):
+        runner.register_message("servebench_start", _on_start)
+    if not isinstance(runner, WorkerRunner):
+        runner.register_message("servebench_done", _on_done)
+
+
+@events.test_start.add_listener
+def _on_test_start(environment, **_kwargs) -> None:  # noqa: ANN001
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        return
+    runner.send_message("servebench_start", {"t0_wall": time.time() + PLAN["start_lead_s"]})
+
+
+class _itimerspec(ctypes.Structure):
+    _fields_ = [
+        ("interval_s", ctypes.c_long),
+        ("interval_ns", ctypes.c_long),
+        ("value_s", ctypes.c_long),
+        ("value_ns", ctypes.c_long),
+    ]
+
+
+class PreciseSleeper:
+    """Sleep until an absolute time.monotonic() deadline with ~0.1 ms precision, yielding to
+    other greenlets. gevent's own timers round every wait up to a whole millisecond (the epoll
+    timeout), which quantizes sends to a 1 ms grid and distorts interarrivals at high rates;
+    a Linux timerfd armed at the deadline (CLOCK_MONOTONIC, the clock behind time.monotonic)
+    wakes the event loop as soon as it fires. Elsewhere it falls back to gevent.sleep."""
+
+    CLOCK_MONOTONIC = 1
+    TFD_TIMER_ABSTIME = 1
+    TFD_NONBLOCK_CLOEXEC = 0o4000 | 0o2000000
+
+    def __init__(self) -> None:
+        self.fd = -1
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            self._settime = libc.timerfd_settime
+            self.fd = libc.timerfd_create(self.CLOCK_MONOTONIC, self.TFD_NONBLOCK_CLOEXEC)
+        except (OSError, AttributeError):
+            return
+        if self.fd >= 0:
+            self._hub = gevent.get_hub()
+            self._watcher = self._hub.loop.io(self.fd, 1)
+            self._spec = _itimerspec()
+
+    def sleep_until(self, deadline: float) -> None:
+        delay = deadline - clock()
+        if delay <= 0:
+            return
+        if self.fd < 0:
+            gevent.sleep(delay)
+            return
+        seconds = int(deadline)
+        self._spec.value_s = seconds
+        self._spec.value_ns = max(int((deadline - seconds) * 1e9), 1)
+        self._settime(self.fd, self.TFD_TIMER_ABSTIME, ctypes.byref(self._spec), None)
+        self._hub.wait(self._watcher)
+        try:
+            os.read(self.fd, 8)
+        except BlockingIOError:
+            pass
+
+
+def classify(status: int, error: BaseException | None) -> str:
+    """ok / rejected / failed / timeout. A status means the server answered (Locust also sets
+    an error for a non-2xx status); no status means the request got no answer."""
+    if not status:
+        is_timeout = isinstance(error, (TimeoutError, gevent.Timeout))
+        return "timeout" if is_timeout or "timed out" in str(error).lower() else "failed"
+    if 200 <= status < 300:
+        return "ok"
+    if status in REJECTED_STATUSES:
+        return "rejected"
+    return "failed"
+
+
+class OpenLoopUser(FastHttpUser):
+    """One per worker process: replays its share of the global schedule, open loop."""
+
+    # The HTTP pool never makes a request wait: our own cap (below) is the only limit.
+    concurrency = PLAN["max_in_flight"]
+    network_timeout = PLAN["timeout_s"]
+    connection_timeout = PLAN["timeout_s"]
+    max_retries = 0
+
+    def on_start(self) -> None:
+        self.worker = max(self.environment.runner.worker_index, 0)
+        self.slots = Semaphore(PLAN["max_in_flight"])
+        self.drop = PLAN["overflow"] == "drop"
+        self.counts = {"sent": 0, "done": 0, "dropped": 0, "delayed": 0, "max_in_flight": 0}
+        self.pending = 0
+        self.idle = Event()
+        self.idle.set()
+        log_path = os.path.join(PLAN["log_dir"], f"requests_worker{self.worker}.csv")
+        # Line-buffered: every line reaches the OS when written, so a kill loses nothing done.
+        self.log_file = open(log_path, "w", encoding="utf-8", newline="", buffering=1)  # noqa: SIM115
+        self.log = csv.writer(self.log_file, lineterminator="\n")
+        self.log.writerow(LOG_COLUMNS)
+        self.status_path = os.path.join(PLAN["log_dir"], f"status_worker{self.worker}.json")
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Open one connection before the start, sending nothing. The first connection
+        starts gevent's resolver thread pool, which blocks the event loop for ~15 ms: done
+        during the schedule, that would delay the sends behind it."""
+        try:
+            client = self.client.client.clientpool.get_client(self.host + PLAN["endpoint"])
+            pool = client._connection_pool
+            pool.release_socket(pool.get_socket())
+        except Exception:  # noqa: BLE001 - best effort: an unreachable server is measured later
+            pass
+
+    @task
+    def replay(self) -> None:
+        _started.wait()
+        t0 = _start["t0_mono"]
+        scheduled = PLAN["scheduled_s"]
+        payloads = PLAN["payload_index"]
+        mine = range(self.worker, len(scheduled), PLAN["workers"])
+        reporter = gevent.spawn(self._report_status, t0)
+        sleep_until = PreciseSleeper().sleep_until
+        sleep_until(t0)
+        cpu_start = time.process_time()
+        wall_start = clock()
+        spawn = gevent.spawn
+        for index in mine:
+            sleep_until(t0 + scheduled[index])
+            self.pending += 1
+            self.idle.clear()
+            spawn(self._send, index, payloads[index], t0)
+        # CPU over the sending phase (waiting for the last answers costs almost nothing).
+        sending_cpu_s = time.process_time() - cpu_start
+        sending_wall_s = clock() - wall_start
+        self.idle.wait(timeout=PLAN["timeout_s"] + 5.0)
+        reporter.kill()
+        result = dict(
+            self.counts,
+            worker=self.worker,
+            planned=len(mine),
+            in_flight_at_end=self.pending,
+            sending_cpu_s=sending_cpu_s,
+            sending_wall_s=sending_wall_s,
+            cpu_percent=100.0 * sending_cpu_s / sending_wall_s if sending_wall_s > 0 else None,
+            t0_wall=_start["t0_wall"],
+            finished=True,
+        )
+        self._write_status(result)
+        self.log_file.flush()
+        self.environment.runner.send_message("servebench_done", result)
+        gevent.sleep(PLAN["timeout_s"] + 3600.0)  # until the master quits the test
+
+    def _send(self, index: int, payload_index: int, t0: float) -> None:
+        delayed = 0
+        if not self.slots.acquire(blocking=False):
+            if self.drop:
+                self.counts["dropped"] += 1
+                self._finish(index, payload_index, t0, "", "", "", "dropped", 0, "in-flight cap")
+                return
+            # Delay policy: send when a slot frees; latency still counts from the schedule.
+            delayed = 1
+            self.counts["delayed"] += 1
+            self.slots.acquire()
+        in_flight = PLAN["max_in_flight"] - self.slots.counter
+        if in_flight > self.counts["max_in_flight"]:
+            self.counts["max_in_flight"] = in_flight
+        body = PLAN["bodies"][payload_index]
+        sent = clock()
+        self.counts["sent"] += 1
+        status, error = 0, None
+        try:
+            response = self.client.request(
+                PLAN["method"],
+                PLAN["endpoint"],
+                data=body,
+                headers=PLAN["headers"],
+                name=PLAN["endpoint"],
+            )
+            status = response.status_code or 0
+            error = getattr(response, "error", None)
+        except Exception as exception:  # anything the HTTP client did not turn into a response
+            error = exception
+        done = clock()
+        self.slots.release()
+        outcome = classify(status, error)
+        message = "" if error is None else f"{type(error).__name__}: {error}"[:200]
+        self.counts["done"] += 1
+        self._finish(
+            index, payload_index, t0, sent - t0, done - t0, status, outcome, delayed, message
+        )
+
+    def _finish(self, index, payload_index, t0, sent_s, done_s, status, outcome, delayed, error):  # noqa: ANN001
+        scheduled_s = PLAN["scheduled_s"][index]
+        self.log.writerow(
+            (
+                index,
+                self.worker,
+                payload_index,
+                repr(scheduled_s),
+                f"{sent_s:.7f}" if sent_s != "" else "",
+                f"{done_s:.7f}" if done_s != "" else "",
+                status,
+                outcome,
+                delayed,
+                error,
+            )
+        )
+        self.pending -= 1
+        if self.pending == 0:
+            self.idle.set()
+
+    def _report_status(self, t0: float) -> None:
+        while True:
+            gevent.sleep(PLAN["status_interval_s"])
+            self._write_status(dict(self.counts, worker=self.worker, in_flight=self.pending))
+
+    def _write_status(self, status: dict) -> None:
+        status = dict(status, t0_wall=_start["t0_wall"], updated_s=clock() - _start["t0_mono"])
+        temporary = self.status_path + ".tmp"
+        with open(temporary, "w", encoding="utf-8") as file:
+            json.dump(status, file)
+        os.replace(temporary, self.status_path)

@@ -1,0 +1,552 @@
+"""Run one open-loop load test: schedule -> Locust subprocess(es) -> requests.parquet, summary.json.
+
+Locust always runs as its own process (master + N workers on 127.0.0.1, or one standalone
+process for N = 1), pinned to the generator's cores; this module never imports locust.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from servebench import arrivals
+from servebench.loadgen.summary import read_worker_logs, request_table, summarize
+from servebench.provenance import stable_hash, write_json
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+DEFAULT_BODY_TEMPLATE = '{"texts": ["{text}"]}'
+TEXT_PLACEHOLDER = "{text}"
+# Seconds between the start message and the first send: every worker must be waiting by then.
+START_LEAD_S = {"standalone": 1.0, "distributed": 2.0}
+# Locust stops on its own at the end of the schedule; this bound only guards a hang.
+RUN_TIME_MARGIN_S = 60.0
+
+
+class LoadTestError(ValueError):
+    """Bad input to a load test (payload file, template, cores): one readable line."""
+
+
+def read_payloads(path: str | Path) -> list[str]:
+    """The `text` column of a CSV file."""
+    path = Path(path)
+    if not path.is_file():
+        raise LoadTestError(f"{path}: no such payload file")
+    with path.open(encoding="utf-8", newline="") as file:
+        reader = csv.DictReader(file)
+        if not reader.fieldnames or "text" not in reader.fieldnames:
+            raise LoadTestError(f"{path}: needs a 'text' column (found {reader.fieldnames})")
+        texts = [row["text"] for row in reader]
+    if not texts:
+        raise LoadTestError(f"{path}: no rows")
+    return texts
+
+
+def render_body(template: str, text: str) -> str:
+    """The JSON body for one text: every "{text}" inside a string of `template` replaced."""
+    try:
+        parsed = json.loads(template)
+    except json.JSONDecodeError as error:
+        raise LoadTestError(f"the body template is not valid JSON: {error}") from None
+
+    def fill(node: Any) -> Any:
+        if isinstance(node, str):
+            return node.replace(TEXT_PLACEHOLDER, text)
+        if isinstance(node, list):
+            return [fill(item) for item in node]
+        if isinstance(node, dict):
+            return {key: fill(value) for key, value in node.items()}
+        return node
+
+    return json.dumps(fill(parsed), ensure_ascii=False)
+
+
+def parse_cpus(text: str | list[int] | None) -> list[int] | None:
+    """`"1"`, `"1,3"`, `"2-5"` or a list -> sorted core numbers."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, (list, tuple)):
+        return sorted({int(cpu) for cpu in text})
+    cores: set[int] = set()
+    for part in str(text).split(","):
+        first, _, last = part.strip().partition("-")
+        try:
+            cores.update(range(int(first), int(last or first) + 1))
+        except ValueError:
+            raise LoadTestError(f"--cpus {text!r}: expected a list like 1 or 1,3 or 2-5") from None
+    return sorted(cores)
+
+
+def _check_cpus(cpus: list[int] | None) -> None:
+    if not cpus:
+        return
+    usable = os.sched_getaffinity(0)
+    unusable = sorted(set(cpus) - usable)
+    if unusable:
+        raise LoadTestError(f"cores {unusable} are not available here (usable: {sorted(usable)})")
+
+
+def _pin(command: list[str], cpus: list[int] | None) -> list[str]:
+    if not cpus:
+        return command
+    taskset = shutil.which("taskset")
+    if taskset is None:  # pragma: no cover - util-linux is everywhere Linux is
+        raise LoadTestError("taskset (util-linux) is needed to pin the generator to cores")
+    return [taskset, "-c", ",".join(map(str, cpus)), *command]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _locust_env() -> dict[str, str]:
+    # LOCUST_* variables would silently change Locust's options: the plan decides, not them.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LOCUST_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def settings_from_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The `run_loadtest` keyword arguments a validated config fixes (`loadgen`, `cpus`)."""
+    loadgen = config.get("loadgen", {})
+    return {
+        "endpoint": loadgen.get("endpoint", "/classify_batch"),
+        "max_in_flight": loadgen.get("max_in_flight", 512),
+        "overflow": loadgen.get("overflow_policy", "delay"),
+        "timeout_s": loadgen.get("request_timeout_s", 30.0),
+        "workers": loadgen.get("workers", 1),
+        "validity": dict(loadgen.get("validity", {})),
+        "cpus": config.get("cpus", {}).get("loadgen"),
+    }
+
+
+def run_loadtest(
+    *,
+    host: str,
+    out_dir: str | Path,
+    seed: int,
+    arrival: str,
+    rate_rps: float | None = None,
+    cv: float | None = None,
+    shape: float | None = None,
+    duration_s: float | None = None,
+    requests: int | None = None,
+    warmup_s: float = 0.0,
+    stages: str | list[arrivals.Stage] | None = None,
+    trace: str | Path | None = None,
+    payloads: str | Path | None = None,
+    endpoint: str = "/classify_batch",
+    method: str = "POST",
+    body_template: str = DEFAULT_BODY_TEMPLATE,
+    workers: int = 1,
+    cpus: str | list[int] | None = None,
+    max_in_flight: int = 512,
+    overflow: str = "delay",
+    timeout_s: float = 30.0,
+    rejected_statuses: tuple[int, ...] = (429, 503),
+    validity: dict[str, float] | None = None,
+    progress: bool | None = None,
+    progress_interval_s: float | None = None,
+) -> dict[str, Any]:
+    """Send the seeded schedule to `host` + `endpoint` open loop; return the summary.
+
+    Writes into `out_dir`: requests.parquet, summary.json, plan.json (the schedule, payload
+    order and settings), Locust's CSVs (locust_*.csv), HTML report and logs, and the raw
+    per-worker logs under raw/. `progress`: None shows a live line on a terminal and a line
+    every few seconds otherwise; False shows nothing.
+    """
+    out = Path(out_dir)
+    if workers < 1:
+        raise LoadTestError(f"need at least one load generator worker, not {workers}")
+    if max_in_flight < 1:
+        raise LoadTestError(f"the in-flight cap must be at least 1, not {max_in_flight}")
+    if overflow not in ("delay", "drop"):
+        raise LoadTestError(f"overflow policy must be delay or drop, not {overflow!r}")
+    if not (timeout_s > 0):
+        raise LoadTestError(f"the request timeout must be positive, not {timeout_s}")
+    if warmup_s < 0:
+        raise LoadTestError(f"the warm-up must not be negative, not {warmup_s}")
+    if not endpoint.startswith("/"):
+        raise LoadTestError(f"the endpoint must start with '/', not {endpoint!r}")
+    cpu_list = parse_cpus(cpus)
+    _check_cpus(cpu_list)
+    try:
+        stage_list = arrivals.parse_stages(stages) if isinstance(stages, str) else stages
+        schedule = arrivals.make_schedule(
+            arrival,
+            seed=seed,
+            rate_rps=rate_rps,
+            cv=cv,
+            shape=shape,
+            duration_s=duration_s,
+            requests=requests,
+            stages=stage_list,
+            trace=trace,
+        )
+    except ValueError as error:
+        raise LoadTestError(str(error)) from None
+    if warmup_s >= schedule.horizon_s:
+        raise LoadTestError(
+            f"the warm-up ({warmup_s} s) must end before the run does ({schedule.horizon_s:.3g} s)"
+        )
+    if payloads is not None:
+        texts = read_payloads(payloads)
+        bodies = [render_body(body_template, text) for text in texts]
+    elif method.upper() in ("GET", "HEAD", "DELETE"):
+        texts, bodies = [""], [None]
+    else:
+        raise LoadTestError(f"a {method} load test needs a payload file (--payloads)")
+    order = arrivals.payload_order(len(schedule), len(bodies), seed)
+
+    out.mkdir(parents=True, exist_ok=True)
+    raw_dir = out / "raw"
+    if raw_dir.exists():
+        shutil.rmtree(raw_dir)  # a rerun into the same folder starts from a clean log
+    raw_dir.mkdir()
+    for stale in ("summary.json", "requests.parquet"):
+        (out / stale).unlink(missing_ok=True)
+    mode = "standalone" if workers == 1 else "distributed"
+    settings = {
+        "host": host,
+        "endpoint": endpoint,
+        "method": method.upper(),
+        "body_template": body_template if payloads is not None else None,
+        "payloads": str(payloads) if payloads is not None else None,
+        "payload_count": len(texts),
+        "payloads_hash": stable_hash(texts),
+        "payload_order_hash": arrivals.hash_array(order),
+        "workers": workers,
+        "cpus": cpu_list,
+        "max_in_flight": max_in_flight,
+        "overflow": overflow,
+        "timeout_s": timeout_s,
+        "rejected_statuses": sorted(rejected_statuses),
+        "warmup_s": warmup_s,
+    }
+    plan = {
+        **settings,
+        "schedule": schedule.describe(),
+        "log_dir": str(raw_dir.resolve()),
+        "start_lead_s": START_LEAD_S[mode],
+        "status_interval_s": 1.0,
+        "headers": {"Content-Type": "application/json"} if payloads is not None else {},
+        "bodies": bodies,
+        "scheduled_s": schedule.scheduled_s.tolist(),
+        "payload_index": order.tolist(),
+    }
+    plan_path = out / "plan.json"
+    plan_path.write_text(json.dumps(plan))
+
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    run_time_s = math.ceil(START_LEAD_S[mode] + schedule.horizon_s + timeout_s + RUN_TIME_MARGIN_S)
+    processes = _start_locust(out, plan_path, host, workers, cpu_list, run_time_s)
+    if progress is None:
+        progress = True
+    monitor = (
+        ProgressMonitor(raw_dir, len(schedule), sys.stderr, progress_interval_s)
+        if progress
+        else None
+    )
+    interrupted = False
+    exit_code: int | None = None
+    # This thread watches the run from the generator's cores too, never from the server's.
+    previous_affinity = os.sched_getaffinity(0)
+    if cpu_list:
+        os.sched_setaffinity(0, cpu_list)
+    previous_sigterm = _sigterm_as_interrupt()
+    try:
+        exit_code = _wait(processes, monitor, deadline_s=run_time_s + 30.0)
+    except KeyboardInterrupt:
+        interrupted = True
+        exit_code = _stop(processes)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                _stop([process])
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+        if cpu_list:
+            os.sched_setaffinity(0, previous_affinity)
+        if monitor is not None:
+            monitor.close()
+
+    summary = finish(
+        out,
+        schedule,
+        warmup_s=warmup_s,
+        validity=validity or {},
+        workers=workers,
+        interrupted=interrupted,
+        locust_exit_code=exit_code,
+    )
+    summary.update(settings=settings, started_at=started_at)
+    write_json(out / "summary.json", summary)
+    if interrupted:
+        raise KeyboardInterrupt
+    return summary
+
+
+def finish(
+    out: Path,
+    schedule: arrivals.Schedule,
+    *,
+    warmup_s: float,
+    validity: dict[str, float],
+    workers: int,
+    interrupted: bool,
+    locust_exit_code: int | None,
+) -> dict[str, Any]:
+    """Merge the per-worker logs into requests.parquet and compute the summary."""
+    raw_dir = out / "raw"
+    table = request_table(read_worker_logs(raw_dir), warmup_s)
+    temporary = out / "requests.parquet.tmp"
+    table.to_parquet(temporary, index=False)
+    temporary.replace(out / "requests.parquet")
+    worker_results = []
+    for path in sorted(raw_dir.glob("status_worker*.json")):
+        status = json.loads(path.read_text())
+        if status.get("finished"):
+            worker_results.append(status)
+    return summarize(
+        table,
+        schedule,
+        warmup_s=warmup_s,
+        validity=validity,
+        worker_results=worker_results,
+        workers=workers,
+        interrupted=interrupted,
+        locust_exit_code=locust_exit_code,
+    )
+
+
+def _sigterm_as_interrupt() -> Any:
+    """While Locust runs, SIGTERM (e.g. from Snakemake) stops it cleanly like Ctrl-C does:
+    Locust runs in its own session, so it would otherwise outlive us."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
+def _start_locust(
+    out: Path,
+    plan_path: Path,
+    host: str,
+    workers: int,
+    cpus: list[int] | None,
+    run_time_s: int,
+) -> list[subprocess.Popen]:
+    env = _locust_env()
+    env["SERVEBENCH_PLAN"] = str(plan_path.resolve())
+    base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", host]
+    report = [
+        "--headless",
+        "--run-time",
+        f"{run_time_s}s",
+        "--csv",
+        str((out / "locust").resolve()),
+        "--html",
+        str((out / "locust_report.html").resolve()),
+        "--exit-code-on-error",
+        "0",
+        "--only-summary",
+        "--stop-timeout",
+        "0",
+    ]
+
+    def launch(command: list[str], name: str, cores: list[int] | None) -> subprocess.Popen:
+        log: TextIO = (out / f"{name}.out").open("w", encoding="utf-8")
+        command += ["--logfile", str((out / f"{name}.log").resolve()), "--loglevel", "INFO"]
+        # Its own process group: a Ctrl-C on the terminal reaches us, and we stop Locust cleanly.
+        return subprocess.Popen(
+            _pin(command, cores),
+            cwd=out,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    if workers == 1:
+        return [launch([*base, *report, "-u", "1", "-r", "1"], "locust", cpus)]
+    port = _free_port()
+    master = launch(
+        [
+            *base,
+            *report,
+            "--master",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(port),
+            "--expect-workers",
+            str(workers),
+            "--expect-workers-max-wait",
+            "60",
+            "-u",
+            str(workers),
+            "-r",
+            str(workers),
+        ],
+        "locust",
+        cpus,
+    )
+    processes = [master]
+    for worker in range(workers):
+        # One core per worker when there are enough, else all of the generator's cores.
+        cores = [cpus[worker % len(cpus)]] if cpus and len(cpus) >= workers else cpus
+        command = [
+            *base,
+            "--worker",
+            "--master-host",
+            "127.0.0.1",
+            "--master-port",
+            str(port),
+            "--headless",
+        ]
+        processes.append(launch(command, f"locust_worker{worker}", cores))
+    return processes
+
+
+def _wait(
+    processes: list[subprocess.Popen], monitor: ProgressMonitor | None, deadline_s: float
+) -> int | None:
+    """Wait for the master (or standalone) process; the others follow it."""
+    start = time.monotonic()
+    master = processes[0]
+    while master.poll() is None:
+        if monitor is not None:
+            monitor.update()
+        if time.monotonic() - start > deadline_s:
+            print("servebench loadtest: Locust did not stop in time; stopping it", file=sys.stderr)
+            _stop(processes)
+            return None
+        time.sleep(0.2)
+        if any(p.poll() not in (None, 0) for p in processes[1:]) and master.poll() is None:
+            # A worker died: the master would wait for it until the run time ends.
+            _stop(processes)
+            break
+    for process in processes[1:]:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            _stop([process])
+    if monitor is not None:
+        monitor.update(final=True)
+    return master.returncode
+
+
+def _stop(processes: list[subprocess.Popen]) -> int | None:
+    """SIGINT (Locust then writes its reports), then SIGTERM, then SIGKILL."""
+    for sig, grace in ((signal.SIGINT, 10), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        for process in processes:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, sig)
+                except ProcessLookupError:
+                    pass
+        end = time.monotonic() + grace
+        while time.monotonic() < end and any(p.poll() is None for p in processes):
+            time.sleep(0.1)
+        if all(p.poll() is not None for p in processes):
+            break
+    return processes[0].returncode if processes else None
+
+
+class ProgressMonitor:
+    """sent/planned, achieved rate and the p99 of recent latencies, from the workers' files.
+
+    On a terminal one line redrawn twice a second; otherwise (workflow logs) a line every
+    `interval_s` seconds (5 by default).
+    """
+
+    def __init__(
+        self, raw_dir: Path, planned: int, stream: TextIO, interval_s: float | None = None
+    ) -> None:
+        self.raw_dir = raw_dir
+        self.planned = planned
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.interval_s = interval_s if interval_s is not None else (0.5 if self.tty else 5.0)
+        self.last_shown = 0.0
+        self.offsets: dict[Path, int] = {}
+        self.recent: deque[tuple[float, float]] = deque()  # (done_s, latency_ms)
+        self.shown_any = False
+
+    def _read_new_rows(self) -> None:
+        for path in self.raw_dir.glob("requests_worker*.csv"):
+            offset = self.offsets.get(path, 0)
+            with path.open("rb") as file:
+                file.seek(offset)
+                chunk = file.read()
+            complete = chunk.rfind(b"\n") + 1
+            self.offsets[path] = offset + complete
+            for line in chunk[:complete].decode("utf-8", "replace").splitlines():
+                fields = line.split(",")
+                try:
+                    scheduled, done = float(fields[3]), float(fields[5])
+                except (ValueError, IndexError):
+                    continue  # header, dropped request, or a text field with commas
+                self.recent.append((done, (done - scheduled) * 1000.0))
+
+    def line(self) -> str | None:
+        statuses = []
+        for path in self.raw_dir.glob("status_worker*.json"):
+            try:
+                statuses.append(json.loads(path.read_text()))
+            except (OSError, json.JSONDecodeError):
+                continue
+        if not statuses:
+            return None
+        self._read_new_rows()
+        sent = sum(s.get("sent", 0) for s in statuses)
+        dropped = sum(s.get("dropped", 0) for s in statuses)
+        elapsed = max(s.get("updated_s", 0.0) for s in statuses)
+        while self.recent and self.recent[0][0] < elapsed - 5.0:
+            self.recent.popleft()
+        p99 = np.percentile([lat for _, lat in self.recent], 99) if self.recent else math.nan
+        rate = sent / elapsed if elapsed > 0 else 0.0
+        text = (
+            f"sent {sent}/{self.planned} ({100 * sent / max(self.planned, 1):.0f}%)  "
+            f"achieved {rate:.1f} req/s  p99 {p99:.1f} ms (last 5 s)"
+        )
+        return text + (f"  dropped {dropped}" if dropped else "")
+
+    def update(self, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.last_shown < self.interval_s:
+            return
+        self.last_shown = now
+        text = self.line()
+        if text is None:
+            return
+        self.shown_any = True
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + text)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self.shown_any:
+            self.stream.write("\n")
+            self.stream.flush()

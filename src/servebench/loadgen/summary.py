@@ -1,0 +1,261 @@
+"""From the per-request log to `requests.parquet` and `summary.json`: statistics and validity.
+
+Everything is counted from the generator's own per-request log (Locust's CSVs miss the last
+second and know nothing of the schedule). Warm-up requests (scheduled before the end of the
+warm-up) are kept in the raw data and left out of every statistic.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from servebench.arrivals import Schedule, interarrival_cv, ks_test
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+OUTCOMES = ("ok", "rejected", "failed", "timeout", "dropped")
+PERCENTILES = (50, 90, 95, 99)
+
+# Validity thresholds; config/config.yaml `loadgen.validity` holds the same keys and defaults.
+DEFAULT_VALIDITY: dict[str, float] = {
+    "achieved_rate_tolerance": 0.02,
+    "cv_tolerance": 0.10,
+    "cv_min_arrivals": 500,
+    "ks_alpha": 0.01,
+    "ks_resolution_ms": 1.0,
+    "send_lag_p99_max_ms": 5.0,
+    "generator_cpu_max_percent": 90.0,
+}
+
+
+def read_worker_logs(log_dir: Path) -> pd.DataFrame:
+    """The per-worker CSV logs merged into one table, one row per request, sorted by index."""
+    import pandas as pd
+
+    frames = []
+    for path in sorted(log_dir.glob("requests_worker*.csv")):
+        try:
+            frames.append(
+                pd.read_csv(
+                    path,
+                    dtype={"error": "string", "outcome": "string"},
+                    keep_default_na=False,
+                    na_values={"sent_s": [""], "done_s": [""], "status": [""]},
+                )
+            )
+        except pd.errors.EmptyDataError:
+            continue
+    columns = [
+        "index",
+        "worker",
+        "payload_index",
+        "scheduled_s",
+        "sent_s",
+        "done_s",
+        "status",
+        "outcome",
+        "delayed",
+        "error",
+    ]
+    if not frames:
+        return pd.DataFrame({name: pd.Series(dtype="float64") for name in columns})
+    table = pd.concat(frames, ignore_index=True)
+    # A line cut in half by a kill is dropped rather than read as a request.
+    table = table.dropna(subset=["index", "outcome"])
+    table = table[table["outcome"].isin(OUTCOMES)]
+    return table.sort_values("index", kind="stable").reset_index(drop=True)
+
+
+def request_table(log: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
+    """The contract's per-request columns, derived from the raw log."""
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {
+            "index": log["index"].astype("int64"),
+            "worker": log["worker"].astype("int64"),
+            "payload_index": log["payload_index"].astype("int64"),
+            "scheduled_s": log["scheduled_s"].astype("float64"),
+            "sent_s": pd.to_numeric(log["sent_s"], errors="coerce").astype("float64"),
+            "done_s": pd.to_numeric(log["done_s"], errors="coerce").astype("float64"),
+        }
+    )
+    table["latency_ms"] = (table["done_s"] - table["scheduled_s"]) * 1000.0
+    table["service_ms"] = (table["done_s"] - table["sent_s"]) * 1000.0
+    table["send_lag_ms"] = (table["sent_s"] - table["scheduled_s"]) * 1000.0
+    table["status"] = pd.to_numeric(log["status"], errors="coerce").astype("Int64")
+    table["outcome"] = log["outcome"].astype("string")
+    table["delayed"] = log["delayed"].astype("int64").astype(bool)
+    table["in_warmup"] = table["scheduled_s"] < warmup_s
+    table["error"] = log["error"].astype("string")
+    return table
+
+
+def _percentiles(values: np.ndarray, prefix: str) -> dict[str, float | None]:
+    values = values[np.isfinite(values)]
+    result: dict[str, float | None] = {}
+    for q in PERCENTILES:
+        result[f"{prefix}_p{q}_ms"] = float(np.percentile(values, q)) if len(values) else None
+    result[f"{prefix}_max_ms"] = float(values.max()) if len(values) else None
+    result[f"{prefix}_mean_ms"] = float(values.mean()) if len(values) else None
+    return result
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def summarize(
+    table: pd.DataFrame,
+    schedule: Schedule,
+    *,
+    warmup_s: float,
+    validity: dict[str, float],
+    worker_results: list[dict[str, Any]],
+    workers: int,
+    interrupted: bool = False,
+    locust_exit_code: int | None = 0,
+) -> dict[str, Any]:
+    """The run's summary (the contract's fields) with `valid` and `invalid_reasons`."""
+    rules = dict(DEFAULT_VALIDITY, **{k: v for k, v in validity.items() if v is not None})
+    horizon = schedule.horizon_s
+    window_s = horizon - warmup_s
+    planned = schedule.scheduled_s
+    planned_measured = planned[planned >= warmup_s]
+    measured = table[~table["in_warmup"]]
+    sent = measured[measured["sent_s"].notna()]
+    sent_times = np.sort(sent["sent_s"].to_numpy())
+    ok = measured[measured["outcome"] == "ok"]
+
+    offered = len(planned_measured) / window_s if window_s > 0 else math.nan
+    last_sent = float(sent_times[-1]) if len(sent_times) else horizon
+    achieved = len(sent_times) / (max(horizon, last_sent) - warmup_s) if window_s > 0 else math.nan
+    done_times = measured["done_s"].dropna().to_numpy()
+    last_done = float(done_times.max()) if len(done_times) else horizon
+    throughput = len(ok) / (max(horizon, last_done) - warmup_s) if window_s > 0 else math.nan
+    if schedule.rate_rps is not None:
+        target_rate = schedule.rate_rps
+    elif schedule.profile is not None and window_s > 0:
+        span = schedule.profile.cumulative(np.array([warmup_s, horizon]))
+        target_rate = float(span[1] - span[0]) / window_s
+    else:
+        target_rate = offered
+
+    # CVs in operational time (the plain interarrival CV at a constant rate).
+    schedule_cv = interarrival_cv(schedule.operational(planned_measured))
+    realized_cv = interarrival_cv(schedule.operational(sent_times))
+    ks = ks_test(schedule, sent_times, resolution_s=rules["ks_resolution_ms"] / 1000.0)
+
+    counts = {outcome: int((measured["outcome"] == outcome).sum()) for outcome in OUTCOMES}
+    counts_all = {outcome: int((table["outcome"] == outcome).sum()) for outcome in OUTCOMES}
+    missing = len(planned) - len(table)
+    cpu_values = [r["cpu_percent"] for r in worker_results if r.get("cpu_percent") is not None]
+    generator_cpu = max(cpu_values) if cpu_values else None
+
+    summary: dict[str, Any] = {
+        "arrival": schedule.arrival,
+        "seed": schedule.seed,
+        "schedule_hash": schedule.schedule_hash,
+        "horizon_s": horizon,
+        "warmup_s": warmup_s,
+        "planned_requests": int(len(planned)),
+        "measured_planned_requests": int(len(planned_measured)),
+        "measured_sent_requests": int(len(sent_times)),
+        "target_rate_rps": _finite(target_rate),
+        "offered_rate_rps": _finite(offered),
+        "achieved_rate_rps": _finite(achieved),
+        "throughput_rps": _finite(throughput),
+        "target_cv": _finite(schedule.target_cv),
+        "schedule_cv": _finite(schedule_cv),
+        "realized_cv": _finite(realized_cv),
+        "gamma_shape": schedule.shape,
+        "ks_statistic": ks[0] if ks else None,
+        "ks_pvalue": ks[1] if ks else None,
+        "ks_reference": ks[2] if ks else None,
+        **_percentiles(sent["send_lag_ms"].to_numpy(), "send_lag"),
+        **_percentiles(ok["latency_ms"].to_numpy(), "latency"),
+        **_percentiles(ok["service_ms"].to_numpy(), "service"),
+        "counts": counts,
+        "counts_including_warmup": counts_all,
+        "delayed_requests": int(measured["delayed"].sum()),
+        "missing_requests": int(missing),
+        "generator_cpu_percent": _finite(generator_cpu) if generator_cpu is not None else None,
+        "generator_cpu_percent_by_worker": {
+            str(r["worker"]): r.get("cpu_percent") for r in worker_results
+        },
+        "loadgen_workers": workers,
+        "interrupted": interrupted,
+        "locust_exit_code": locust_exit_code,
+        "validity_rules": rules,
+    }
+    reasons = invalid_reasons(summary, rules, n_sent=len(sent_times), expected_workers=workers)
+    summary["valid"] = not reasons
+    summary["invalid_reasons"] = reasons
+    return summary
+
+
+def invalid_reasons(
+    summary: dict[str, Any], rules: dict[str, float], *, n_sent: int, expected_workers: int
+) -> list[str]:
+    """Every validity rule the run breaks, one readable line each (empty: valid)."""
+    reasons: list[str] = []
+    if summary["interrupted"]:
+        reasons.append("the run was interrupted before the end of its schedule")
+    if summary["locust_exit_code"] not in (0, None):
+        reasons.append(f"Locust exited with code {summary['locust_exit_code']} (see locust.log)")
+    if summary["missing_requests"] > 0:
+        reasons.append(
+            f"{summary['missing_requests']} planned requests have no entry in the log "
+            "(never sent, or no answer before the end)"
+        )
+    offered, achieved = summary["offered_rate_rps"], summary["achieved_rate_rps"]
+    if offered is None or achieved is None or offered <= 0:
+        reasons.append("no measured requests: the warm-up covers the whole run")
+    else:
+        gap = abs(achieved - offered) / offered
+        if gap > rules["achieved_rate_tolerance"]:
+            reasons.append(
+                f"achieved rate {achieved:.4g} req/s is {100 * gap:.1f}% off the offered "
+                f"{offered:.4g} req/s (tolerance {100 * rules['achieved_rate_tolerance']:.1f}%)"
+            )
+    planned_cv, realized_cv = summary["schedule_cv"], summary["realized_cv"]
+    if n_sent >= rules["cv_min_arrivals"] and planned_cv is not None:
+        # Relative to the CV of the drawn schedule: a sample CV of a bursty law varies by more
+        # than 10% between seeds, so the generator is judged on what it was asked to send.
+        # Constant arrivals (CV 0): the tolerance is absolute.
+        constant = summary["target_cv"] == 0
+        allowed = rules["cv_tolerance"] * (1.0 if constant else planned_cv)
+        if realized_cv is None or abs(realized_cv - planned_cv) > allowed:
+            reasons.append(
+                f"realized interarrival CV {realized_cv if realized_cv is None else round(realized_cv, 4)} "
+                f"differs from the schedule's {planned_cv:.4g} by more than "
+                f"{100 * rules['cv_tolerance']:.0f}%"
+            )
+    pvalue = summary["ks_pvalue"]
+    if pvalue is not None and pvalue < rules["ks_alpha"]:
+        reasons.append(
+            f"KS test rejects the target law for the realized interarrivals "
+            f"(D={summary['ks_statistic']:.4f}, p={pvalue:.3g} < {rules['ks_alpha']})"
+        )
+    lag = summary["send_lag_p99_ms"]
+    if lag is not None and lag > rules["send_lag_p99_max_ms"]:
+        reasons.append(
+            f"send-lag p99 {lag:.2f} ms exceeds {rules['send_lag_p99_max_ms']:.2f} ms "
+            "(the generator could not send on schedule)"
+        )
+    cpu = summary["generator_cpu_percent"]
+    if cpu is None:
+        reasons.append("generator CPU was not measured (a worker did not finish)")
+    elif cpu > rules["generator_cpu_max_percent"]:
+        reasons.append(
+            f"generator CPU {cpu:.0f}% of a core exceeds {rules['generator_cpu_max_percent']:.0f}%"
+        )
+    reported = len(summary["generator_cpu_percent_by_worker"])
+    if cpu is not None and reported < expected_workers:
+        reasons.append(f"only {reported} of {expected_workers} generator workers finished")
+    return reasons

@@ -1,0 +1,25 @@
+# Capacity calibration: an open-loop stepped ramp of offered rate per (target, variant).
+# Logic: src/servebench/runs.py (calibrate). Output: results/calibration/<target>/<variant>/.
+
+
+rule calibrate:
+    input:
+        bento=results("bentos", "{variant}.json"),
+        payloads=results("data", "payloads.csv"),
+    output:
+        steps=results("calibration", "{target}", "{variant}", "steps.csv"),
+        capacity=results("calibration", "{target}", "{variant}", "capacity.json"),
+    params:
+        # Rerun when the ramp, the pinning or the generator's settings change.
+        calibration=config["calibration"],
+        cpus=config["cpus"],
+        loadgen=config["loadgen"],
+    resources:
+        loadtest=1,
+    priority: 100
+    log:
+        results("logs", "calibration", "{target}", "{variant}.log"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/calibrate.py"

@@ -9,17 +9,17 @@ rule calibrate:
     output:
         steps=results("calibration", "{target}", "{variant}", "steps.csv"),
         capacity=results("calibration", "{target}", "{variant}", "capacity.json"),
+    log:
+        results("logs", "calibration", "{target}", "{variant}.log"),
+    priority: 100
+    conda:
+        CONDA_ENV
+    resources:
+        loadtest=1,
     params:
         # Rerun when the ramp, the pinning or the generator's settings change.
         calibration=config["calibration"],
         cpus=config["cpus"],
         loadgen=config["loadgen"],
-    resources:
-        loadtest=1,
-    priority: 100
-    log:
-        results("logs", "calibration", "{target}", "{variant}.log"),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/calibrate.py"

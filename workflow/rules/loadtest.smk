@@ -22,25 +22,25 @@ rule loadtest:
     output:
         summary=run_path("summary.json"),
         meta=run_path("meta.json"),
+    log:
+        results("logs", "runs", "{target}", "{variant}", "{scenario}", "rep{rep}.log"),
+    # Runs start in matrix order (scenario, repetition, variants A B B A ...).
+    priority: run_priority
+    conda:
+        CONDA_ENV
+    resources:
+        loadtest=1,
     params:
         scenario=lambda wildcards: config["scenarios"][wildcards.scenario],
         seed=lambda wildcards: run_seed(config, wildcards.scenario, int(wildcards.rep)),
         cpus=config["cpus"],
         loadgen=config["loadgen"],
-    resources:
-        loadtest=1,
-    # Runs start in matrix order (scenario, repetition, variants A B B A ...).
-    priority: run_priority
-    log:
-        results("logs", "runs", "{target}", "{variant}", "{scenario}", "rep{rep}.log"),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/loadtest.py"
 
 
 rule runs:
+    default_target: False
     """Every run of the matrix (and the calibration it needs): `snakemake --cores 4 runs`."""
     input:
         run_targets(),
-    default_target: False

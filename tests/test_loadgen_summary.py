@@ -177,6 +177,7 @@ def test_settings_follow_the_config():
         (["--arrival", "constant", "--rate", "5", "--duration", "2", "--warmup", "3"], "warm-up"),
         (["--arrival", "constant", "--rate", "5", "--duration", "2", "--cpus", "999"], "cores"),
         (["--arrival", "trace", "--rate", "5"], "--trace FILE"),
+        (["--arrival", "constant", "--rate", "5", "--requests", "3", "--host", "x:1"], "a URL"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, extra, message):

@@ -190,6 +190,11 @@ class OpenLoopUser(FastHttpUser):
 
     @task
     def replay(self) -> None:
+        if getattr(self, "replayed", False):
+            # Locust reruns a task that raised: never send the schedule twice.
+            gevent.sleep(3600.0)
+            return
+        self.replayed = True
         _started.wait()
         t0 = _start["t0_mono"]
         scheduled = PLAN["scheduled_s"]

@@ -182,6 +182,8 @@ def run_loadtest(
         raise LoadTestError(f"the request timeout must be positive, not {timeout_s}")
     if warmup_s < 0:
         raise LoadTestError(f"the warm-up must not be negative, not {warmup_s}")
+    if not host.startswith(("http://", "https://")):
+        raise LoadTestError(f"the host must be a URL like http://127.0.0.1:3000, not {host!r}")
     if not endpoint.startswith("/"):
         raise LoadTestError(f"the endpoint must start with '/', not {endpoint!r}")
     cpu_list = parse_cpus(cpus)
@@ -286,6 +288,12 @@ def run_loadtest(
         if monitor is not None:
             monitor.close()
 
+    if not interrupted and exit_code != 0 and not any(raw_dir.glob("requests_worker*.csv")):
+        tail = (out / "locust.out").read_text(errors="replace").strip().splitlines()[-15:]
+        raise LoadTestError(
+            f"Locust did not run (exit code {exit_code}); the end of {out / 'locust.out'}:\n"
+            + "\n".join(tail)
+        )
     summary = finish(
         out,
         schedule,
@@ -295,7 +303,7 @@ def run_loadtest(
         interrupted=interrupted,
         locust_exit_code=exit_code,
     )
-    summary.update(settings=settings, started_at=started_at)
+    summary.update(schedule=schedule.describe(), settings=settings, started_at=started_at)
     write_json(out / "summary.json", summary)
     if interrupted:
         raise KeyboardInterrupt

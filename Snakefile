@@ -9,6 +9,7 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/model.smk"
 include: "workflow/rules/provenance.smk"
 
 

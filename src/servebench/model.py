@@ -69,6 +69,7 @@ DEFAULT_SYNTHETIC: dict[str, Any] = {
     **ROBERTA_BASE,
     "labels": ["negative", "neutral", "positive"],
     "seed": 0,
+    "initializer_range": 0.02,
 }
 # Random encoders give nearly the same [CLS] representation to every text, so a random head
 # puts every text in the same class by a constant margin: a fidelity check on that is vacuous.
@@ -507,6 +508,7 @@ def build_synthetic_model(settings: dict[str, Any]) -> Any:
         bos_token_id=0,
         eos_token_id=2,
         layer_norm_eps=1e-5,
+        initializer_range=float(settings["initializer_range"]),
         id2label=dict(enumerate(labels)),
         label2id={label: index for index, label in enumerate(labels)},
     )
@@ -1174,3 +1176,197 @@ def inprocess_bench(
 
 def resolution_dict(resolution: Resolution) -> dict[str, Any]:
     return asdict(resolution)
+
+
+# --------------------------------------------------------------------------- workflow steps
+# One function per workflow rule: read files, call the logic above, write files.
+
+
+def build_runtime(
+    runtime: str,
+    out_dir: str | Path,
+    *,
+    model_config: dict[str, Any] | None = None,
+    source_dir: str | Path | None = None,
+    corpus_path: str | Path = BUNDLED_CORPUS,
+    expected_name: str | None = None,
+) -> dict[str, Any]:
+    """Build one runtime directory: `pytorch` from the model config, the others from
+    `source_dir` (onnx from pytorch, onnx-int8 from onnx, the CUDA fp16 ones from pytorch or
+    onnx)."""
+    model_config = model_config or {}
+    if runtime == "pytorch":
+        return prepare_pytorch(
+            model_config, out_dir, corpus_path=corpus_path, expected_name=expected_name
+        )
+    if source_dir is None:
+        raise ValueError(f"runtime {runtime} is built from another runtime: give source_dir")
+    if runtime == "onnx":
+        return export_onnx(source_dir, out_dir)
+    if runtime == "onnx-int8":
+        quantization = model_config.get("quantization") or {}
+        isa = quantization.get("isa", "auto")
+        return quantize_onnx(
+            source_dir,
+            out_dir,
+            isa=None if isa == "auto" else isa,
+            per_channel=bool(quantization.get("per_channel", True)),
+        )
+    return convert_fp16(source_dir, out_dir, runtime)
+
+
+def write_payloads(data_config: dict[str, Any], out_csv: str | Path) -> pd.DataFrame:
+    """The payload set of `data:` as CSV (id, text, label)."""
+    payloads = load_payloads(
+        data_config.get("source", "bundled"),
+        int(data_config.get("n_requests", 1000)),
+        int(data_config.get("seed", 1)),
+    )
+    Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
+    payloads.to_csv(out_csv, index=False)
+    logger.info("%d payloads from %s -> %s", len(payloads), data_config.get("source"), out_csv)
+    return payloads
+
+
+def read_payloads(path: str | Path) -> pd.DataFrame:
+    frame = pd.read_csv(path, dtype={"id": str, "text": str, "label": str}, keep_default_na=False)
+    missing = {"id", "text"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    if "label" not in frame.columns:
+        frame["label"] = ""
+    return frame
+
+
+def write_token_lengths(
+    payloads_csv: str | Path, runtime_dir: str | Path, out_csv: str | Path, out_json: str | Path
+) -> dict[str, Any]:
+    """Token length of every payload under the model's tokenizer, and a summary."""
+    payloads = read_payloads(payloads_csv)
+    provenance = read_provenance(runtime_dir)
+    max_length = int(provenance["max_length"])
+    lengths = token_lengths(
+        Path(runtime_dir) / FILES_DIR / TOKENIZER_FILE, payloads["text"].tolist(), max_length
+    )
+    table = pd.DataFrame(
+        {"id": payloads["id"], "n_tokens": lengths, "truncated": lengths > max_length}
+    )
+    Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_csv, index=False)
+    summary = {
+        **token_length_summary(lengths, max_length),
+        "model_name": provenance.get("model_name"),
+        "weights": provenance.get("weights"),
+        "tokenizer_sha256": provenance["files"][TOKENIZER_FILE]["sha256"],
+        "payloads_sha256": file_sha256(Path(payloads_csv)),
+    }
+    write_json(out_json, summary)
+    return summary
+
+
+def write_predictions(
+    runtime_dir: str | Path, payloads_csv: str | Path, out_csv: str | Path, threads: int = 1
+) -> np.ndarray:
+    """Probabilities of every payload under one runtime (columns prob_<label>, predicted)."""
+    payloads = read_payloads(payloads_csv)
+    classifier = load_runtime(runtime_dir, threads=threads)
+    started = time.perf_counter()
+    probabilities = predict_payloads(classifier, payloads["text"].tolist())
+    logger.info(
+        "%s: %d payloads in %.1f s",
+        classifier.runtime,
+        len(payloads),
+        time.perf_counter() - started,
+    )
+    table = pd.DataFrame(probabilities, columns=[f"prob_{label}" for label in classifier.labels])
+    table.insert(0, "id", payloads["id"])
+    table["predicted"] = [classifier.labels[i] for i in probabilities.argmax(axis=1)]
+    Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_csv, index=False, float_format="%.8g")
+    return probabilities
+
+
+def _read_probabilities(path: str | Path, labels: Sequence[str]) -> tuple[pd.Series, np.ndarray]:
+    frame = pd.read_csv(path, dtype={"id": str})
+    return frame["id"], frame[[f"prob_{label}" for label in labels]].to_numpy(dtype=np.float64)
+
+
+def write_fidelity(
+    runtime_dir: str | Path,
+    reference_dir: str | Path,
+    candidate_csv: str | Path,
+    reference_csv: str | Path,
+    payloads_csv: str | Path,
+    out_json: str | Path,
+    min_label_agreement: float,
+) -> dict[str, Any]:
+    """fidelity.json of a runtime against pytorch fp32; raises FidelityError (after writing
+    the figures next to it as fidelity.failed.json) when the gate fails."""
+    provenance = read_provenance(runtime_dir)
+    reference_provenance = read_provenance(reference_dir)
+    labels = list(provenance["labels"])
+    if labels != list(reference_provenance["labels"]):
+        raise FidelityError(
+            f"labels differ: {provenance['runtime']} {labels}, pytorch "
+            f"{reference_provenance['labels']}"
+        )
+    reference_ids, reference = _read_probabilities(reference_csv, labels)
+    candidate_ids, candidate = _read_probabilities(candidate_csv, labels)
+    if not reference_ids.equals(candidate_ids):
+        raise FidelityError(f"{candidate_csv} and {reference_csv} cover different payloads")
+    payloads = read_payloads(payloads_csv)
+    report = fidelity_report(
+        reference,
+        candidate,
+        labels,
+        true_labels=payloads["label"].tolist(),
+        weights=provenance.get("weights", "real"),
+    )
+    disagree = reference.argmax(axis=1) != candidate.argmax(axis=1)
+    if disagree.any():
+        top_two = np.sort(reference[disagree], axis=1)[:, -2:]
+        report["disagreement_reference_margin_max"] = float((top_two[:, 1] - top_two[:, 0]).max())
+        report["disagreement_ids"] = reference_ids[disagree].tolist()[:50]
+    report.update(
+        {
+            "runtime": provenance["runtime"],
+            "reference_runtime": reference_provenance["runtime"],
+            "model_name": provenance.get("model_name"),
+            "weights": provenance.get("weights"),
+            "min_label_agreement": min_label_agreement,
+            "passed": report["label_agreement"] >= min_label_agreement,
+        }
+    )
+    out_json = Path(out_json)
+    failed_copy = out_json.with_name("fidelity.failed.json")
+    failed_copy.unlink(missing_ok=True)
+    if not report["passed"]:
+        write_json(failed_copy, report)
+        check_fidelity(report, provenance["runtime"], min_label_agreement)
+    write_json(out_json, report)
+    return report
+
+
+def write_inprocess_bench(
+    runtime_dir: str | Path,
+    payloads_csv: str | Path,
+    out_csv: str | Path,
+    *,
+    bench_config: dict[str, Any],
+    cpus: Sequence[int],
+) -> pd.DataFrame:
+    """inprocess_bench.csv of one runtime (see `inprocess_bench`)."""
+    texts = read_payloads(payloads_csv)["text"].tolist()
+    rows = inprocess_bench(
+        runtime_dir,
+        texts,
+        batch_sizes=bench_config.get("batch_sizes", [1, 4, 8, 16, 32]),
+        cpus=cpus,
+        warmup_batches=int(bench_config.get("warmup_batches", 3)),
+        min_batches=int(bench_config.get("min_batches", 10)),
+        min_duration_s=float(bench_config.get("min_duration_s", 3.0)),
+    )
+    table = pd.DataFrame(rows)
+    Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_csv, index=False, float_format="%.6g")
+    return table

@@ -1,4 +1,5 @@
 # Shared helpers of the workflow: config validation at start, paths, the list of final targets.
+import re
 import sys
 from pathlib import Path
 
@@ -30,4 +31,70 @@ def results(*parts):
 
 def all_targets():
     """Everything `snakemake all` produces; each stage adds its final outputs here."""
-    return [results("provenance", "environment.json")]
+    return [results("provenance", "environment.json")] + model_targets()
+
+
+from servebench.model import ModelUnavailableError, resolve_model
+
+# Which model the config means (local dir, HF cache, hub, or the synthetic fallback), decided
+# at start (fast offline), so that every stage knows results/model/<MODEL.name>/ in advance.
+try:
+    MODEL = resolve_model(config["model"])
+except ModelUnavailableError as error:
+    raise WorkflowError(f"model: {error}") from None
+if MODEL.kind == "synthetic":
+    print(
+        f"servebench: WARNING: using the SYNTHETIC model {MODEL.name} (random weights: "
+        f"latency figures are meaningful, accuracy figures are not): {MODEL.reason}",
+        file=sys.stderr,
+    )
+
+
+def model_dir(*parts):
+    """results/model/<model>/...: the resolved model's runtime directories."""
+    return results("model", MODEL.name, *parts)
+
+
+from servebench.model import payload_source_path
+from servebench.runtime import CUDA_RUNTIMES
+
+# Runtimes of the model stage; pytorch fp32 is the fidelity reference: always prepared.
+MODEL_RUNTIMES = ["pytorch"] + [
+    runtime for runtime in config["model"]["runtimes"] if runtime != "pytorch"
+]
+MODEL_RUNTIME_PATTERN = "|".join(re.escape(runtime) for runtime in MODEL_RUNTIMES)
+# Each runtime is built from another one.
+MODEL_RUNTIME_SOURCE = {
+    "onnx": "pytorch",
+    "onnx-int8": "onnx",
+    "pytorch-cuda-fp16": "pytorch",
+    "onnx-cuda-fp16": "onnx",
+}
+if set(MODEL_RUNTIMES) & set(CUDA_RUNTIMES):
+    import torch
+
+    if not torch.cuda.is_available():
+        raise WorkflowError(
+            "model.runtimes lists CUDA runtimes "
+            f"({', '.join(sorted(set(MODEL_RUNTIMES) & set(CUDA_RUNTIMES)))}) "
+            "but this machine has no CUDA device: remove them from model.runtimes"
+        )
+
+
+def model_targets():
+    """The model stage's final outputs (part of `all`)."""
+    targets = [
+        results("data", "payloads.csv"),
+        results("data", "payload_token_lengths.csv"),
+        results("data", "payload_token_lengths_summary.json"),
+    ]
+    for runtime in MODEL_RUNTIMES:
+        for name in ("provenance.json", "fidelity.json", "inprocess_bench.csv"):
+            targets.append(model_dir(runtime, name))
+    return targets
+
+
+def payload_source_input(wildcards):
+    """The local file behind data.source (none for hf:)."""
+    path = payload_source_path(config["data"]["source"])
+    return [str(path)] if path is not None else []

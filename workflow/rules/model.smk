@@ -1,0 +1,145 @@
+# Model preparation: resolve the model, build its runtimes, check fidelity against pytorch
+# fp32, and measure each runtime's in-process ceiling. Logic: src/servebench/model.py.
+# Layout: results/model/<model>/<runtime>/{provenance.json, files/, payload_probabilities.csv,
+# fidelity.json, inprocess_bench.csv}; results/data/payloads.csv and its token lengths.
+rule model:
+    default_target: False
+    """Every output of the model stage: `snakemake --cores 2 model`."""
+    input:
+        model_targets(),
+
+
+rule model_pytorch:
+    input:
+        # The synthetic fallback trains its tokenizer on the bundled corpus.
+        corpus=["data/texts.csv"] if MODEL.kind == "synthetic" else [],
+    output:
+        files=directory(model_dir("pytorch", "files")),
+        provenance=model_dir("pytorch", "provenance.json"),
+    log:
+        results("logs", "model", MODEL.name, "pytorch.log"),
+    benchmark:
+        results("benchmarks", "model", MODEL.name, "pytorch.tsv")
+    conda:
+        CONDA_ENV
+    params:
+        model=config["model"],
+        name=MODEL.name,
+    script:
+        "../scripts/model_runtime.py"
+
+
+rule model_runtime:
+    input:
+        source=lambda wildcards: model_dir(
+            MODEL_RUNTIME_SOURCE[wildcards.runtime], "provenance.json"
+        ),
+    output:
+        files=directory(model_dir("{runtime}", "files")),
+        provenance=model_dir("{runtime}", "provenance.json"),
+    log:
+        results("logs", "model", MODEL.name, "{runtime}.log"),
+    benchmark:
+        results("benchmarks", "model", MODEL.name, "{runtime}.tsv")
+    wildcard_constraints:
+        runtime="onnx|onnx-int8|pytorch-cuda-fp16|onnx-cuda-fp16",
+    conda:
+        CONDA_ENV
+    params:
+        model=config["model"],
+        name=MODEL.name,
+    script:
+        "../scripts/model_runtime.py"
+
+
+rule payloads:
+    input:
+        payload_source_input,
+    output:
+        results("data", "payloads.csv"),
+    log:
+        results("logs", "data", "payloads.log"),
+    conda:
+        CONDA_ENV
+    params:
+        data=config["data"],
+    script:
+        "../scripts/payloads.py"
+
+
+rule payload_token_lengths:
+    input:
+        payloads=results("data", "payloads.csv"),
+        runtime=model_dir("pytorch", "provenance.json"),
+    output:
+        lengths=results("data", "payload_token_lengths.csv"),
+        summary=results("data", "payload_token_lengths_summary.json"),
+    log:
+        results("logs", "data", "payload_token_lengths.log"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/payload_token_lengths.py"
+
+
+rule model_predictions:
+    input:
+        payloads=results("data", "payloads.csv"),
+        runtime=model_dir("{runtime}", "provenance.json"),
+    output:
+        model_dir("{runtime}", "payload_probabilities.csv"),
+    log:
+        results("logs", "model", MODEL.name, "{runtime}.predictions.log"),
+    benchmark:
+        results("benchmarks", "model", MODEL.name, "{runtime}.predictions.tsv")
+    wildcard_constraints:
+        runtime=MODEL_RUNTIME_PATTERN,
+    conda:
+        CONDA_ENV
+    threads: 2
+    script:
+        "../scripts/model_predictions.py"
+
+
+rule model_fidelity:
+    input:
+        payloads=results("data", "payloads.csv"),
+        runtime=model_dir("{runtime}", "provenance.json"),
+        reference_runtime=model_dir("pytorch", "provenance.json"),
+        candidate=model_dir("{runtime}", "payload_probabilities.csv"),
+        reference=model_dir("pytorch", "payload_probabilities.csv"),
+    output:
+        model_dir("{runtime}", "fidelity.json"),
+    log:
+        results("logs", "model", MODEL.name, "{runtime}.fidelity.log"),
+    wildcard_constraints:
+        runtime=MODEL_RUNTIME_PATTERN,
+    conda:
+        CONDA_ENV
+    params:
+        min_label_agreement=config["model"]["fidelity"]["min_label_agreement"],
+    script:
+        "../scripts/model_fidelity.py"
+
+
+rule inprocess_bench:
+    input:
+        payloads=results("data", "payloads.csv"),
+        runtime=model_dir("{runtime}", "provenance.json"),
+        # Only a runtime that passed the fidelity gate is worth measuring.
+        fidelity=model_dir("{runtime}", "fidelity.json"),
+    output:
+        model_dir("{runtime}", "inprocess_bench.csv"),
+    log:
+        results("logs", "model", MODEL.name, "{runtime}.inprocess_bench.log"),
+    wildcard_constraints:
+        runtime=MODEL_RUNTIME_PATTERN,
+    conda:
+        CONDA_ENV
+    # All cores: nothing else runs while a benchmark measures.
+    threads: workflow.cores
+    params:
+        bench=config["model"]["inprocess_bench"],
+        cpus=config["cpus"]["server"],
+    script:
+        "../scripts/inprocess_bench.py"

@@ -98,3 +98,41 @@ def payload_source_input(wildcards):
     """The local file behind data.source (none for hf:)."""
     path = payload_source_path(config["data"]["source"])
     return [str(path)] if path is not None else []
+
+
+from servebench.experiment import run_matrix, run_seed, scenario_needs_capacity
+
+TARGETS = ["local", "k3s"]
+
+
+wildcard_constraints:
+    target="|".join(TARGETS),
+    variant="|".join(re.escape(name) for name in config["variants"]),
+    scenario="|".join(re.escape(name) for name in config["scenarios"]),
+    rep=r"\d+",
+
+
+RUN_MATRIX = run_matrix(config)
+
+
+def run_path(name):
+    """A file of one run: results/runs/<target>/<variant>/<scenario>/rep<r>/<name>."""
+    return results("runs", "{target}", "{variant}", "{scenario}", "rep{rep}", name)
+
+
+def run_targets():
+    """meta.json of every run of the matrix (written last: marks a finished run)."""
+    return [str(spec.path(RESULTS) / "meta.json") for spec in RUN_MATRIX]
+
+
+def run_priority(wildcards):
+    """Earlier runs of the matrix get higher priority, so runs go in ABBA order."""
+    for index, spec in enumerate(RUN_MATRIX):
+        if (spec.target, spec.variant, spec.scenario, str(spec.repetition)) == (
+            wildcards.target,
+            wildcards.variant,
+            wildcards.scenario,
+            wildcards.rep,
+        ):
+            return 50 - index / (len(RUN_MATRIX) + 1)
+    return 0

@@ -1,0 +1,943 @@
+"""results/report.html: one self-contained page (images and tables embedded, no network).
+
+The page is rendered from the tables (results/tables/*.csv), the figures
+(results/figures/*.png), the model's and the machine's provenance and the config, with the
+Jinja2 template report/report.html.j2. Titles and categories of the tables and figures are in
+report/items.yaml and their captions in report/captions/*.rst, which Snakemake's own `--report`
+uses too, so both reports say the same thing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from servebench.experiment import run_seed
+from servebench.figures import figure_names
+from servebench.provenance import REPO_ROOT, stable_hash
+
+REPORT_DIR = REPO_ROOT / "report"
+TEMPLATE = "report.html.j2"
+DASH = "–"
+VERDICT_CLASSES = {
+    "better": "better",
+    "worse": "worse",
+    "no difference": "same",
+    "not tested": "untested",
+}
+HEADLINE_METRICS = ("latency_p50_ms", "latency_p99_ms", "throughput_rps", "error_rate")
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def fmt(value: Any, significant: int = 3) -> str:
+    """A number for people: ~3 significant digits, thousands separators, '–' for missing."""
+    if value is None:
+        return DASH
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(number):
+        return DASH
+    if number == 0:
+        return "0"
+    magnitude = abs(number)
+    if magnitude >= 10**significant:
+        return f"{number:,.0f}"
+    if magnitude < 1e-3:
+        return f"{number:.2g}"
+    decimals = max(significant - 1 - int(math.floor(math.log10(magnitude))), 0)
+    return f"{number:,.{decimals}f}"
+
+
+def fmt_p(value: Any) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return DASH
+    if not math.isfinite(number):
+        return DASH
+    return "<1e-300" if number == 0 else f"{number:.2g}"
+
+
+def fmt_percent(value: Any) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return DASH
+    return DASH if not math.isfinite(number) else f"{100 * number:.3g}%"
+
+
+def with_ci(row: dict[str, Any] | pd.Series, name: str, percent: bool = False) -> str:
+    one = fmt_percent if percent else fmt
+    value = one(row.get(name))
+    low, high = row.get(f"{name}_ci_low"), row.get(f"{name}_ci_high")
+    if low is None or high is None or not (_finite(low) and _finite(high)):
+        return value
+    return f"{value} [{one(low)}, {one(high)}]"
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+@dataclass
+class HtmlTable:
+    """Rows of (text, css class) cells; rendered (and escaped) by the template."""
+
+    columns: list[str]
+    rows: list[list[tuple[str, str]]] = field(default_factory=list)
+    note: str = ""
+
+    def add(self, cells: Sequence[Any]) -> None:
+        row = []
+        for cell in cells:
+            if isinstance(cell, tuple):
+                row.append((str(cell[0]), str(cell[1])))
+            else:
+                row.append((fmt(cell), ""))
+        self.rows.append(row)
+
+
+def frame_table(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> HtmlTable:
+    """A DataFrame as an HtmlTable (numbers formatted)."""
+    columns = [c for c in (columns or list(frame.columns)) if c in frame.columns]
+    table = HtmlTable(list(columns))
+    for record in frame[columns].to_dict("records"):
+        table.add([_cell(record[c]) for c in columns])
+    return table
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return (DASH, "")
+    if value is None or (isinstance(value, str) and value == ""):
+        return (DASH, "")
+    return value
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def rst_to_html(text: str) -> str:
+    """A caption (reStructuredText) as an HTML fragment."""
+    from docutils.core import publish_parts
+
+    parts = publish_parts(
+        text,
+        writer="html5",
+        settings_overrides={"report_level": 5, "halt_level": 5, "embed_stylesheet": False},
+    )
+    return parts["fragment"]
+
+
+def load_items(report_dir: Path = REPORT_DIR) -> dict[str, Any]:
+    return yaml.safe_load((report_dir / "items.yaml").read_text(encoding="utf-8"))
+
+
+def caption_path(report_dir: Path, name: str) -> Path:
+    return report_dir / "captions" / f"{name}.rst"
+
+
+def caption_html(report_dir: Path, name: str) -> str:
+    path = caption_path(report_dir, name)
+    if not path.is_file():
+        return ""
+    return rst_to_html(path.read_text(encoding="utf-8"))
+
+
+def data_uri(path: Path, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+def _read_json(path: Path | None) -> dict[str, Any]:
+    if path is None or not Path(path).is_file():
+        return {}
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _read_table(tables_dir: Path, name: str) -> pd.DataFrame:
+    path = tables_dir / f"{name}.csv"
+    if not path.is_file():
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+@dataclass
+class ReportInputs:
+    """Where the report reads from."""
+
+    results_dir: Path
+    tables_dir: Path
+    figures_dir: Path
+    environment_json: Path | None = None
+    model_dir: Path | None = None  # results/model/<model name>
+    token_summary_json: Path | None = None
+    runtimes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _figure(
+    figures_dir: Path,
+    name: str,
+    title: str,
+    caption: str,
+    manifest: dict[str, Any],
+) -> dict[str, Any]:
+    png = figures_dir / f"{name}.png"
+    return {
+        "id": name,
+        "title": title,
+        "caption": caption,
+        "src": data_uri(png, "image/png") if png.is_file() else None,
+        "missing": None if png.is_file() else f"{png} was not found",
+        "notes": manifest.get(name, {}).get("notes", []),
+        "pdf": f"figures/{name}.pdf",
+    }
+
+
+def figures_context(
+    config: dict[str, Any], figures_dir: Path, report_dir: Path
+) -> dict[str, dict[str, Any]]:
+    """Every figure of the config: {figure id: title, caption HTML, embedded PNG, notes}."""
+    items = load_items(report_dir)["figures"]
+    manifest = _read_json(figures_dir / "manifest.json")
+    scenarios = config["experiment"]["scenarios"]
+    result = {}
+    for name in figure_names(config):
+        base = name
+        scenario = None
+        for key, item in items.items():
+            if item.get("per_scenario") and name.startswith(f"{key}_"):
+                candidate = name[len(key) + 1 :]
+                if candidate in scenarios:
+                    base, scenario = key, candidate
+        item = items.get(base, {"title": name, "caption": base})
+        title = item["title"] + (f": scenario {scenario}" if scenario else "")
+        result[name] = _figure(
+            figures_dir, name, title, caption_html(report_dir, item["caption"]), manifest
+        )
+    return result
+
+
+def _table_section(report_dir: Path, items: dict[str, Any], name: str) -> dict[str, str]:
+    item = items["tables"][name]
+    return {"title": item["title"], "caption": caption_html(report_dir, item["caption"])}
+
+
+def summary_html_table(summary: pd.DataFrame, ci_level: float) -> HtmlTable:
+    percent = f"{100 * ci_level:.0f}%"
+    table = HtmlTable(
+        [
+            "scenario",
+            "variant",
+            "valid reps",
+            f"p50 ms [{percent} CI]",
+            f"p90 ms [{percent} CI]",
+            f"p99 ms [{percent} CI]",
+            f"service p99 ms [{percent} CI]",
+            "throughput req/s",
+            "error rate",
+            "rejection rate",
+        ]
+    )
+    for _, row in summary.iterrows():
+        table.add(
+            [
+                row["scenario"],
+                row["variant"],
+                f"{int(row['n_repetitions'])} of {int(row['n_runs'])}",
+                (with_ci(row, "latency_p50_ms"), "num"),
+                (with_ci(row, "latency_p90_ms"), "num"),
+                (with_ci(row, "latency_p99_ms"), "num"),
+                (with_ci(row, "service_p99_ms"), "num"),
+                (with_ci(row, "throughput_rps"), "num"),
+                (with_ci(row, "error_rate", percent=True), "num"),
+                (with_ci(row, "rejection_rate", percent=True), "num"),
+            ]
+        )
+    return table
+
+
+def comparison_html_table(comparison: pd.DataFrame, metrics: Sequence[str] | None) -> HtmlTable:
+    table = HtmlTable(
+        [
+            "scenario",
+            "variant",
+            "metric",
+            "reference",
+            "variant value",
+            "ratio [CI]",
+            "difference [CI]",
+            "rep. test Holm p",
+            "Cliff's δ",
+            "MWU Holm p",
+            "verdict",
+        ]
+    )
+    rows = comparison if metrics is None else comparison[comparison["metric"].isin(metrics)]
+    for _, row in rows.iterrows():
+        ratio = fmt(row["ratio"])
+        if _finite(row["ratio_ci_low"]):
+            ratio += f" [{fmt(row['ratio_ci_low'])}, {fmt(row['ratio_ci_high'])}]"
+        difference = fmt(row["difference"])
+        if _finite(row["difference_ci_low"]):
+            difference += f" [{fmt(row['difference_ci_low'])}, {fmt(row['difference_ci_high'])}]"
+        delta = DASH
+        if _finite(row["cliffs_delta"]):
+            delta = f"{row['cliffs_delta']:+.2f} ({row['cliffs_magnitude']})"
+        unit = "" if row["unit"] == "fraction" else f" {row['unit']}"
+        one = fmt_percent if row["unit"] == "fraction" else fmt
+        table.add(
+            [
+                row["scenario"],
+                row["variant"],
+                row["metric"],
+                (f"{one(row['reference_mean'])}{unit}", "num"),
+                (f"{one(row['variant_mean'])}{unit}", "num"),
+                (ratio, "num"),
+                (difference, "num"),
+                (fmt_p(row["rep_p_holm"]), "num"),
+                (delta, "num"),
+                (fmt_p(row["mwu_p_holm"]), "num"),
+                (row["verdict"], VERDICT_CLASSES.get(row["verdict_class"], "")),
+            ]
+        )
+    return table
+
+
+def key_results(
+    summary: pd.DataFrame, comparison: pd.DataFrame, scenarios: Sequence[str], reference: str
+) -> list[dict[str, Any]]:
+    """Per scenario: the headline numbers of every variant and the verdicts on them."""
+    result = []
+    for scenario in scenarios:
+        here = summary[summary["scenario"] == scenario] if len(summary) else summary
+        verdicts = []
+        if len(comparison):
+            rows = comparison[
+                (comparison["scenario"] == scenario)
+                & comparison["metric"].isin(HEADLINE_METRICS[:3])
+            ]
+            verdicts = [
+                {"text": row["verdict"], "css": VERDICT_CLASSES.get(row["verdict_class"], "")}
+                for _, row in rows.iterrows()
+            ]
+        lines = []
+        for _, row in here.iterrows():
+            lines.append(
+                {
+                    "variant": row["variant"],
+                    "reference": row["variant"] == reference,
+                    "reps": int(row["n_repetitions"]),
+                    "p50": with_ci(row, "latency_p50_ms"),
+                    "p99": with_ci(row, "latency_p99_ms"),
+                    "throughput": with_ci(row, "throughput_rps"),
+                    "errors": with_ci(row, "error_rate", percent=True),
+                }
+            )
+        result.append({"scenario": scenario, "rows": lines, "verdicts": verdicts})
+    return result
+
+
+def setup_context(
+    config: dict[str, Any], inputs: ReportInputs, runs: pd.DataFrame
+) -> dict[str, Any]:
+    """Hardware, software, model, pinning and seeds."""
+    environment = _read_json(inputs.environment_json)
+    cpu = environment.get("cpu") or {}
+    memory = environment.get("memory_bytes")
+    hardware = [
+        ("CPU", cpu.get("model", DASH)),
+        ("logical cores", fmt(cpu.get("logical_cores"))),
+        ("ISA flags that matter", ", ".join(cpu.get("isa_flags") or []) or DASH),
+        ("memory", f"{memory / 2**30:.1f} GiB" if memory else DASH),
+        ("platform", environment.get("platform", DASH)),
+        ("server cores", ", ".join(map(str, config.get("cpus", {}).get("server", [])))),
+        ("load generator cores", ", ".join(map(str, config.get("cpus", {}).get("loadgen", [])))),
+        ("deployment target", config.get("deploy", {}).get("target", DASH)),
+    ]
+    packages = environment.get("packages") or {}
+    software = [("python", environment.get("python", DASH))] + [
+        (name, version or "not installed") for name, version in packages.items()
+    ]
+    model_rows: list[tuple[str, str]] = []
+    runtimes = []
+    provenance: dict[str, Any] = {}
+    if inputs.model_dir is not None:
+        for runtime in inputs.runtimes:
+            info = _read_json(inputs.model_dir / runtime / "provenance.json")
+            fidelity = _read_json(inputs.model_dir / runtime / "fidelity.json")
+            if info and not provenance:
+                provenance = info
+            if info or fidelity:
+                runtimes.append(
+                    {
+                        "runtime": runtime,
+                        "size": fmt((info.get("size_on_disk_bytes") or math.nan) / 2**20) + " MiB",
+                        "agreement": fmt_percent(fidelity.get("label_agreement")),
+                        "max_diff": fmt(fidelity.get("max_abs_prob_diff")),
+                        "passed": fmt(fidelity.get("passed")) if fidelity else DASH,
+                        "accuracy": fmt(fidelity.get("accuracy"))
+                        if fidelity.get("accuracy") is not None
+                        else fidelity.get("accuracy_note", DASH),
+                    }
+                )
+    weights = provenance.get("weights")
+    meta_weights = sorted(set(runs.get("meta_weights", pd.Series(dtype=str)).dropna().astype(str)))
+    if weights is None and meta_weights:
+        weights = meta_weights[0]
+    model_rows = [
+        ("model", provenance.get("model_name") or config.get("model", {}).get("id", DASH)),
+        ("requested model id", config.get("model", {}).get("id", DASH)),
+        ("source", provenance.get("source", DASH)),
+        ("weights", weights or DASH),
+        ("parameters", fmt(provenance.get("num_parameters"))),
+        ("max length (tokens)", fmt(provenance.get("max_length"))),
+    ]
+    if provenance.get("resolution_reason"):
+        model_rows.append(("why this model", provenance["resolution_reason"]))
+    commits = sorted(set(runs.get("meta_git_commit", pd.Series(dtype=str)).dropna().astype(str)))
+    hashes = sorted(set(runs.get("meta_config_hash", pd.Series(dtype=str)).dropna().astype(str)))
+    seeds = []
+    for scenario in config["experiment"]["scenarios"]:
+        repetitions = config["scenarios"][scenario].get("repetitions", 3)
+        for repetition in range(repetitions):
+            seeds.append((scenario, repetition, run_seed(config, scenario, repetition)))
+    return {
+        "hardware": hardware,
+        "software": software,
+        "model": model_rows,
+        "runtimes": runtimes,
+        "synthetic": weights == "synthetic" or "synthetic" in meta_weights,
+        "synthetic_reason": provenance.get("resolution_reason", ""),
+        "git_commit": environment.get("git_commit") or (commits[0] if commits else DASH),
+        "run_commits": commits,
+        "run_config_hashes": hashes,
+        "master_seed": config.get("seed"),
+        "seeds": seeds,
+    }
+
+
+def variants_table(config: dict[str, Any]) -> HtmlTable:
+    table = HtmlTable(
+        [
+            "variant",
+            "runtime",
+            "adaptive batching",
+            "max batch",
+            "sub-batch",
+            "workers",
+            "threads/worker",
+            "gc.freeze",
+        ]
+    )
+    for name in config["experiment"]["variants"]:
+        variant = config["variants"].get(name, {})
+        batching = variant.get("batching") or {}
+        table.add(
+            [
+                name,
+                variant.get("runtime", DASH),
+                bool(batching.get("enabled", False)),
+                batching.get("max_batch_size", DASH) if batching.get("enabled") else DASH,
+                variant.get("sub_batch_size", 0) or "off",
+                variant.get("workers", 1),
+                variant.get("threads_per_worker", 0) or "runtime default",
+                bool(variant.get("gc_freeze", False)),
+            ]
+        )
+    return table
+
+
+def scenarios_table(config: dict[str, Any], runs: pd.DataFrame) -> HtmlTable:
+    table = HtmlTable(
+        [
+            "scenario",
+            "arrival",
+            "target CV",
+            "rate",
+            "mean rate req/s",
+            "duration",
+            "warm-up s",
+            "repetitions",
+            "valid runs",
+            "realized CV (mean)",
+            "smallest KS p",
+        ]
+    )
+    for name in config["experiment"]["scenarios"]:
+        scenario = config["scenarios"][name]
+        arrival = scenario["arrival"]
+        if arrival == "exponential":
+            cv = 1.0
+        elif arrival == "constant":
+            cv = 0.0
+        elif "cv" in scenario:
+            cv = scenario["cv"]
+        else:
+            cv = 1.0 / math.sqrt(scenario["shape"])
+        if "rate_rps" in scenario:
+            rate = f"{scenario['rate_rps']:g} req/s"
+        else:
+            rate = f"{scenario['rate_of_baseline_capacity']:g} x reference capacity"
+        duration = (
+            f"{scenario['duration_s']:g} s"
+            if "duration_s" in scenario
+            else f"{scenario['requests']} requests"
+        )
+        here = runs[runs["scenario"] == name] if len(runs) else runs
+        valid = here[here["valid"].astype(bool)] if len(here) else here
+
+        def column(frame: pd.DataFrame, key: str) -> pd.Series:
+            if key not in frame:
+                return pd.Series(dtype=float)
+            return pd.to_numeric(frame[key], errors="coerce").dropna()
+
+        rates = column(valid, "target_rate_rps")
+        table.add(
+            [
+                name,
+                arrival,
+                cv,
+                rate,
+                rates.mean() if len(rates) else DASH,
+                duration,
+                scenario.get("warmup_s", 5),
+                scenario.get("repetitions", 3),
+                f"{len(valid)} of {len(here)}",
+                column(valid, "realized_cv").mean() if len(column(valid, "realized_cv")) else DASH,
+                (fmt_p(column(valid, "ks_pvalue").min()), "num")
+                if len(column(valid, "ks_pvalue"))
+                else DASH,
+            ]
+        )
+    return table
+
+
+def capacity_html_table(capacity: pd.DataFrame) -> HtmlTable:
+    table = HtmlTable(
+        [
+            "variant",
+            "capacity req/s",
+            "speed-up vs reference",
+            "SLO p99 ms",
+            "achieved-rate tolerance",
+            "steps (sustained)",
+            "highest achieved req/s",
+            "note",
+        ]
+    )
+    for record in capacity.to_dict("records"):
+        steps = record.get("n_steps")
+        sustained = record.get("n_sustained_steps")
+        table.add(
+            [
+                record["variant"],
+                (fmt(record.get("capacity_rps")), "num"),
+                (f"{fmt(record.get('speedup_vs_reference'))}x", "num")
+                if _finite(record.get("speedup_vs_reference"))
+                else DASH,
+                (fmt(record.get("slo_p99_ms")), "num"),
+                (fmt_percent(record.get("achieved_rate_tolerance")), "num"),
+                (f"{fmt(steps)} ({fmt(sustained)})", "num") if _finite(steps) else DASH,
+                (fmt(record.get("max_achieved_rate_rps")), "num"),
+                _cell(record.get("note")),
+            ]
+        )
+    return table
+
+
+def ablation_html_table(ablation: pd.DataFrame, ci_level: float) -> HtmlTable:
+    table = HtmlTable(
+        [
+            "scenario",
+            "metric",
+            "level",
+            "variant",
+            "reps",
+            "reference",
+            "optimized",
+            "level alone",
+            f"share of total gain [{100 * ci_level:.0f}% CI]",
+            "note",
+        ]
+    )
+    for record in ablation.to_dict("records"):
+        share = fmt_percent(record.get("share_of_total_gain"))
+        if _finite(record.get("share_ci_low")):
+            share += (
+                f" [{fmt_percent(record['share_ci_low'])}, {fmt_percent(record['share_ci_high'])}]"
+            )
+        table.add(
+            [
+                _cell(record.get("scenario")),
+                _cell(record.get("metric")),
+                _cell(record.get("level")),
+                _cell(record.get("variant")),
+                (fmt(record.get("n_reps")), "num") if _finite(record.get("n_reps")) else DASH,
+                (fmt(record.get("reference_value")), "num"),
+                (fmt(record.get("optimized_value")), "num"),
+                (fmt(record.get("level_value")), "num"),
+                (share, "num"),
+                _cell(record.get("note")),
+            ]
+        )
+    return table
+
+
+RUN_COLUMNS = [
+    ("variant", "variant"),
+    ("scenario", "scenario"),
+    ("repetition", "rep"),
+    ("status", "status"),
+    ("seed", "seed"),
+    ("target_rate_rps", "target req/s"),
+    ("achieved_rate_rps", "achieved req/s"),
+    ("realized_cv", "realized CV"),
+    ("ks_pvalue", "KS p"),
+    ("send_lag_p99_ms", "send lag p99 ms"),
+    ("generator_cpu_percent", "generator CPU %"),
+    ("latency_p99_ms", "p99 ms"),
+    ("n_measured", "measured requests"),
+]
+
+
+def runs_html_table(runs: pd.DataFrame) -> HtmlTable:
+    present = [(key, label) for key, label in RUN_COLUMNS if key in runs.columns]
+    table = HtmlTable([label for _, label in present])
+    for record in runs.to_dict("records"):
+        cells = []
+        for key, _ in present:
+            value = _cell(record.get(key))
+            if key == "ks_pvalue" and not isinstance(value, tuple):
+                value = (fmt_p(value), "num")
+            if key == "status":
+                value = (value, "ok" if value == "valid" else "worse")
+            cells.append(value)
+        table.add(cells)
+    return table
+
+
+def downloads(tables_dir: Path) -> list[dict[str, str]]:
+    """The tables as CSV files embedded in the page (data: links)."""
+    links = []
+    for path in sorted(tables_dir.glob("*.csv")):
+        links.append(
+            {
+                "name": path.name,
+                "href": data_uri(path, "text/csv"),
+                "size": f"{path.stat().st_size / 1024:.1f} KiB",
+            }
+        )
+    return links
+
+
+def reproduce_commands(config: dict[str, Any]) -> list[str]:
+    results = config.get("results_dir", "results")
+    configfile = "" if results == "results" else " --configfile <your config, e.g. below>"
+    return [
+        "git checkout {commit}   # the commit the runs were made with (see provenance)",
+        "make venv                 # the pinned environment (envs/requirements.lock)",
+        f".venv/bin/snakemake --cores 4 all{configfile}",
+        "# re-render tables, figures and this page from the existing raw data (no load test):",
+        f".venv/bin/snakemake --cores 1 report{configfile}",
+        "# Snakemake's own report (figures and tables with the same captions, plus the DAG):",
+        f".venv/bin/snakemake --report {results}/snakemake_report.html{configfile}",
+    ]
+
+
+def build_context(
+    config: dict[str, Any], inputs: ReportInputs, report_dir: Path = REPORT_DIR
+) -> dict[str, Any]:
+    """Everything the template needs."""
+    items = load_items(report_dir)
+    tables = {
+        name: _read_table(inputs.tables_dir, name)
+        for name in (
+            "runs",
+            "summary",
+            "comparison",
+            "ablation",
+            "capacity",
+            "invalid_runs",
+            "problems",
+        )
+    }
+    runs = tables["runs"]
+    experiment = config["experiment"]
+    reference = experiment.get("reference_variant", "baseline")
+    ci_level = float((config.get("analysis") or {}).get("ci_level", 0.95))
+    setup = setup_context(config, inputs, runs)
+    commit = str(setup["git_commit"]).removesuffix("-dirty")
+    comparison = tables["comparison"]
+    ablation = tables["ablation"]
+    ablation_ran = bool(len(ablation)) and ablation["share_of_total_gain"].notna().any()
+    invalid = tables["invalid_runs"]
+    manifest = _read_json(inputs.figures_dir / "manifest.json")
+    figure_notes = [
+        f"{name}: {note}" for name, entry in manifest.items() for note in entry.get("notes", [])
+    ]
+    summary = tables["summary"]
+    min_reps = int(summary["n_repetitions"].min()) if len(summary) else 0
+    n_runs = len(runs)
+    n_valid = int(runs["valid"].astype(bool).sum()) if n_runs else 0
+    return {
+        "title": "servebench report",
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config_hash": stable_hash(config)[:12],
+        "reference": reference,
+        "variants": list(experiment.get("variants", [])),
+        "scenarios": list(experiment.get("scenarios", [])),
+        "ci_level_percent": f"{100 * ci_level:.0f}",
+        "alpha": (config.get("analysis") or {}).get("alpha", 0.05),
+        "setup": setup,
+        "n_runs": n_runs,
+        "n_valid": n_valid,
+        "min_reps": min_reps,
+        "key_results": key_results(
+            tables["summary"], comparison, experiment.get("scenarios", []), reference
+        ),
+        "variants_table": variants_table(config),
+        "scenarios_table": scenarios_table(config, runs),
+        "summary": _table_section(report_dir, items, "summary"),
+        "summary_table": summary_html_table(tables["summary"], ci_level)
+        if len(tables["summary"])
+        else None,
+        "comparison": _table_section(report_dir, items, "comparison"),
+        "comparison_headline": comparison_html_table(comparison, HEADLINE_METRICS)
+        if len(comparison)
+        else None,
+        "comparison_full": comparison_html_table(comparison, None) if len(comparison) else None,
+        "ablation": _table_section(report_dir, items, "ablation"),
+        "ablation_ran": ablation_ran,
+        "ablation_table": ablation_html_table(ablation, ci_level) if len(ablation) else None,
+        "capacity": _table_section(report_dir, items, "capacity"),
+        "capacity_table": capacity_html_table(tables["capacity"])
+        if len(tables["capacity"])
+        else None,
+        "runs": _table_section(report_dir, items, "runs"),
+        "runs_table": runs_html_table(runs) if n_runs else None,
+        "invalid": _table_section(report_dir, items, "invalid_runs"),
+        "invalid_table": frame_table(
+            invalid, ["variant", "scenario", "repetition", "status", "reasons"]
+        )
+        if len(invalid)
+        else None,
+        "problems": _table_section(report_dir, items, "problems"),
+        "problem_list": (
+            list(tables["problems"]["problem"].astype(str)) if len(tables["problems"]) else []
+        )
+        + figure_notes,
+        "figures": figures_context(config, inputs.figures_dir, report_dir),
+        "downloads": downloads(inputs.tables_dir),
+        "reproduce": [line.replace("{commit}", commit) for line in reproduce_commands(config)],
+        "config_yaml": yaml.safe_dump(config, sort_keys=False, default_flow_style=None),
+    }
+
+
+def render_report(
+    config: dict[str, Any],
+    inputs: ReportInputs,
+    out_html: str | Path,
+    report_dir: Path = REPORT_DIR,
+) -> Path:
+    """Render results/report.html (written atomically)."""
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(report_dir)),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    page = environment.get_template(TEMPLATE).render(**build_context(config, inputs, report_dir))
+    out = Path(out_html)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".{out.name}.tmp")
+    temporary.write_text(page, encoding="utf-8")
+    os.replace(temporary, out)
+    return out
+
+
+def escape(text: str) -> str:
+    return html.escape(text)
+
+
+# --------------------------------------------------------------------------- browser check
+
+# Injected first into <head> of a copy of the page: records every error while the page loads
+# and, once it has loaded, writes the image count and the errors into the DOM.
+BROWSER_PROBE = """<script>
+window.__errors = [];
+window.addEventListener('error', function (e) {
+  var t = e.target;
+  window.__errors.push(t && t.tagName ? 'resource ' + t.tagName + ' failed' : String(e.message));
+}, true);
+['error', 'warn'].forEach(function (level) {
+  var original = console[level];
+  console[level] = function () {
+    window.__errors.push(level + ': ' + Array.prototype.join.call(arguments, ' '));
+    return original.apply(console, arguments);
+  };
+});
+window.addEventListener('load', function () {
+  var images = Array.prototype.slice.call(document.images);
+  var loaded = images.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+  var out = document.createElement('pre');
+  out.id = 'probe-result';
+  out.textContent = JSON.stringify({images: images.length, loaded: loaded.length,
+                                    errors: window.__errors});
+  document.body.appendChild(out);
+});
+</script>"""
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--virtual-time-budget=10000",
+)
+
+
+def chromium_executable() -> str | None:
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def browser_check(html_path: str | Path, timeout_s: float = 120.0) -> dict[str, Any]:
+    """Open a copy of the page in headless Chromium (fresh profile, no network features):
+    {images, loaded, errors (page errors and console errors/warnings), console (Chromium's
+    CONSOLE log lines)}. Raises RuntimeError when Chromium is missing or the page did not
+    finish loading."""
+    import re
+    import subprocess
+    import tempfile
+
+    executable = chromium_executable()
+    if executable is None:
+        raise RuntimeError("chromium is not installed (apt-get install -y chromium)")
+    page = Path(html_path).read_text(encoding="utf-8")
+    with tempfile.TemporaryDirectory(prefix="servebench-browser-") as folder:
+        probed = Path(folder, "page.html")
+        probed.write_text(page.replace("<head>", "<head>\n" + BROWSER_PROBE, 1), encoding="utf-8")
+        profile = Path(folder, "profile")
+        profile.mkdir()
+        completed = subprocess.run(
+            [
+                executable,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                "--dump-dom",
+                probed.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+    match = re.search(r'<pre id="probe-result">(.*?)</pre>', completed.stdout, re.S)
+    if completed.returncode != 0 or not match:
+        raise RuntimeError(
+            f"chromium exited with {completed.returncode} before the page loaded:\n"
+            + completed.stderr[-3000:]
+        )
+    result = json.loads(html.unescape(match.group(1)))
+    result["console"] = [line for line in completed.stderr.splitlines() if ":CONSOLE" in line]
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m servebench.report check REPORT.html`: the browser check, for CI."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m servebench.report")
+    parser.add_argument("command", choices=["check"])
+    parser.add_argument("html")
+    args = parser.parse_args(argv)
+    result = browser_check(args.html)
+    problems = list(result["errors"]) + list(result["console"])
+    if result["loaded"] != result["images"]:
+        problems.append(f"only {result['loaded']} of {result['images']} images loaded")
+    print(f"{args.html}: {result['loaded']} of {result['images']} images loaded")
+    for problem in problems:
+        print(f"  problem: {problem}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+# --------------------------------------------------------------------------- workflow outputs
+
+
+def workflow_figure_outputs(
+    config: dict[str, Any], results_dir: str | Path, report_dir: Path = REPORT_DIR
+) -> dict[str, tuple[str, str | None, str | None, str | None]]:
+    """Output name -> (path, caption name, category, subcategory) of every figure file, for
+    the figures rule (workflow/rules/analysis.smk). PNGs carry the caption and category of
+    report/items.yaml (Snakemake's --report shows them); PDFs carry none."""
+    items = load_items(report_dir)["figures"]
+    scenarios = config["experiment"]["scenarios"]
+    outputs: dict[str, tuple[str, str | None, str | None, str | None]] = {}
+    for name in figure_names(config):
+        base, scenario = name, None
+        for key, item in items.items():
+            if item.get("per_scenario") and name.startswith(f"{key}_"):
+                if name[len(key) + 1 :] in scenarios:
+                    base, scenario = key, name[len(key) + 1 :]
+        item = items[base]
+        key = name.replace("-", "_")
+        outputs[f"{key}_png"] = (
+            str(Path(results_dir, "figures", f"{name}.png")),
+            item["caption"],
+            item["category"],
+            scenario,
+        )
+        outputs[f"{key}_pdf"] = (str(Path(results_dir, "figures", f"{name}.pdf")), None, None, None)
+    return outputs

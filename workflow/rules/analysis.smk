@@ -1,0 +1,83 @@
+# Statistics and figures: results/tables/*.csv and results/figures/*.{png,pdf}.
+# Logic: src/servebench/{stats,figures}.py. The inputs are the outputs of the runs, the
+# calibration and the model stage, never their jobs' code: changing the analysis reruns only
+# the analysis and the report, and never starts a load test. With the config key
+# analysis.existing_runs_only only the files already on disk are used (docs/analysis.md).
+from servebench.figures import figure_names
+from servebench.report import workflow_figure_outputs
+from servebench.stats import TABLE_NAMES, workflow_analysis_inputs
+
+ANALYSIS_INPUTS = workflow_analysis_inputs(config, MODEL.name, MODEL_RUNTIMES)
+FIGURES = figure_names(config)
+TABLE_FILES = {name: results("tables", f"{name}.csv") for name in TABLE_NAMES}
+CAPTION = "../../report/captions/{}.rst"
+# {output name: (path, caption, category, subcategory)}; PNGs go to Snakemake's report.
+FIGURE_FILES = workflow_figure_outputs(config, RESULTS)
+ANALYSIS_TARGETS = list(TABLE_FILES.values()) + [
+    path for path, *_ in FIGURE_FILES.values()
+]
+
+
+rule tables:
+    """Every table: `snakemake --cores 1 tables`."""
+    input:
+        runs=ANALYSIS_INPUTS["runs"],
+        calibration=ANALYSIS_INPUTS["calibration"],
+    output:
+        **{
+            name: report(path, caption=CAPTION.format(name), category="Tables")
+            for name, path in TABLE_FILES.items()
+        },
+    log:
+        results("logs", "analysis", "tables.log"),
+    conda:
+        CONDA_ENV
+    params:
+        # Rerun when what the tables are computed from or with changes.
+        analysis=config["analysis"],
+        experiment=config["experiment"],
+        variants=config["variants"],
+        seed=config["seed"],
+    script:
+        "../scripts/analysis_tables.py"
+
+
+rule figures:
+    """Every figure, as PNG and PDF: `snakemake --cores 1 figures`."""
+    input:
+        runs=ANALYSIS_INPUTS["runs"],
+        calibration=ANALYSIS_INPUTS["calibration"],
+        summary=TABLE_FILES["summary"],
+        token_lengths=ANALYSIS_INPUTS["token_lengths"],
+        inprocess_bench=ANALYSIS_INPUTS["inprocess_bench"],
+    output:
+        **{
+            name: (
+                report(
+                    path,
+                    caption=CAPTION.format(caption),
+                    category=category,
+                    subcategory=sub,
+                )
+                if caption
+                else path
+            )
+            for name, (path, caption, category, sub) in FIGURE_FILES.items()
+        },
+        manifest=results("figures", "manifest.json"),
+    log:
+        results("logs", "analysis", "figures.log"),
+    conda:
+        CONDA_ENV
+    params:
+        model_name=MODEL.name,
+        runtimes=MODEL_RUNTIMES,
+        experiment=config["experiment"],
+        scenarios={
+            name: config["scenarios"][name]
+            for name in config["experiment"]["scenarios"]
+        },
+        ci_level=config["analysis"]["ci_level"],
+        slo_p99_ms=config["calibration"]["slo_p99_ms"],
+    script:
+        "../scripts/analysis_figures.py"

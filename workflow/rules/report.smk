@@ -1,0 +1,48 @@
+# The self-contained HTML report (results/report.html) and Snakemake's own report
+# (`snakemake --report results/snakemake_report.html`), with the same captions
+# (report/captions/*.rst). Logic: src/servebench/report.py, template report/report.html.j2.
+from servebench.provenance import stable_hash
+
+
+report: "../../report/workflow.rst"
+
+
+REPORT_DIR = Path(workflow.basedir, "report")
+# The template, titles and captions are inputs: editing them re-renders the page.
+REPORT_TEMPLATE_FILES = [
+    str(REPORT_DIR / "report.html.j2"),
+    str(REPORT_DIR / "items.yaml"),
+] + [str(path) for path in sorted((REPORT_DIR / "captions").glob("*.rst"))]
+REPORT_TARGETS = [results("report.html")]
+
+
+rule report_html:
+    input:
+        tables=list(TABLE_FILES.values()),
+        figures=[path for path, *_ in FIGURE_FILES.values()],
+        manifest=results("figures", "manifest.json"),
+        environment=results("provenance", "environment.json"),
+        model=ANALYSIS_INPUTS["model"],
+        token_lengths=ANALYSIS_INPUTS["token_lengths"],
+        templates=REPORT_TEMPLATE_FILES,
+    output:
+        html=results("report.html"),
+    log:
+        results("logs", "analysis", "report.log"),
+    conda:
+        CONDA_ENV
+    params:
+        model_name=MODEL.name,
+        runtimes=MODEL_RUNTIMES,
+        # The page shows the effective config: any change of it re-renders the page.
+        config_hash=stable_hash(config),
+    script:
+        "../scripts/report_html.py"
+
+
+# Tables, figures and report.html from the data on disk: `snakemake --cores 1 report`.
+rule report:
+    default_target: False
+    input:
+        ANALYSIS_TARGETS,
+        REPORT_TARGETS,

@@ -1,0 +1,54 @@
+"""results/report.html: the self-contained HTML report; see servebench.report.
+
+Outside Snakemake: python workflow/scripts/report_html.py [--configfile FILE ...] MODEL_DIR
+[OUT_HTML]   (MODEL_DIR: results/model/<model name>)
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+from servebench.config import load_config
+from servebench.report import ReportInputs, render_report
+
+
+def main(config, model_dir, runtimes, out_html) -> None:
+    results_dir = Path(config["results_dir"])
+    inputs = ReportInputs(
+        results_dir=results_dir,
+        tables_dir=results_dir / "tables",
+        figures_dir=results_dir / "figures",
+        environment_json=results_dir / "provenance" / "environment.json",
+        model_dir=Path(model_dir),
+        token_summary_json=results_dir / "data" / "payload_token_lengths_summary.json",
+        runtimes=list(runtimes),
+    )
+    path = render_report(config, inputs, out_html)
+    logging.info("wrote %s (%.1f MiB)", path, path.stat().st_size / 2**20)
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        sm = snakemake  # noqa: F821
+        logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(message)s")
+        main(
+            sm.config,
+            Path(sm.config["results_dir"], "model", sm.params.model_name),
+            sm.params.runtimes,
+            sm.output.html,
+        )
+    else:
+        parser = argparse.ArgumentParser(description=__doc__)
+        parser.add_argument("model_dir")
+        parser.add_argument("out_html", nargs="?", help="default: <results_dir>/report.html")
+        parser.add_argument("--configfile", action="append", default=[])
+        args = parser.parse_args()
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        config = load_config(*args.configfile)
+        runtimes = ["pytorch"] + [r for r in config["model"]["runtimes"] if r != "pytorch"]
+        main(
+            config,
+            args.model_dir,
+            runtimes,
+            args.out_html or Path(config["results_dir"], "report.html"),
+        )

@@ -183,6 +183,7 @@ def latency_cdf(
         tail_axes.set_xscale("log")
         tail_axes.set_yscale("log")
         _plain_log(tail_axes.xaxis)
+        _plain_log(tail_axes.yaxis)
         tail_axes.set_xlabel("latency (ms, log scale)")
         tail_axes.set_ylabel("fraction of requests ≥ latency")
         tail_axes.axhline(0.01, color="grey", lw=0.5, ls=":")

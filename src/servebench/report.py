@@ -332,7 +332,7 @@ def comparison_html_table(comparison: pd.DataFrame, metrics: Sequence[str] | Non
                 (fmt_p(row["rep_p_holm"]), "num"),
                 (delta, "num"),
                 (fmt_p(row["mwu_p_holm"]), "num"),
-                (row["verdict"], VERDICT_CLASSES.get(row["verdict_class"], "")),
+                (row["verdict_class"], VERDICT_CLASSES.get(row["verdict_class"], "")),
             ]
         )
     return table

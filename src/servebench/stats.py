@@ -426,7 +426,8 @@ def load_run(spec: RunSpec, results_dir: str | Path) -> RunRecord:
     reasons += [str(reason) for reason in summary.get("invalid_reasons") or []]
     if summary.get("error"):
         status = "failed"
-        reasons.append(str(summary["error"]))
+        if not any(str(summary["error"]) in reason for reason in reasons):
+            reasons.append(str(summary["error"]))
     elif not summary.get("valid", False):
         status = "invalid"
         if not reasons:

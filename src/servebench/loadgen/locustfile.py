@@ -200,9 +200,9 @@ class OpenLoopUser(FastHttpUser):
         scheduled = PLAN["scheduled_s"]
         payloads = PLAN["payload_index"]
         mine = range(self.worker, len(scheduled), PLAN["workers"])
-        reporter = gevent.spawn(self._report_status, t0)
         sleep_until = PreciseSleeper().sleep_until
         sleep_until(t0)
+        reporter = gevent.spawn(self._report_status)
         cpu_start = time.process_time()
         wall_start = clock()
         spawn = gevent.spawn
@@ -237,7 +237,7 @@ class OpenLoopUser(FastHttpUser):
         if not self.slots.acquire(blocking=False):
             if self.drop:
                 self.counts["dropped"] += 1
-                self._finish(index, payload_index, t0, "", "", "", "dropped", 0, "in-flight cap")
+                self._finish(index, payload_index, "", "", "", "dropped", 0, "in-flight cap")
                 return
             # Delay policy: send when a slot frees; latency still counts from the schedule.
             delayed = 1
@@ -262,16 +262,16 @@ class OpenLoopUser(FastHttpUser):
             error = getattr(response, "error", None)
         except Exception as exception:  # anything the HTTP client did not turn into a response
             error = exception
-        done = clock()
-        self.slots.release()
+        finally:
+            done = clock()
+            self.slots.release()
         outcome = classify(status, error)
         message = "" if error is None else f"{type(error).__name__}: {error}"[:200]
         self.counts["done"] += 1
-        self._finish(
-            index, payload_index, t0, sent - t0, done - t0, status, outcome, delayed, message
-        )
+        self._finish(index, payload_index, sent - t0, done - t0, status, outcome, delayed, message)
 
-    def _finish(self, index, payload_index, t0, sent_s, done_s, status, outcome, delayed, error):  # noqa: ANN001
+    def _finish(self, index, payload_index, sent_s, done_s, status, outcome, delayed, error):  # noqa: ANN001
+        """One line of the per-request log (flushed: the file is line-buffered)."""
         scheduled_s = PLAN["scheduled_s"][index]
         self.log.writerow(
             (
@@ -291,7 +291,7 @@ class OpenLoopUser(FastHttpUser):
         if self.pending == 0:
             self.idle.set()
 
-    def _report_status(self, t0: float) -> None:
+    def _report_status(self) -> None:
         while True:
             gevent.sleep(PLAN["status_interval_s"])
             self._write_status(dict(self.counts, worker=self.worker, in_flight=self.pending))

@@ -161,15 +161,15 @@ def run_loadtest(
     timeout_s: float = 30.0,
     rejected_statuses: tuple[int, ...] = (429, 503),
     validity: dict[str, float] | None = None,
-    progress: bool | None = None,
+    progress: bool = True,
     progress_interval_s: float | None = None,
 ) -> dict[str, Any]:
     """Send the seeded schedule to `host` + `endpoint` open loop; return the summary.
 
     Writes into `out_dir`: requests.parquet, summary.json, plan.json (the schedule, payload
     order and settings), Locust's CSVs (locust_*.csv), HTML report and logs, and the raw
-    per-worker logs under raw/. `progress`: None shows a live line on a terminal and a line
-    every few seconds otherwise; False shows nothing.
+    per-worker logs under raw/. `progress`: a live line on stderr when it is a terminal, a
+    line every few seconds otherwise (`progress_interval_s`).
     """
     out = Path(out_dir)
     if workers < 1:
@@ -246,7 +246,7 @@ def run_loadtest(
         "schedule": schedule.describe(),
         "log_dir": str(raw_dir.resolve()),
         "start_lead_s": START_LEAD_S[mode],
-        "status_interval_s": 1.0,
+        "status_interval_s": 0.5,
         "headers": {"Content-Type": "application/json"} if payloads is not None else {},
         "bodies": bodies,
         "scheduled_s": schedule.scheduled_s.tolist(),
@@ -258,8 +258,6 @@ def run_loadtest(
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     run_time_s = math.ceil(START_LEAD_S[mode] + schedule.horizon_s + timeout_s + RUN_TIME_MARGIN_S)
     processes = _start_locust(out, plan_path, host, workers, cpu_list, run_time_s)
-    if progress is None:
-        progress = True
     monitor = (
         ProgressMonitor(raw_dir, len(schedule), sys.stderr, progress_interval_s)
         if progress
@@ -382,17 +380,18 @@ def _start_locust(
     ]
 
     def launch(command: list[str], name: str, cores: list[int] | None) -> subprocess.Popen:
-        log: TextIO = (out / f"{name}.out").open("w", encoding="utf-8")
         command += ["--logfile", str((out / f"{name}.log").resolve()), "--loglevel", "INFO"]
-        # Its own process group: a Ctrl-C on the terminal reaches us, and we stop Locust cleanly.
-        return subprocess.Popen(
-            _pin(command, cores),
-            cwd=out,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (out / f"{name}.out").open("w", encoding="utf-8") as console:
+            # Its own session: a Ctrl-C on the terminal reaches only us, and we stop Locust
+            # cleanly (it then writes its reports).
+            return subprocess.Popen(
+                _pin(command, cores),
+                cwd=out,
+                env=env,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     if workers == 1:
         return [launch([*base, *report, "-u", "1", "-r", "1"], "locust", cpus)]

@@ -283,8 +283,8 @@ def make_schedule(
         target = float(profile.cumulative(np.array([duration_s]))[0])
         chunks: list[np.ndarray] = []
         total = 0.0
-        # Draw in chunks until past the horizon (the draws are the same whatever the chunking
-        # for a fixed chunk size, so the result depends only on the seed and the law).
+        # Draw in chunks until past the horizon. The generator's draws form one sequence
+        # whatever the chunk sizes, so a shorter run is a prefix of a longer one.
         chunk = max(1024, int(target * 1.2) + 64)
         while total <= target:
             amounts_chunk = total + np.cumsum(unit_interarrivals(shape_k, chunk, rng))

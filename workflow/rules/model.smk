@@ -2,9 +2,10 @@
 # fp32, and measure each runtime's in-process ceiling. Logic: src/servebench/model.py.
 # Layout: results/model/<model>/<runtime>/{provenance.json, files/, payload_probabilities.csv,
 # fidelity.json, inprocess_bench.csv}; results/data/payloads.csv and its token lengths.
+
+
+# Every output of the model stage: `snakemake --cores 2 model`.
 rule model:
-    default_target: False
-    """Every output of the model stage: `snakemake --cores 2 model`."""
     input:
         model_targets(),
 

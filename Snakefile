@@ -10,6 +10,7 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/bento.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"

@@ -166,7 +166,8 @@ def _run(command: list[str], env: dict[str, str], log: Path | None, what: str) -
     output = result.stdout + result.stderr
     if log is not None:
         with log.open("a", encoding="utf-8") as handle:
-            handle.write(f"$ {' '.join(command)}\n{output}\n")
+            shown = ["<script>" if "\n" in part else part for part in command]
+            handle.write(f"# {what}\n$ {' '.join(shown)}\n{output}\n")
     if result.returncode != 0:
         tail = "\n".join(output.strip().splitlines()[-25:])
         raise BentoBuildError(f"{what} failed (exit {result.returncode}):\n{tail}")

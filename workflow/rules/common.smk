@@ -31,7 +31,9 @@ def results(*parts):
 
 def all_targets():
     """Everything `snakemake all` produces; each stage adds its final outputs here."""
-    return [results("provenance", "environment.json")] + model_targets()
+    return (
+        [results("provenance", "environment.json")] + model_targets() + bento_targets()
+    )
 
 
 from servebench.model import ModelUnavailableError, resolve_model
@@ -98,6 +100,27 @@ def payload_source_input(wildcards):
     """The local file behind data.source (none for hf:)."""
     path = payload_source_path(config["data"]["source"])
     return [str(path)] if path is not None else []
+
+
+# Files a variant's Bento is built from (bento.smk): a change rebuilds the Bentos.
+BENTO_SOURCES = [
+    "services/sentiment/service.py",
+    "services/sentiment/sentiment_inference.py",
+    "services/sentiment/bentofile.template.yaml",
+    "src/servebench/runtime.py",
+]
+
+
+def bento_runtime(wildcards):
+    """The runtime a variant's Bento serves."""
+    return config["variants"][wildcards.variant]["runtime"]
+
+
+def bento_targets():
+    """The Bento record of every variant of the experiment (part of `all`)."""
+    return [
+        results("bentos", f"{name}.json") for name in config["experiment"]["variants"]
+    ]
 
 
 from servebench.experiment import run_matrix, run_seed, scenario_needs_capacity

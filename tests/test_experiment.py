@@ -85,9 +85,10 @@ CALIBRATION = {
 }
 
 
-def _summary(throughput_rps, p99_ms, rejected=0, ok=100):
+def _summary(throughput_rps, p99_ms, rejected=0, ok=100, offered_rps=None):
     return {
         "throughput_rps": throughput_rps,
+        "offered_rate_rps": offered_rps,
         "latency_p50_ms": p99_ms / 2 if p99_ms else None,
         "latency_p99_ms": p99_ms,
         "counts": {"ok": ok, "rejected": rejected, "failed": 0, "timeout": 0, "dropped": 0},
@@ -104,6 +105,9 @@ def test_step_is_sustained_only_within_rate_tolerance_and_slo():
     assert not step_row(10.0, _summary(9.4, 150.0), CALIBRATION)["sustained"]
     assert not step_row(10.0, _summary(10.0, 250.0), CALIBRATION)["sustained"]
     assert not step_row(10.0, _summary(0.0, None, ok=0), CALIBRATION)["sustained"]
+    # Judged against what the seeded schedule really offered in the window.
+    assert step_row(10.0, _summary(8.0, 150.0, offered_rps=8.2), CALIBRATION)["sustained"]
+    assert not step_row(10.0, _summary(10.0, 150.0, offered_rps=11.0), CALIBRATION)["sustained"]
     row = step_row(10.0, _summary(5.0, 150.0, rejected=50, ok=50), CALIBRATION)
     assert row["rejection_rate"] == 0.5
 

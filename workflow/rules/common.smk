@@ -32,7 +32,13 @@ def results(*parts):
 def all_targets():
     """Everything `snakemake all` produces; each stage adds its final outputs here."""
     return (
-        [results("provenance", "environment.json")] + model_targets() + bento_targets()
+        [results("provenance", "environment.json")]
+        + model_targets()
+        + bento_targets()
+        + calibration_targets()
+        + run_targets()
+        + ANALYSIS_TARGETS
+        + REPORT_TARGETS
     )
 
 
@@ -146,6 +152,27 @@ def run_path(name):
 def run_targets():
     """meta.json of every run of the matrix (written last: marks a finished run)."""
     return [str(spec.path(RESULTS) / "meta.json") for spec in RUN_MATRIX]
+
+
+def calibration_targets():
+    """capacity.json of every variant of the experiment."""
+    target = config["deploy"]["target"]
+    return [
+        results("calibration", target, variant, "capacity.json")
+        for variant in config["experiment"]["variants"]
+    ]
+
+
+def reference_capacity(wildcards):
+    """The reference variant's capacity, for scenarios whose rate is relative to it."""
+    if not scenario_needs_capacity(config["scenarios"][wildcards.scenario]):
+        return []
+    return results(
+        "calibration",
+        wildcards.target,
+        config["experiment"]["reference_variant"],
+        "capacity.json",
+    )
 
 
 def run_priority(wildcards):

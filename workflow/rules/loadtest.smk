@@ -2,18 +2,6 @@
 # Logic: src/servebench/runs.py (run_scenario). Output: results/runs/<target>/<variant>/...
 
 
-def reference_capacity(wildcards):
-    """The reference variant's capacity, for scenarios whose rate is relative to it."""
-    if not scenario_needs_capacity(config["scenarios"][wildcards.scenario]):
-        return []
-    return results(
-        "calibration",
-        wildcards.target,
-        config["experiment"]["reference_variant"],
-        "capacity.json",
-    )
-
-
 rule loadtest:
     input:
         bento=results("bentos", "{variant}.json"),
@@ -39,8 +27,8 @@ rule loadtest:
         "../scripts/loadtest.py"
 
 
+# Every run of the matrix (and the calibration it needs): `snakemake --cores 4 runs`.
 rule runs:
     default_target: False
-    """Every run of the matrix (and the calibration it needs): `snakemake --cores 4 runs`."""
     input:
         run_targets(),

@@ -81,6 +81,15 @@ def variant_colors(variants: Sequence[str]) -> dict[str, str]:
     return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(variants)}
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def underlay_width(index: int, count: int, base: float = 1.2) -> float:
+    """Line width of the index-th of `count` curves: earlier ones wider, so that a curve that
+    lies exactly on another (equal results) still shows beneath it."""
+    return base + 0.9 * (count - 1 - index)
+
+
 def save(figure: Any, out_base: Path) -> list[Path]:
     """Write <out_base>.png and <out_base>.pdf and close the figure."""
     plt = _pyplot()
@@ -157,7 +166,7 @@ def latency_cdf(
         return placeholder(out_base, f"Latency CDF: {scenario}", "no valid run with requests")
     with plt.rc_context(STYLE):
         figure, (cdf_axes, tail_axes) = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 2.6))
-        for variant, groups in pooled.items():
+        for index, (variant, groups) in enumerate(pooled.items()):
             for kind, style in (("latency", "-"), ("service", "--")):
                 values = np.sort(groups.get(kind, np.array([])))
                 values = values[np.isfinite(values) & (values > 0)]
@@ -167,7 +176,7 @@ def latency_cdf(
                 probability = np.arange(1, n + 1) / n
                 label = f"{variant}" if kind == "latency" else f"{variant} (from send)"
                 color = colors.get(variant, "grey")
-                width = 1.4 if kind == "latency" else 0.9
+                width = underlay_width(index, len(pooled), 1.4 if kind == "latency" else 0.9)
                 cdf_axes.step(values, probability, style, where="post", color=color, lw=width)
                 tail = 1.0 - np.arange(0, n) / n  # P(X >= x): never 0 on a log axis
                 tail_axes.step(
@@ -226,6 +235,7 @@ def percentile_bars(
             for column, scenario in enumerate(present):
                 axes = axes_grid[row][column]
                 here = summary[summary["scenario"] == scenario]
+                counts = []
                 for index, variant in enumerate(shown):
                     line = here[here["variant"] == variant]
                     if line.empty:
@@ -236,30 +246,30 @@ def percentile_bars(
                     low = np.array([line[f"{name}_ci_low"] for name in names], dtype=float)
                     high = np.array([line[f"{name}_ci_high"] for name in names], dtype=float)
                     errors = np.vstack([heights - low, high - heights])
+                    has_ci = bool(np.isfinite(errors).any())
                     errors = np.where(np.isfinite(errors), np.maximum(errors, 0), 0)
                     positions = np.arange(len(quantiles)) + (index - (len(shown) - 1) / 2) * width
-                    n = int(line["n_repetitions"])
+                    counts.append(str(int(line["n_repetitions"])))
                     axes.bar(
                         positions,
                         heights,
                         width,
                         color=colors.get(variant, "grey"),
-                        label=f"{variant} (n={n})",
-                        yerr=errors,
+                        label=variant,
+                        yerr=errors if has_ci else None,
                         capsize=2,
                         error_kw={"elinewidth": 0.8},
                     )
                 axes.set_xticks(np.arange(len(quantiles)), [f"p{q}" for q in quantiles])
-                axes.set_title(f"{scenario}: {title}")
+                axes.set_title(f"{scenario}: {title}\nvalid repetitions: {' / '.join(counts)}")
                 axes.set_ylabel("ms")
                 axes.grid(axis="x", visible=False)
-                if row == 0:
-                    _legend(axes, loc="upper left")
         figure.suptitle(
             f"Latency percentiles: mean over repetitions, error bars {100 * ci_level:.0f}% "
             "bootstrap CI (none with 1 repetition)"
         )
-        figure.tight_layout()
+        figure.tight_layout(rect=(0, 0, 1, 0.95))
+        _figure_legend(figure, axes_grid[0][0], columns=6)
         return save(figure, out_base)
 
 
@@ -282,8 +292,11 @@ def latency_throughput(
     with plt.rc_context(STYLE):
         figure, (latency_axes, rate_axes) = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 2.8))
         top = 0.0
-        for variant, (steps, capacity) in usable.items():
+        for index, (variant, (steps, capacity)) in enumerate(usable.items()):
             color = colors.get(variant, "grey")
+            width = underlay_width(index, len(usable))
+            marker = MARKERS[index % len(MARKERS)]
+            size = 10 + 14 * (len(usable) - 1 - index)
             offered = steps["offered_rate_rps"].to_numpy(dtype=float)
             sustained = (
                 steps["sustained"].astype(bool).to_numpy()
@@ -292,15 +305,18 @@ def latency_throughput(
             )
             p99 = pd.to_numeric(steps.get("p99_ms"), errors="coerce").to_numpy(dtype=float)
             p50 = pd.to_numeric(steps.get("p50_ms"), errors="coerce").to_numpy(dtype=float)
-            latency_axes.plot(offered, p99, "-", color=color)
-            latency_axes.plot(offered, p50, ":", color=color)
-            latency_axes.scatter(offered[sustained], p99[sustained], color=color, s=12, zorder=3)
+            latency_axes.plot(offered, p99, "-", color=color, lw=width)
+            latency_axes.plot(offered, p50, ":", color=color, lw=width)
+            latency_axes.scatter(
+                offered[sustained], p99[sustained], color=color, s=size, marker=marker, zorder=3
+            )
             latency_axes.scatter(
                 offered[~sustained],
                 p99[~sustained],
                 facecolors="white",
                 edgecolors=color,
-                s=12,
+                marker=marker,
+                s=size,
                 zorder=3,
             )
             achieved = steps["achieved_rate_rps"].to_numpy(dtype=float)
@@ -308,22 +324,25 @@ def latency_throughput(
             label = f"{variant}: capacity " + (
                 f"{value:.3g} req/s" if value is not None else "none (no step sustained)"
             )
-            rate_axes.plot(offered, achieved, "-o", color=color, ms=3, label=label)
+            rate_axes.plot(
+                offered,
+                achieved,
+                "-",
+                marker=marker,
+                color=color,
+                lw=width,
+                ms=3 + 1.5 * (len(usable) - 1 - index),
+                label=label,
+            )
             top = max(top, float(np.nanmax(offered)), float(np.nanmax(achieved)))
             if value is not None:
                 for axes in (latency_axes, rate_axes):
-                    axes.axvline(value, color=color, ls="--", lw=0.8)
+                    axes.axvline(value, color=color, ls="--", lw=0.5 + 0.8 * width / 2)
             if slo_p99_ms is None:
                 slo_p99_ms = (capacity or {}).get("slo_p99_ms")
         if slo_p99_ms is not None:
-            latency_axes.axhline(slo_p99_ms, color="black", lw=0.8, ls="-.")
-            latency_axes.text(
-                0.01,
-                slo_p99_ms,
-                f"SLO p99 ≤ {slo_p99_ms:g} ms",
-                transform=latency_axes.get_yaxis_transform(),
-                va="bottom",
-                fontsize=6,
+            latency_axes.axhline(
+                slo_p99_ms, color="black", lw=0.8, ls="-.", label=f"SLO: p99 ≤ {slo_p99_ms:g} ms"
             )
         latency_axes.set_yscale("log")
         _plain_log(latency_axes.yaxis)
@@ -331,7 +350,7 @@ def latency_throughput(
         latency_axes.set_ylabel("latency (ms, log scale)")
         latency_axes.plot([], [], "-", color="black", label="p99")
         latency_axes.plot([], [], ":", color="black", label="p50")
-        _legend(latency_axes, loc="upper left")
+        _legend(latency_axes, loc="best")
         rate_axes.plot([0, top], [0, top], color="grey", lw=0.6, ls=":", label="achieved = offered")
         rate_axes.set_xlabel("offered rate (req/s)")
         rate_axes.set_ylabel("achieved rate, ok responses (req/s)")
@@ -589,7 +608,8 @@ def timeline(
             2, 1, figsize=(PAGE_WIDTH_IN, 3.6), sharex=True
         )
         offered_drawn = False
-        for variant, (requests, repetition) in runs.items():
+        for index, (variant, (requests, repetition)) in enumerate(runs.items()):
+            width_lw = underlay_width(index, len(runs))
             starts, offered, throughput, p99 = rate_and_p99_over_time(requests, width)
             centers = starts + width / 2
             color = colors.get(variant, "grey")
@@ -598,8 +618,15 @@ def timeline(
                     centers, offered, where="mid", color="grey", lw=0.8, label="offered (schedule)"
                 )
                 offered_drawn = True
-            rate_axes.plot(centers, throughput, color=color, label=f"{variant} (rep {repetition})")
-            p99_axes.plot(centers, p99, color=color, marker=".", ms=3)
+            rate_axes.step(
+                centers,
+                throughput,
+                where="mid",
+                color=color,
+                lw=width_lw,
+                label=f"{variant} (rep {repetition})",
+            )
+            p99_axes.plot(centers, p99, color=color, marker=".", ms=3, lw=width_lw)
         for axes in (rate_axes, p99_axes):
             if warmup_s > 0:
                 axes.axvspan(0, warmup_s, color="grey", alpha=0.15, lw=0)
@@ -661,14 +688,14 @@ def server_timeline(
             3, 1, figsize=(PAGE_WIDTH_IN, 4.6), sharex=True
         )
         no_batching = []
-        for variant, (resources, metrics, repetition) in loaded.items():
+        for index, (variant, (resources, metrics, repetition)) in enumerate(loaded.items()):
             color = colors.get(variant, "grey")
             label = f"{variant} (rep {repetition})"
+            width = underlay_width(index, len(loaded))
             if resources is not None and len(resources):
-                cpu_axes.plot(
-                    resources["elapsed_s"], resources["cpu_percent"], color=color, label=label
-                )
-                rss_axes.plot(resources["elapsed_s"], resources["rss_bytes"] / 2**20, color=color)
+                elapsed = resources["elapsed_s"]
+                cpu_axes.plot(elapsed, resources["cpu_percent"], color=color, lw=width, label=label)
+                rss_axes.plot(elapsed, resources["rss_bytes"] / 2**20, color=color, lw=width)
             batches = batch_size_over_time(metrics)
             if len(batches) and batches["mean_batch_size"].notna().any():
                 batch_axes.plot(
@@ -683,6 +710,7 @@ def server_timeline(
                 no_batching.append(variant)
         cpu_axes.set_ylabel("server CPU (% of a core)")
         rss_axes.set_ylabel("server RSS (MiB)")
+        rss_axes.set_ylim(bottom=0)
         batch_axes.set_ylabel("mean batch size\n(requests per batch)")
         batch_axes.set_xlabel("time since the server was ready (s)")
         if no_batching:

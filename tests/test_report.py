@@ -313,37 +313,13 @@ def build_results_tree(
 
 
 def render_all(config: dict, results_dir: Path) -> dict:
-    """Tables, figures and the report, as the workflow's scripts do."""
-    specs = run_matrix(config)
-    tables = stats.build_tables(config, specs, results_dir)
-    stats.write_tables(tables, results_dir / "tables")
-    model_dir = results_dir / "model" / MODEL_NAME
-    runtimes = ["pytorch", "onnx", "onnx-int8"]
-    manifest = figures.render_figures(
-        config,
-        specs,
-        figures.FigureInputs(
-            results_dir=results_dir,
-            tables_dir=results_dir / "tables",
-            token_lengths_csv=results_dir / "data" / "payload_token_lengths.csv",
-            token_lengths_json=results_dir / "data" / "payload_token_lengths_summary.json",
-            inprocess_bench_csvs={r: model_dir / r / "inprocess_bench.csv" for r in runtimes},
-        ),
-        results_dir / "figures",
-    )
-    report.render_report(
-        config,
-        report.ReportInputs(
-            results_dir=results_dir,
-            tables_dir=results_dir / "tables",
-            figures_dir=results_dir / "figures",
-            environment_json=results_dir / "provenance" / "environment.json",
-            model_dir=model_dir,
-            token_summary_json=results_dir / "data" / "payload_token_lengths_summary.json",
-            runtimes=runtimes,
-        ),
-        results_dir / "report.html",
-    )
+    """Tables, figures and the report, as `python -m servebench.report render` does."""
+    assert Path(config["results_dir"]) == results_dir
+    report.render_all(config, model_name=MODEL_NAME)
+    tables = {
+        name: pd.read_csv(results_dir / "tables" / f"{name}.csv") for name in stats.TABLE_NAMES
+    }
+    manifest = json.loads((results_dir / "figures" / "manifest.json").read_text())
     return {"tables": tables, "manifest": manifest}
 
 
@@ -469,9 +445,9 @@ def test_ablation_shares_when_the_ablation_variants_ran(tmp_path):
 
 
 def test_missing_runs_and_calibration_degrade_gracefully(tmp_path):
-    config = analysis_config(repetitions=1, duration_s=6.0)
     results_dir = tmp_path / "results"
     results_dir.mkdir()
+    config = analysis_config(repetitions=1, duration_s=6.0, results_dir=results_dir)
     # nothing at all on disk: the tables, figures and report are still produced
     output = render_all(config, results_dir)
     runs = output["tables"]["runs"]

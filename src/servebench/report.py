@@ -891,14 +891,76 @@ def browser_check(html_path: str | Path, timeout_s: float = 120.0) -> dict[str, 
     return result
 
 
+def render_all(config: dict[str, Any], model_name: str | None = None) -> Path:
+    """Tables, figures and report.html from the results on disk, without Snakemake (so
+    nothing upstream can be rerun): what `python -m servebench.report render` does."""
+    from servebench.experiment import run_matrix
+    from servebench.figures import FigureInputs, render_figures
+    from servebench.stats import build_tables, write_tables
+
+    if model_name is None:
+        from servebench.model import resolve_model
+
+        model_name = resolve_model(config["model"]).name
+    results_dir = Path(config["results_dir"])
+    runtimes = ["pytorch"] + [r for r in config["model"]["runtimes"] if r != "pytorch"]
+    model_dir = results_dir / "model" / model_name
+    specs = run_matrix(config)
+    write_tables(build_tables(config, specs, results_dir), results_dir / "tables")
+    render_figures(
+        config,
+        specs,
+        FigureInputs(
+            results_dir=results_dir,
+            tables_dir=results_dir / "tables",
+            token_lengths_csv=results_dir / "data" / "payload_token_lengths.csv",
+            token_lengths_json=results_dir / "data" / "payload_token_lengths_summary.json",
+            inprocess_bench_csvs={r: model_dir / r / "inprocess_bench.csv" for r in runtimes},
+        ),
+        results_dir / "figures",
+    )
+    return render_report(
+        config,
+        ReportInputs(
+            results_dir=results_dir,
+            tables_dir=results_dir / "tables",
+            figures_dir=results_dir / "figures",
+            environment_json=results_dir / "provenance" / "environment.json",
+            model_dir=model_dir,
+            token_summary_json=results_dir / "data" / "payload_token_lengths_summary.json",
+            runtimes=runtimes,
+        ),
+        results_dir / "report.html",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m servebench.report check REPORT.html`: the browser check, for CI."""
+    """`python -m servebench.report render [--configfile FILE ...]`: tables, figures and the
+    report from the results on disk, without Snakemake. `python -m servebench.report check
+    REPORT.html`: the headless-Chromium check (every image loaded, no console error), for CI."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m servebench.report")
-    parser.add_argument("command", choices=["check"])
-    parser.add_argument("html")
+    from servebench.config import ConfigError, load_config
+
+    parser = argparse.ArgumentParser(prog="python -m servebench.report", description=main.__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    render = commands.add_parser("render", help="tables, figures and report.html from disk")
+    render.add_argument("--configfile", action="append", default=[], type=Path)
+    check = commands.add_parser("check", help="open a report in headless Chromium")
+    check.add_argument("html")
     args = parser.parse_args(argv)
+    if args.command == "render":
+        import logging
+
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+        try:
+            config = load_config(*args.configfile)
+        except ConfigError as error:
+            print(f"error: {error}")
+            return 2
+        path = render_all(config)
+        print(f"wrote {config['results_dir']}/tables, {config['results_dir']}/figures, {path}")
+        return 0
     result = browser_check(args.html)
     problems = list(result["errors"]) + list(result["console"])
     if result["loaded"] != result["images"]:

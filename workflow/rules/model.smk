@@ -24,7 +24,11 @@ rule model_pytorch:
     conda:
         CONDA_ENV
     params:
-        model=config["model"],
+        # Only what shapes the model: changing e.g. the benchmark settings rebuilds nothing.
+        model={
+            key: config["model"][key]
+            for key in ("id", "local_dir", "fallback", "synthetic")
+        },
         name=MODEL.name,
     script:
         "../scripts/model_runtime.py"
@@ -47,7 +51,11 @@ rule model_runtime:
     conda:
         CONDA_ENV
     params:
-        model=config["model"],
+        model=lambda wildcards: (
+            {"quantization": config["model"]["quantization"]}
+            if wildcards.runtime == "onnx-int8"
+            else {}
+        ),
         name=MODEL.name,
     script:
         "../scripts/model_runtime.py"

@@ -277,3 +277,45 @@ def test_run_metrics_count_errors_and_rejections_apart():
     assert metrics["n_measured"] == 100
     assert metrics["error_rate"] == pytest.approx(0.06)
     assert metrics["rejection_rate"] == pytest.approx(0.04)
+
+
+def test_capacity_table_speedup_and_lower_bound(tmp_path):
+    from servebench.provenance import write_json
+
+    for variant, capacity, bound in (("baseline", 20.0, False), ("optimized", 50.0, True)):
+        folder = tmp_path / "calibration" / "local" / variant
+        write_json(
+            folder / "capacity.json",
+            {"capacity_rps": capacity, "capacity_is_lower_bound": bound, "slo_p99_ms": 200},
+        )
+        pd.DataFrame(
+            {
+                "offered_rate_rps": [10.0, capacity],
+                "achieved_rate_rps": [10.0, capacity],
+                "sustained": [True, True],
+            }
+        ).to_csv(folder / "steps.csv", index=False)
+    problems = []
+    table = stats.capacity_table(
+        tmp_path, "local", ["baseline", "optimized", "other"], "baseline", problems
+    )
+    rows = table.set_index("variant")
+    assert rows.loc["optimized", "speedup_vs_reference"] == pytest.approx(2.5)
+    assert rows.loc["optimized", "capacity_is_lower_bound"] is True
+    assert "not calibrated" in rows.loc["other", "note"]
+    assert any("other" in problem for problem in problems)
+    ablation = stats.ablation_table(
+        pd.DataFrame(columns=["target", "variant", "scenario", "repetition", "valid"]),
+        table.assign(
+            variant=table["variant"].replace({"other": "ablation-runtime"}),
+            capacity_rps=table["capacity_rps"].fillna(30.0),
+        ),
+        SETTINGS,
+        reference="baseline",
+        optimized="optimized",
+        all_variants=["baseline", "optimized", "ablation-runtime"],
+        scenarios=["steady"],
+    )
+    runtime = ablation.set_index("level").loc["runtime"]
+    assert runtime["share_of_total_gain"] == pytest.approx((30 - 20) / (50 - 20))
+    assert "optimized is only a lower bound" in runtime["note"]

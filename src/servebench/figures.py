@@ -297,7 +297,14 @@ def latency_throughput(
             width = underlay_width(index, len(usable))
             marker = MARKERS[index % len(MARKERS)]
             size = 10 + 14 * (len(usable) - 1 - index)
-            offered = steps["offered_rate_rps"].to_numpy(dtype=float)
+            nominal = steps["offered_rate_rps"].to_numpy(dtype=float)
+            # What the generator actually offered in each step's measured window (short steps
+            # of a random schedule deviate from the ramp's nominal rate); sustained is judged
+            # against it, so the diagonal of the right panel is the criterion.
+            offered = nominal.copy()
+            if "realized_offered_rate_rps" in steps:
+                realized = pd.to_numeric(steps["realized_offered_rate_rps"], errors="coerce")
+                offered = np.where(np.isfinite(realized), realized, nominal)
             sustained = (
                 steps["sustained"].astype(bool).to_numpy()
                 if "sustained" in steps
@@ -321,8 +328,11 @@ def latency_throughput(
             )
             achieved = steps["achieved_rate_rps"].to_numpy(dtype=float)
             value = (capacity or {}).get("capacity_rps")
+            lower_bound = bool((capacity or {}).get("capacity_is_lower_bound"))
             label = f"{variant}: capacity " + (
-                f"{value:.3g} req/s" if value is not None else "none (no step sustained)"
+                f"{'≥ ' if lower_bound else ''}{value:.3g} req/s"
+                if value is not None
+                else "none (no step sustained)"
             )
             rate_axes.plot(
                 offered,
@@ -336,6 +346,8 @@ def latency_throughput(
             )
             top = max(top, float(np.nanmax(offered)), float(np.nanmax(achieved)))
             if value is not None:
+                at = offered[np.isclose(nominal, value)]
+                value = float(at[0]) if len(at) else value
                 for axes in (latency_axes, rate_axes):
                     axes.axvline(value, color=color, ls="--", lw=0.5 + 0.8 * width / 2)
             if slo_p99_ms is None:
@@ -346,17 +358,18 @@ def latency_throughput(
             )
         latency_axes.set_yscale("log")
         _plain_log(latency_axes.yaxis)
-        latency_axes.set_xlabel("offered rate (req/s)")
+        latency_axes.set_xlabel("offered rate, realized (req/s)")
         latency_axes.set_ylabel("latency (ms, log scale)")
         latency_axes.plot([], [], "-", color="black", label="p99")
         latency_axes.plot([], [], ":", color="black", label="p50")
         _legend(latency_axes, loc="best")
         rate_axes.plot([0, top], [0, top], color="grey", lw=0.6, ls=":", label="achieved = offered")
-        rate_axes.set_xlabel("offered rate (req/s)")
+        rate_axes.set_xlabel("offered rate, realized (req/s)")
         rate_axes.set_ylabel("achieved rate, ok responses (req/s)")
         _legend(rate_axes, loc="upper left")
         figure.suptitle(
-            "Capacity calibration (filled: step sustained; hollow: not; dashed: capacity)"
+            "Capacity calibration (filled: step sustained, hollow: not; dashed: capacity, "
+            "≥ a lower bound)"
         )
         figure.tight_layout()
         return save(figure, out_base)

@@ -97,6 +97,13 @@ def with_ci(row: dict[str, Any] | pd.Series, name: str, percent: bool = False) -
     return f"{value} [{one(low)}, {one(high)}]"
 
 
+def _is_true(value: Any) -> bool:
+    """True for True, numpy True and "True" (a CSV round trip), False for anything else."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    return str(value).strip().lower() == "true"
+
+
 def _finite(value: Any) -> bool:
     try:
         return math.isfinite(float(value))
@@ -566,7 +573,11 @@ def capacity_html_table(capacity: pd.DataFrame) -> HtmlTable:
         table.add(
             [
                 record["variant"],
-                (fmt(record.get("capacity_rps")), "num"),
+                (
+                    ("≥ " if _is_true(record.get("capacity_is_lower_bound")) else "")
+                    + fmt(record.get("capacity_rps")),
+                    "num",
+                ),
                 (f"{fmt(record.get('speedup_vs_reference'))}x", "num")
                 if _finite(record.get("speedup_vs_reference"))
                 else DASH,

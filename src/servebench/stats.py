@@ -936,7 +936,14 @@ def ablation_table(
                 )
     if len(capacity):
         for target in sorted(set(capacity["target"])):
-            caps = capacity[capacity["target"] == target].set_index("variant")["capacity_rps"]
+            here = capacity[capacity["target"] == target]
+            caps = here.set_index("variant")["capacity_rps"]
+            flags = here["capacity_is_lower_bound"] if "capacity_is_lower_bound" in here else None
+            bounds = (
+                sorted(here.loc[flags.map(lambda x: str(x).lower() == "true"), "variant"])
+                if flags is not None
+                else []
+            )
 
             def cap(variant: str, caps: pd.Series = caps) -> np.ndarray:
                 value = caps.get(variant, math.nan)
@@ -955,6 +962,11 @@ def ablation_table(
                 optimized,
                 settings,
             )
+            if bounds:
+                for row in rows:
+                    if row["metric"] == "capacity_rps" and row["target"] == target:
+                        caveat = f"capacity of {', '.join(bounds)} is only a lower bound"
+                        row["note"] = "; ".join(x for x in (row["note"], caveat) if x)
     return pd.DataFrame(rows, columns=ABLATION_COLUMNS)
 
 
@@ -1048,6 +1060,7 @@ CAPACITY_COLUMNS = [
     "target",
     "variant",
     "capacity_rps",
+    "capacity_is_lower_bound",
     "speedup_vs_reference",
     "slo_p99_ms",
     "achieved_rate_tolerance",
@@ -1095,6 +1108,7 @@ def capacity_table(
         row: dict[str, Any] = {"target": target, "variant": variant, "note": ""}
         if capacity is not None:
             row["capacity_rps"] = capacity.get("capacity_rps")
+            row["capacity_is_lower_bound"] = capacity.get("capacity_is_lower_bound")
             row["slo_p99_ms"] = capacity.get("slo_p99_ms")
             row["achieved_rate_tolerance"] = capacity.get("achieved_rate_tolerance")
             if capacity.get("capacity_rps") is None:

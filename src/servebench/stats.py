@@ -1355,3 +1355,16 @@ def workflow_analysis_inputs(
     if existing_only:
         files = {key: [p for p in paths if Path(p).is_file()] for key, paths in files.items()}
     return files
+
+
+def source_hash(*module_names: str) -> str:
+    """sha256 of the source of servebench modules (e.g. "stats", "figures"): a param of the
+    analysis rules, so that editing the library reruns the analysis (and only the analysis;
+    Snakemake's own code trigger sees only the rules' scripts)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    package_dir = Path(__file__).resolve().parent
+    for name in module_names:
+        digest.update((package_dir / f"{name}.py").read_bytes())
+    return digest.hexdigest()

@@ -5,7 +5,7 @@
 # analysis.existing_runs_only only the files already on disk are used (docs/analysis.md).
 from servebench.figures import figure_names
 from servebench.report import workflow_figure_outputs
-from servebench.stats import TABLE_NAMES, workflow_analysis_inputs
+from servebench.stats import TABLE_NAMES, source_hash, workflow_analysis_inputs
 
 ANALYSIS_INPUTS = workflow_analysis_inputs(config, MODEL.name, MODEL_RUNTIMES)
 FIGURES = figure_names(config)
@@ -38,6 +38,8 @@ rule tables:
         experiment=config["experiment"],
         variants=config["variants"],
         seed=config["seed"],
+        # Editing the library reruns the tables (Snakemake tracks only the script's code).
+        code=source_hash("stats", "experiment"),
     script:
         "../scripts/analysis_tables.py"
 
@@ -79,5 +81,6 @@ rule figures:
         },
         ci_level=config["analysis"]["ci_level"],
         slo_p99_ms=config["calibration"]["slo_p99_ms"],
+        code=source_hash("figures", "stats"),
     script:
         "../scripts/analysis_figures.py"

@@ -36,6 +36,7 @@ rule report_html:
         runtimes=MODEL_RUNTIMES,
         # The page shows the effective config: any change of it re-renders the page.
         config_hash=stable_hash(config),
+        code=source_hash("report"),
     script:
         "../scripts/report_html.py"
 

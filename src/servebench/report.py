@@ -653,10 +653,16 @@ def runs_html_table(runs: pd.DataFrame) -> HtmlTable:
         cells = []
         for key, _ in present:
             value = _cell(record.get(key))
-            if key == "ks_pvalue" and not isinstance(value, tuple):
+            if isinstance(value, tuple):  # missing
+                pass
+            elif key == "ks_pvalue":
                 value = (fmt_p(value), "num")
-            if key == "status":
+            elif key == "status":
                 value = (value, "ok" if value == "valid" else "worse")
+            elif key == "seed":
+                value = (str(int(value)), "num")
+            elif isinstance(value, (int, float, np.integer, np.floating)):
+                value = (fmt(value), "num")
             cells.append(value)
         table.add(cells)
     return table
@@ -683,8 +689,10 @@ def reproduce_commands(config: dict[str, Any]) -> list[str]:
         "git checkout {commit}   # the commit the runs were made with (see provenance)",
         "make venv                 # the pinned environment (envs/requirements.lock)",
         f".venv/bin/snakemake --cores 4 all{configfile}",
-        "# re-render tables, figures and this page from the existing raw data (no load test):",
-        f".venv/bin/snakemake --cores 1 report{configfile}",
+        "# re-render tables, figures and this page from the raw data on disk (no load test):",
+        f".venv/bin/snakemake --cores 1 report --allowed-rules tables figures report_html report"
+        f"{configfile}",
+        f".venv/bin/python -m servebench.report render{configfile}   # the same, without Snakemake",
         "# Snakemake's own report (figures and tables with the same captions, plus the DAG):",
         f".venv/bin/snakemake --report {results}/snakemake_report.html{configfile}",
     ]

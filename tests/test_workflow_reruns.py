@@ -1,0 +1,201 @@
+"""The experiment DAG end to end on the tiny profile: reruns and interruption.
+
+One real run of `snakemake all --configfile .test/config.yaml` into a temporary results folder
+(tiny model, real Bentos, real servers, real Locust), then dry runs that check what Snakemake
+would redo after each kind of change, and a Ctrl-C in the middle of a load test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
+
+
+def snakemake_command(
+    snakemake_exe: str, results_dir: Path, *args: str, config: tuple[str, ...] = ()
+) -> list[str]:
+    """The tiny profile into `results_dir`; `config`: more `--config` entries (last, since
+    --config takes every argument after it)."""
+    return [
+        snakemake_exe,
+        *args,
+        "--cores",
+        "2",
+        "--configfile",
+        ".test/config.yaml",
+        "--config",
+        f"results_dir={results_dir}",
+        # The tiny profile's Bento store lives under its own results folder.
+        f"deploy={{'bentoml_home': '{results_dir / 'bentoml_home'}'}}",
+        *config,
+    ]
+
+
+def planned_jobs(
+    snakemake_exe: str, results_dir: Path, *args: str, config: tuple[str, ...] = ()
+) -> dict[str, int]:
+    """{rule: number of jobs} that a dry run of `args` would execute."""
+    result = subprocess.run(
+        snakemake_command(
+            snakemake_exe, results_dir, "-n", "--quiet", "rules", *args, config=config
+        ),
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    jobs: dict[str, int] = {}
+    in_table = False
+    for line in (result.stdout + result.stderr).splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_table = True
+            continue
+        if in_table:
+            match = re.match(r"^(\S+)\s+(\d+)$", line.strip())
+            if match and match.group(1) != "total":
+                jobs[match.group(1)] = int(match.group(2))
+            elif line.strip().startswith("total"):
+                break
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def finished_study(snakemake_exe, tmp_path_factory) -> Path:
+    """The tiny study run once, to completion, in a temporary results folder."""
+    results_dir = tmp_path_factory.mktemp("study") / "results"
+    result = subprocess.run(
+        snakemake_command(snakemake_exe, results_dir, "all"),
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    return results_dir
+
+
+def run_dir(results_dir: Path, variant: str, scenario: str, rep: int = 0) -> Path:
+    return results_dir / "runs" / "local" / variant / scenario / f"rep{rep}"
+
+
+def test_study_produced_every_run_and_the_report(snakemake_exe, finished_study):
+    for variant in ("baseline", "optimized"):
+        for scenario in ("steady", "bursty"):
+            folder = run_dir(finished_study, variant, scenario)
+            assert (folder / "meta.json").is_file()
+            assert (folder / "requests.parquet").is_file()
+            assert (folder / "server_metrics.csv").is_file()
+        assert (finished_study / "calibration" / "local" / variant / "capacity.json").is_file()
+    assert (finished_study / "report.html").stat().st_size > 10_000
+    assert planned_jobs(snakemake_exe, finished_study, "all") == {}
+
+
+def test_forcerun_one_scenario_reruns_it_for_every_variant_only(snakemake_exe, finished_study):
+    targets = [
+        str(run_dir(finished_study, variant, "bursty") / "meta.json")
+        for variant in ("baseline", "optimized")
+    ]
+    jobs = planned_jobs(snakemake_exe, finished_study, "all", "--forcerun", *targets)
+    assert jobs.get("loadtest") == 2
+    assert "calibrate" not in jobs and "bento" not in jobs
+
+
+def test_one_run_by_its_output_path(snakemake_exe, finished_study):
+    target = str(run_dir(finished_study, "optimized", "steady") / "meta.json")
+    jobs = planned_jobs(snakemake_exe, finished_study, target, "--forcerun", target)
+    assert jobs == {"loadtest": 1}
+
+
+def test_adding_a_variant_runs_only_the_new_runs(snakemake_exe, finished_study):
+    jobs = planned_jobs(
+        snakemake_exe,
+        finished_study,
+        "all",
+        config=(
+            "variants={'onnx-only': {'runtime': 'onnx'}}",
+            "experiment={'variants': ['baseline', 'optimized', 'onnx-only']}",
+        ),
+    )
+    assert jobs.get("loadtest") == 2  # steady and bursty, one repetition each
+    assert jobs.get("calibrate") == 1 and jobs.get("bento") == 1
+    assert "model_runtime" not in jobs and "model_pytorch" not in jobs
+
+
+def test_figure_code_change_rerenders_without_load_tests(snakemake_exe, finished_study):
+    jobs = planned_jobs(snakemake_exe, finished_study, "report", "--forcerun", "figures")
+    assert set(jobs) <= {"figures", "report_html", "report"}
+    assert "figures" in jobs
+    # A real code change of the figures script: Snakemake's `code` trigger reruns only the
+    # figures and what depends on them.
+    script = REPO_ROOT / "workflow" / "scripts" / "analysis_figures.py"
+    original = script.read_text(encoding="utf-8")
+    try:
+        script.write_text(original + "\n# a figure code change\n", encoding="utf-8")
+        jobs = planned_jobs(snakemake_exe, finished_study, "all")
+    finally:
+        script.write_text(original, encoding="utf-8")
+    assert "loadtest" not in jobs and "calibrate" not in jobs
+    assert "figures" in jobs
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_ctrl_c_during_a_load_test_leaves_nothing_and_a_rerun_resumes(
+    snakemake_exe, finished_study
+):
+    folder = run_dir(finished_study, "baseline", "steady")
+    target = str(folder / "meta.json")
+    process = subprocess.Popen(
+        snakemake_command(snakemake_exe, finished_study, target, "--forcerun", target),
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        # Wait until the load test is under way: a server answering and Locust running.
+        deadline = time.monotonic() + 90
+        seen: list[psutil.Process] = []
+        while time.monotonic() < deadline:
+            seen = _descendants(process.pid)
+            names = " ".join(" ".join(p.cmdline()) for p in seen if p.is_running())
+            if "locust" in names and "bentoml" in names:
+                break
+            time.sleep(0.3)
+        else:
+            pytest.fail("the load test did not start within 90 s")
+        time.sleep(1.0)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    time.sleep(1.0)
+    survivors = [p for p in seen if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert survivors == [], [p.cmdline() for p in survivors]
+    assert not (folder / "meta.json").exists(), "an interrupted run must not look complete"
+    assert planned_jobs(snakemake_exe, finished_study, "all").get("loadtest") == 1
+
+    result = subprocess.run(
+        snakemake_command(snakemake_exe, finished_study, "all"),
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (folder / "meta.json").is_file()

@@ -372,7 +372,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configfile", action="append", default=[], type=Path)
     parser.add_argument("--model-dir", type=Path, help="default: <results_dir>/model/<model>")
     parser.add_argument("--prepare-model", action="store_true", help="prepare missing runtimes")
-    parser.add_argument("--payloads", type=Path, default=REPO_ROOT / "data" / "texts.csv")
+    parser.add_argument(
+        "--payloads",
+        type=Path,
+        default=None,
+        help="default: <results_dir>/data/payloads.csv (the model stage's), else data/texts.csv",
+    )
     parser.add_argument("--out", type=Path, default=None, help="default: <results_dir>/benchmarks")
     parser.add_argument("--step-duration-s", type=float, default=20.0)
     parser.add_argument("--warmup-s", type=float, default=5.0)
@@ -397,7 +402,11 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     runtimes = {config["variants"][v]["runtime"] for v in args.variants} | {"onnx-int8"}
     ensure_runtimes(model_dir, runtimes, config, args.prepare_model)
+    if args.payloads is None:
+        staged = Path(config["results_dir"], "data", "payloads.csv")
+        args.payloads = staged if staged.is_file() else REPO_ROOT / "data" / "texts.csv"
     texts = model.read_corpus_texts(args.payloads)
+    logger.info("payloads: %s (%d texts)", args.payloads, len(texts))
     server_cpus = config["cpus"]["server"]
 
     results_path = out / "served_throughput.csv"

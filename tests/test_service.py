@@ -331,12 +331,10 @@ def test_bad_input_gets_a_4xx_with_a_message_and_the_worker_keeps_serving(served
 
 
 @pytest.mark.e2e
-def test_adaptive_batching_forms_batches_under_concurrent_load(served):
+def test_adaptive_batching_forms_batches_under_concurrent_load(served, testbed):
     from servebench.deploy.local import http_get, parse_metrics
 
     variant, server = served
-    if variant != "optimized":
-        pytest.skip("only the optimized variant batches")
     statuses = run_concurrent_client(
         server.url + "/classify_batch", n=300, concurrency=32, cpus=client_cpus(server.cpus)
     )
@@ -355,6 +353,9 @@ def test_adaptive_batching_forms_batches_under_concurrent_load(served):
     single = sum(
         v for (name, labels), v in batch.items() if name.endswith("_bucket") and "le=1.0" in labels
     )
+    if not testbed.records[variant]["settings"]["batching"]["enabled"]:
+        assert count == 0, "the baseline must not go through the adaptive batcher"
+        return
     assert count >= 1
     assert single < count, "no batch larger than one request was formed"
     assert total_size / count > 1.0

@@ -348,13 +348,6 @@ def build_bento(
     return record
 
 
-def read_bento_record(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(path)
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def main(argv: list[str] | None = None) -> int:
     """`python -m servebench.bento VARIANT RUNTIME_DIR OUT_JSON [--configfile F ...]`."""
     from servebench.config import load_config

@@ -15,6 +15,8 @@ job. Interrupts (Ctrl-C, SIGTERM from Snakemake) propagate; the server is stoppe
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import math
@@ -46,10 +48,22 @@ def _loadgen_settings(config: dict[str, Any]) -> dict[str, Any]:
     return settings_from_config(config)
 
 
+class _LogLines(io.TextIOBase):
+    """A text stream whose lines go to this module's log (the job's log file)."""
+
+    def write(self, text: str) -> int:
+        for line in text.replace("\r", "\n").splitlines():
+            if line.strip():
+                log.info("%s", line.strip())
+        return len(text)
+
+
 def _run_loadtest(**kwargs: Any) -> dict[str, Any]:
+    """run_loadtest with its progress lines in the job's log instead of the console."""
     from servebench.loadgen.runner import run_loadtest
 
-    return run_loadtest(**kwargs)
+    with contextlib.redirect_stderr(_LogLines()):
+        return run_loadtest(**kwargs)
 
 
 def _clear(directory: Path) -> None:
@@ -138,7 +152,6 @@ def calibrate(
                 duration_s=duration_s,
                 warmup_s=duration_s * CALIBRATION_STEP_WARMUP_FRACTION,
                 payloads=payloads_path,
-                progress=False,
                 **settings,
             )
             row = step_row(rate, summary, calibration)

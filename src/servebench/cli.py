@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES: list[str] = [
     "servebench.config",
     "servebench.loadgen.cli",
     "servebench.deploy.local",
+    "servebench.deploy.k3s",
 ]
 
 

@@ -23,6 +23,7 @@ import math
 import shutil
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,38 @@ def _clear(directory: Path) -> None:
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
+
+
+# ------------------------------------------------------------- deployment target (deploy.target)
+
+
+@contextlib.contextmanager
+def deployed(config: dict[str, Any], record: dict[str, Any], out: Path) -> Iterator[Any]:
+    """The variant's server for the block, by deploy.target: `local` (bentoml serve here) or
+    `k3s` (servebench.deploy.k3s); both give `.url` and tear down on exit."""
+    if config["deploy"]["target"] == "k3s":
+        from servebench.deploy.k3s import k3s_server
+
+        with k3s_server(config, record, out) as server:
+            yield server
+        return
+    with local_server(
+        record["tag"],
+        bentoml_home=record["bentoml_home"],
+        log_path=out / "server.log",
+        cpus=config["cpus"]["server"],
+        ready_timeout_s=config["deploy"]["ready_timeout_s"],
+    ) as server:
+        yield server
+
+
+def monitored(config: dict[str, Any], server: Any, out: Path) -> contextlib.AbstractContextManager:
+    """server_metrics.csv and resources.csv of the target's server."""
+    if config["deploy"]["target"] == "k3s":
+        from servebench.deploy.k3s import k3s_monitor
+
+        return k3s_monitor(server, out)
+    return monitor(server, out)
 
 
 def calibration_rates_rps(calibration: dict[str, Any]) -> list[float]:
@@ -134,13 +167,7 @@ def calibrate(
     settings = _loadgen_settings(config)
     steps: list[dict[str, Any]] = []
     failed_in_a_row = 0
-    with local_server(
-        record["tag"],
-        bentoml_home=record["bentoml_home"],
-        log_path=out / "server.log",
-        cpus=config["cpus"]["server"],
-        ready_timeout_s=config["deploy"]["ready_timeout_s"],
-    ) as server:
+    with deployed(config, record, out) as server:
         for index, rate in enumerate(calibration_rates_rps(calibration)):
             duration_s = float(calibration["step_duration_s"])
             summary = _run_loadtest(
@@ -240,16 +267,7 @@ def run_scenario(
         if reference_capacity_path is not None:
             capacity = read_json(reference_capacity_path).get("capacity_rps")
         rate_rps = experiment.scenario_rate_rps(scenario, capacity)
-        with (
-            local_server(
-                record["tag"],
-                bentoml_home=record["bentoml_home"],
-                log_path=out / "server.log",
-                cpus=config["cpus"]["server"],
-                ready_timeout_s=config["deploy"]["ready_timeout_s"],
-            ) as server,
-            monitor(server, out),
-        ):
+        with deployed(config, record, out) as server, monitored(config, server, out):
             summary = _run_loadtest(
                 host=server.url,
                 out_dir=out,

@@ -1,0 +1,166 @@
+"""Fake `kubectl`, `k3s`, `docker`, `podman`, `buildah`, `nerdctl`, `bentoml` and `sudo` for
+the K3s driver's tests.
+
+`install_fakes(bin_dir, ...)` writes one small Python script under each name into `bin_dir`.
+Each records its argv as a JSON line in $FAKE_K8S_LOG and answers like the real tool would
+(the answers a test wants to change come from the rules in $FAKE_K8S_SPEC: the first rule
+whose `match` is a substring of the command line sets exit code, stdout, stderr, a delay).
+`kubectl port-forward LOCAL:REMOTE` really listens on 127.0.0.1:LOCAL and answers /readyz,
+/livez and /metrics, as the port-forwarded service would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+TOOLS = ("kubectl", "k3s", "docker", "podman", "buildah", "nerdctl", "bentoml", "sudo")
+
+FAKE_SCRIPT = r"""
+import json, os, sys, time
+
+tool = os.path.basename(sys.argv[0])
+args = sys.argv[1:]
+with open(os.environ["FAKE_K8S_LOG"], "a", encoding="utf-8") as handle:
+    handle.write(json.dumps([tool, *args]) + "\n")
+line = " ".join([tool, *args])
+spec = json.load(open(os.environ["FAKE_K8S_SPEC"], encoding="utf-8"))
+
+for rule in spec.get("rules", []):
+    if rule["match"] in line:
+        time.sleep(rule.get("sleep_s", 0))
+        sys.stdout.write(rule.get("stdout", ""))
+        sys.stderr.write(rule.get("stderr", ""))
+        sys.exit(rule.get("rc", 0))
+
+if tool == "sudo":  # sudo -n CMD ...: run CMD (also a fake) in this process's place
+    rest = [a for a in args if a != "-n"]
+    os.execvp(rest[0], rest)
+
+def out(text):
+    sys.stdout.write(text)
+    sys.exit(0)
+
+def fail(text, rc=1):
+    sys.stderr.write(text)
+    sys.exit(rc)
+
+if tool == "kubectl":
+    if "port-forward" in args:
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+        local = int([a for a in args if ":" in a][0].split(":")[0])
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b"ok"
+                if self.path == "/metrics":
+                    body = b"# TYPE bentoml_requests_total counter\nbentoml_requests_total 3\n"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            def log_message(self, *a):
+                pass
+        print(f"Forwarding from 127.0.0.1:{local} -> 3000", flush=True)
+        HTTPServer(("127.0.0.1", local), Handler).serve_forever()
+    if "apply" in args and "-k" in args:
+        directory = args[args.index("-k") + 1]
+        if not os.path.isfile(os.path.join(directory, "kustomization.yaml")):
+            fail(f"error: unable to find kustomization in {directory}\n")
+        out("deployment.apps/sentiment created\nservice/sentiment created\n")
+    if "delete" in args and "-k" in args:
+        out('deployment.apps "sentiment" deleted\n')
+    if "rollout" in args and "status" in args:
+        out('deployment "sentiment" successfully rolled out\n')
+    if "rollout" in args and "restart" in args:
+        out("deployment.apps/sentiment restarted\n")
+    if args[:2] == ["get", "namespace"]:
+        out(f"namespace/{args[2]}\n") if spec.get("namespace_exists", True) else fail(
+            f'Error from server (NotFound): namespaces "{args[2]}" not found\n'
+        )
+    if args[:2] == ["create", "namespace"]:
+        out(f"namespace/{args[2]} created\n")
+    if "get" in args and "pods" in args:
+        if any(a.startswith("jsonpath=") for a in args):
+            out("sentiment-7d9f-abcde")
+        pods = {"items": [{
+            "metadata": {"name": "sentiment-7d9f-abcde"},
+            "spec": {"nodeName": "node-1"},
+            "status": {"phase": "Running", "containerStatuses": [{
+                "ready": True,
+                "restartCount": spec.get("restarts", 0),
+                "lastState": {"terminated": {"reason": "OOMKilled"}} if spec.get("restarts") else {},
+            }]},
+        }]}
+        out(json.dumps(pods))
+    if "get" in args and "events" in args:
+        out(json.dumps({"items": [{"reason": "Pulled", "message": "image present"},
+                                  {"reason": "Started", "message": "started"}]}))
+    if "top" in args:
+        out("sentiment-7d9f-abcde   250m   1200Mi\n")
+    if "logs" in args:
+        out("[pod/sentiment-7d9f-abcde/sentiment] bentoml: service ready\n")
+    if "delete" in args and "pod" in args:
+        out(f'pod "{args[args.index("pod") + 1]}" deleted\n')
+    out("")
+
+if tool in ("docker", "podman", "nerdctl", "buildah"):
+    if "inspect" in args:
+        out("[{}]\n") if spec.get("image_present") else fail("Error: No such image\n")
+    if "save" in args:
+        with open(args[args.index("-o") + 1], "wb") as handle:
+            handle.write(b"image tar")
+        out("")
+    if tool == "buildah" and args[0] == "push" and "docker-archive:" in " ".join(args):
+        path = [a for a in args if a.startswith("docker-archive:")][0].split(":")[1]
+        open(path, "wb").write(b"image tar")
+        out("")
+    if args[0] == "push":
+        out("pushed\n")
+    out("")
+
+if tool == "k3s":
+    if args[:3] == ["ctr", "images", "ls"]:
+        out("\n".join(spec.get("cluster_images", [])) + "\n")
+    if args[:3] == ["ctr", "images", "import"]:
+        if not os.path.isfile(args[3]):
+            fail(f"ctr: open {args[3]}: no such file or directory\n")
+        out("unpacking docker.io/servebench/sentiment (sha256:0)...done\n")
+    out("")
+
+if tool == "bentoml":
+    if args[:1] == ["containerize"]:
+        out(f"Successfully built Bento container for {args[1]}\n")
+    out("")
+
+if tool == "systemctl" or tool == "pkill":
+    out("")
+"""
+
+
+def install_fakes(bin_dir: Path, log_path: Path, spec_path: Path) -> dict[str, str]:
+    """Write the fakes into bin_dir; return the environment variables that activate them."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for name in (*TOOLS, "systemctl", "pkill"):
+        path = bin_dir / name
+        path.write_text(f"#!{sys.executable}\n{FAKE_SCRIPT}", encoding="utf-8")
+        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    log_path.write_text("", encoding="utf-8")
+    write_spec(spec_path, {})
+    return {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "FAKE_K8S_LOG": str(log_path),
+        "FAKE_K8S_SPEC": str(spec_path),
+    }
+
+
+def write_spec(path: Path, spec: dict[str, Any]) -> None:
+    path.write_text(json.dumps(spec), encoding="utf-8")
+
+
+def recorded(log_path: Path) -> list[list[str]]:
+    """Every recorded command line, in order."""
+    return [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines()]

@@ -1,0 +1,557 @@
+"""The K3s target: manifests (rendered and validated offline), the driver's command sequence
+against fake kubectl/k3s/docker/bentoml on PATH, its error paths, the K3s faults, the
+workflow's choice of driver, and (marked `cluster`) a server-side dry run on a real cluster."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+from k3s_fakes import install_fakes, recorded, write_spec
+
+from servebench import runs
+from servebench.config import deep_merge, load_config
+from servebench.deploy import k3s, kustomize
+from servebench.experiment import RunSpec
+
+OVERLAYS = sorted(path for path in k3s.OVERLAYS_DIR.iterdir() if path.is_dir())
+TAG = "sentiment-baseline:0123456789abcdef"
+IMAGE = "servebench/sentiment-baseline:0123456789abcdef"
+
+
+# ------------------------------------------------------------------------------ manifests
+
+
+def test_committed_overlays_are_what_the_default_config_generates(tmp_path):
+    config = load_config()
+    written = k3s.write_committed_overlays(config, tmp_path)
+    assert [path.name for path in OVERLAYS] == sorted(config["experiment"]["variants"])
+    for directory in written:
+        committed = k3s.OVERLAYS_DIR / directory.name / "kustomization.yaml"
+        assert (directory / "kustomization.yaml").read_text() == committed.read_text(), (
+            f"{committed} is stale: regenerate with `servebench k3s-render`"
+        )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=[path.name for path in OVERLAYS])
+def test_every_overlay_renders_and_validates_strictly(overlay):
+    resources = kustomize.render(overlay)
+    kinds = sorted(resource["kind"] for resource in resources)
+    assert kinds == ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]
+    assert k3s.validation_errors(resources) == []
+    assert {resource["metadata"]["namespace"] for resource in resources} == {"servebench"}
+    deployment = next(r for r in resources if r["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == f"servebench/sentiment-{overlay.name}:latest"
+    assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert container["resources"] == {
+        "requests": {"cpu": "1", "memory": "1536Mi"},
+        "limits": {"cpu": "1", "memory": "3Gi"},
+    }
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert deployment["metadata"]["labels"]["servebench.io/variant"] == overlay.name
+    # The startup probe waits as long as deploy.ready_timeout_s.
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+
+
+def _config(**k3s_settings) -> dict:
+    return deep_merge(load_config(), {"deploy": {"k3s": k3s_settings}})
+
+
+def test_config_values_reach_the_manifests_and_node_port_adds_a_service(tmp_path):
+    settings = k3s.k3s_settings(
+        _config(
+            replicas=3,
+            max_replicas=5,
+            pdb_min_available=2,
+            access="node-port",
+            node_port=31234,
+            image_registry="registry.example:5000",
+            image_transfer="push",
+            read_only_root_filesystem=False,
+            resources={"requests": {"cpu": "500m", "memory": "1Gi"}},
+        )
+    )
+    image = k3s.image_name(settings, TAG)
+    assert image == ("registry.example:5000/servebench/sentiment-baseline", "0123456789abcdef")
+    overlay = k3s.stage_run_manifests(tmp_path, settings, "baseline", image, 120)
+    resources = kustomize.render(overlay)
+    assert k3s.validation_errors(resources) == []
+    by_kind = {}
+    for resource in resources:
+        by_kind.setdefault(resource["kind"], []).append(resource)
+    deployment = by_kind["Deployment"][0]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert deployment["spec"]["replicas"] == 3
+    assert (
+        container["image"] == "registry.example:5000/servebench/sentiment-baseline:0123456789abcdef"
+    )
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert container["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is False
+    assert container["startupProbe"]["failureThreshold"] == 24
+    hpa = by_kind["HorizontalPodAutoscaler"][0]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 5)
+    assert by_kind["PodDisruptionBudget"][0]["spec"]["minAvailable"] == 2
+    services = {s["metadata"]["name"]: s["spec"] for s in by_kind["Service"]}
+    assert services["sentiment"]["type"] == "ClusterIP"
+    assert services["sentiment-nodeport"]["ports"][0]["nodePort"] == 31234
+    # What the run applies is kept in its folder.
+    assert yaml.safe_load_all((tmp_path / "k3s" / "manifests.yaml").read_text())
+
+
+def _rendered_deployment():
+    resources = kustomize.render(OVERLAYS[0])
+    return resources, next(r for r in resources if r["kind"] == "Deployment")
+
+
+def test_a_planted_typo_fails_validation():
+    resources, deployment = _rendered_deployment()
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["resurces"] = container.pop("resources")
+    errors = k3s.validation_errors(resources)
+    assert len(errors) == 1 and "resurces" in errors[0] and errors[0].startswith("Deployment/")
+
+
+def test_a_wrong_type_fails_validation():
+    resources, deployment = _rendered_deployment()
+    deployment["spec"]["replicas"] = "two"
+    errors = k3s.validation_errors(resources)
+    assert len(errors) == 1 and "replicas" in errors[0] and "'two'" in errors[0]
+
+
+def test_an_unknown_kind_fails_validation():
+    errors = k3s.validation_errors([{"apiVersion": "v1", "kind": "Deployment", "metadata": {}}])
+    assert errors
+
+
+def test_renderer_refuses_what_it_does_not_implement(tmp_path):
+    shutil.copytree(k3s.BASE_DIR, tmp_path / "base")
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump({"resources": ["../base"], "commonLabels": {"a": "b"}})
+    )
+    with pytest.raises(kustomize.KustomizeError, match="unsupported field.*commonLabels"):
+        kustomize.render(overlay)
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": ["../base"],
+                "patches": [
+                    {
+                        "target": {"kind": "Deployment", "name": "sentiment"},
+                        "patch": "- {op: replace, path: /spec/nothing/here, value: 1}",
+                    }
+                ],
+            }
+        )
+    )
+    with pytest.raises(kustomize.KustomizeError, match="does not exist"):
+        kustomize.render(overlay)
+
+
+def test_json_patch_operations():
+    document = {"a": {"b": [1, 2]}, "c": 1}
+    kustomize.apply_json_patch_operation(document, {"op": "add", "path": "/a/b/-", "value": 3})
+    kustomize.apply_json_patch_operation(document, {"op": "replace", "path": "/a/b/0", "value": 0})
+    kustomize.apply_json_patch_operation(document, {"op": "remove", "path": "/c"})
+    kustomize.apply_json_patch_operation(document, {"op": "add", "path": "/x~1y", "value": 1})
+    assert document == {"a": {"b": [0, 2, 3]}, "x/y": 1}
+
+
+def test_more_than_one_worker_per_pod_is_refused():
+    with pytest.raises(k3s.K3sStepError, match="step 'render'.*workers: 2"):
+        k3s.check_one_worker({"variant": "x", "settings": {"workers": 2}})
+
+
+# ------------------------------------------------------------------------ driver with fakes
+
+
+@pytest.fixture
+def fakes(tmp_path, monkeypatch):
+    """Fake tools first on PATH; returns (log path, spec writer)."""
+    log_path = tmp_path / "fake-calls.jsonl"
+    spec_path = tmp_path / "fake-spec.json"
+    for name, value in install_fakes(tmp_path / "bin", log_path, spec_path).items():
+        monkeypatch.setenv(name, value)
+
+    def spec(**values):
+        write_spec(spec_path, values)
+
+    return log_path, spec
+
+
+def _record(tmp_path, workers=1) -> dict:
+    return {
+        "variant": "baseline",
+        "tag": TAG,
+        "bentoml_home": str(tmp_path / "bentoml_home"),
+        "settings": {"workers": workers},
+    }
+
+
+def _steps(log_path) -> list[str]:
+    """The recorded calls, shortened to `tool subcommand...` (without the namespace flag)."""
+    shown = []
+    for call in recorded(log_path):
+        words = [w for w in call if w not in ("-n", "servebench") and not w.startswith("/")]
+        shown.append(" ".join(words[:4]))
+    return shown
+
+
+K3S_CONFIG = {"k3s_command": "k3s", "monitor_interval_s": 1}
+
+
+def test_driver_runs_every_step_in_order_and_collects(tmp_path, fakes):
+    log_path, spec = fakes
+    spec(restarts=2, namespace_exists=False)
+    config = _config(**K3S_CONFIG)
+    out = tmp_path / "run"
+    with k3s.k3s_server(config, _record(tmp_path), out) as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        status, _ = k3s.http_get(server.url + "/readyz")
+        assert status == 200
+        with k3s.k3s_monitor(server, out) as sampler:
+            import time
+
+            time.sleep(1.3)
+        assert sampler.samples >= 2 and sampler.scrape_failures == 0
+        calls_while_up = len(recorded(log_path))
+    calls = recorded(log_path)
+    steps = _steps(log_path)
+    expected_order = [
+        "docker image inspect",
+        "bentoml containerize sentiment-baseline:0123456789abcdef --backend",
+        "k3s ctr images ls",
+        "docker save -o",
+        "k3s ctr images import",
+        "kubectl get namespace",
+        "kubectl create namespace",
+        "kubectl apply -k",
+        "kubectl rollout status deployment/sentiment",
+        "kubectl port-forward service/sentiment",
+    ]
+    positions = [next(i for i, s in enumerate(steps) if s.startswith(e)) for e in expected_order]
+    assert positions == sorted(positions), steps
+    containerize = next(call for call in calls if call[:2] == ["bentoml", "containerize"])
+    assert containerize[-2:] == ["--image-tag", IMAGE]
+    assert any(s.startswith("kubectl top pod") for s in steps)
+    # After the block: collect, then teardown, nothing else.
+    after = steps[calls_while_up:]
+    assert after[-1].startswith("kubectl delete -k")
+    assert any(s.startswith("kubectl get pods") for s in after)
+    assert any(s.startswith("kubectl get events") for s in after)
+    assert any(s.startswith("kubectl logs") for s in after)
+    apply_dir = Path(next(call for call in calls if "apply" in call)[-1])
+    assert apply_dir == out / "k3s" / "overlay"
+    assert "rollout" in next(call for call in calls if "rollout" in call)
+    # Files of the run folder.
+    with (out / "k3s_pods.csv").open() as handle:
+        pods = list(csv.DictReader(handle))
+    assert pods[0]["restarts"] == "2" and pods[0]["last_termination_reason"] == "OOMKilled"
+    assert len(json.loads((out / "k3s_events.json").read_text())) == 2
+    assert "service ready" in (out / "server.log").read_text()
+    summary = json.loads((out / "k3s.json").read_text())
+    assert summary["restarts"] == 2 and summary["image"] == IMAGE and summary["rollout_s"] >= 0
+    deploy_log = (out / "deploy.log").read_text()
+    for step in ("# containerize", "# image-import", "# apply", "# rollout", "# teardown"):
+        assert step in deploy_log
+    assert "successfully rolled out" in deploy_log
+    with (out / "resources.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and rows[-1]["n_processes"] == "1" and float(rows[-1]["cpu_percent"]) == 25.0
+    assert int(rows[-1]["rss_bytes"]) == 1200 * 2**20
+    assert "bentoml_requests_total" in (out / "server_metrics.csv").read_text()
+    # The port-forward was stopped.
+    assert not any(
+        "port-forward" in " ".join(p.cmdline()) for p in __import__("psutil").Process().children()
+    )
+
+
+def test_image_already_built_and_imported_is_reused(tmp_path, fakes):
+    log_path, spec = fakes
+    spec(image_present=True, cluster_images=[f"docker.io/{IMAGE}"])
+    with k3s.k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "run"):
+        pass
+    steps = _steps(log_path)
+    assert not any("containerize" in s or "import" in s or " save" in s for s in steps)
+
+
+@pytest.mark.parametrize("backend", ["podman", "buildah", "nerdctl"])
+def test_other_backends_build_and_save_with_their_own_commands(tmp_path, fakes, backend):
+    log_path, _ = fakes
+    config = _config(containerize_backend=backend, **K3S_CONFIG)
+    with k3s.k3s_server(config, _record(tmp_path), tmp_path / "run"):
+        pass
+    calls = recorded(log_path)
+    containerize = next(call for call in calls if call[:2] == ["bentoml", "containerize"])
+    assert containerize[containerize.index("--backend") + 1] == backend
+    saves = [call for call in calls if call[0] == backend and ("save" in call or "push" in call)]
+    assert saves, calls
+    if backend == "buildah":
+        assert saves[0][1] == "push" and saves[0][-1].startswith("docker-archive:")
+
+
+def test_push_to_a_registry(tmp_path, fakes):
+    log_path, _ = fakes
+    config = _config(image_transfer="push", image_registry="registry.local:5000", **K3S_CONFIG)
+    with k3s.k3s_server(config, _record(tmp_path), tmp_path / "run"):
+        pass
+    calls = recorded(log_path)
+    assert ["docker", "push", f"registry.local:5000/{IMAGE}"] in calls
+    assert not any(call[0] == "k3s" for call in calls)
+    with pytest.raises(k3s.K3sStepError, match="step 'image-push'.*image_registry"):
+        with k3s.k3s_server(
+            _config(image_transfer="push", **K3S_CONFIG), _record(tmp_path), tmp_path / "r2"
+        ):
+            pass
+
+
+def test_sudo_prefix_of_the_k3s_command(tmp_path, fakes):
+    log_path, _ = fakes
+    with k3s.k3s_server(_config(monitor_interval_s=1), _record(tmp_path), tmp_path / "run"):
+        pass
+    calls = recorded(log_path)
+    assert ["sudo", "-n", "k3s", "ctr", "images", "ls", "-q"] in calls
+    assert any(call[:4] == ["sudo", "-n", "k3s", "ctr"] and "import" in call for call in calls)
+
+
+def test_a_failed_rollout_names_the_step_and_still_collects_and_tears_down(tmp_path, fakes):
+    log_path, spec = fakes
+    spec(
+        rules=[
+            {
+                "match": "rollout status",
+                "rc": 1,
+                "stderr": 'error: deployment "sentiment" exceeded its progress deadline\n',
+            }
+        ]
+    )
+    out = tmp_path / "run"
+    with pytest.raises(k3s.K3sStepError) as error:
+        with k3s.k3s_server(_config(**K3S_CONFIG), _record(tmp_path), out):
+            pytest.fail("the block must not run")
+    assert error.value.step == "rollout"
+    assert "exceeded its progress deadline" in str(error.value)
+    steps = _steps(log_path)
+    assert not any("port-forward" in s for s in steps)
+    assert any(s.startswith("kubectl get events") for s in steps)
+    assert steps[-1].startswith("kubectl delete -k")
+    assert (out / "k3s_events.json").is_file()
+    assert "exceeded its progress deadline" in (out / "deploy.log").read_text()
+
+
+def test_a_failed_containerize_stops_before_anything_is_applied(tmp_path, fakes):
+    log_path, spec = fakes
+    spec(
+        rules=[
+            {"match": "containerize", "rc": 2, "stderr": "Cannot connect to the Docker daemon\n"}
+        ]
+    )
+    with pytest.raises(k3s.K3sStepError, match="(?s)step 'containerize'.*Docker daemon"):
+        with k3s.k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "run"):
+            pass
+    assert not any(call[0] == "kubectl" for call in recorded(log_path))
+
+
+def test_a_failed_import_and_a_failed_apply(tmp_path, fakes):
+    log_path, spec = fakes
+    spec(rules=[{"match": "images import", "rc": 1, "stderr": "ctr: permission denied\n"}])
+    with pytest.raises(k3s.K3sStepError, match="(?s)step 'image-import'.*permission denied"):
+        with k3s.k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "r1"):
+            pass
+    assert not list((tmp_path / "r1" / "k3s").glob("*.tar"))  # the image tar is removed
+    spec(rules=[{"match": "apply -k", "rc": 1, "stderr": "error: no objects passed to apply\n"}])
+    with pytest.raises(k3s.K3sStepError, match="(?s)step 'apply'.*no objects"):
+        with k3s.k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "r2"):
+            pass
+    assert _steps(log_path)[-1].startswith("kubectl delete -k")
+
+
+def test_a_port_forward_that_dies_is_an_error(tmp_path, fakes):
+    log_path, spec = fakes
+    spec(rules=[{"match": "port-forward", "rc": 1, "stderr": "error: unable to forward\n"}])
+    with pytest.raises(k3s.K3sStepError, match="step 'port-forward'.*exited with code 1"):
+        with k3s.k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "run"):
+            pass
+    assert _steps(log_path)[-1].startswith("kubectl delete -k")
+    assert "unable to forward" in (tmp_path / "run" / "deploy.log").read_text()
+
+
+def test_a_missing_kubectl_is_named(tmp_path, fakes):
+    _, _ = fakes
+    config = _config(kubectl="kubectl-that-does-not-exist", **K3S_CONFIG)
+    with pytest.raises(k3s.K3sStepError, match="step 'namespace'.*command not found"):
+        with k3s.k3s_server(config, _record(tmp_path), tmp_path / "run"):
+            pass
+
+
+def test_a_command_that_hangs_times_out(tmp_path, fakes):
+    _, spec = fakes
+    spec(rules=[{"match": "rollout status", "sleep_s": 5, "stderr": "waiting\n"}])
+    runner = k3s.CommandRunner(tmp_path / "deploy.log")
+    with pytest.raises(k3s.K3sStepError, match="step 'rollout'.*within 0 s"):
+        runner.run("rollout", ["kubectl", "rollout", "status", "x"], timeout_s=0.3)
+    assert "timed out" in (tmp_path / "deploy.log").read_text()
+
+
+def test_node_port_access_uses_the_node_url(tmp_path, fakes):
+    log_path, _ = fakes
+
+    class Ready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Ready)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        config = _config(access="node-port", node_port=port, **K3S_CONFIG)
+        with k3s.k3s_server(config, _record(tmp_path), tmp_path / "run") as deployed:
+            assert deployed.url == f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+    assert not any("port-forward" in s for s in _steps(log_path))
+    assert (tmp_path / "run" / "k3s" / "overlay" / "service-nodeport.yaml").is_file()
+
+
+def test_parse_top():
+    assert k3s.parse_top("a 250m 1200Mi\nb 1 2Gi\nbad\n") == [
+        ("a", 250.0, 1200 * 2**20),
+        ("b", 1000.0, 2 * 2**30),
+    ]
+
+
+# ----------------------------------------------------------------------------------- faults
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("delete-pod", ["kubectl", "-n", "servebench", "delete", "pod", "sentiment-7d9f-abcde"]),
+        ("rollout-restart", ["kubectl", "-n", "servebench", "rollout", "restart"]),
+        ("kill-containerd", ["pkill", "-KILL", "-x", "containerd"]),
+        ("restart-k3s", ["systemctl", "restart", "k3s"]),
+    ],
+)
+def test_k3s_faults_run_their_commands(tmp_path, fakes, fault, expected):
+    log_path, _ = fakes
+    with k3s.k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "run") as server:
+        before = len(recorded(log_path))
+        facts = k3s.inject_fault(server, fault)
+        during = recorded(log_path)[before:]
+    assert facts["fault"] == fault and facts["done_at_s"] >= facts["injected_at_s"]
+    assert any(call[: len(expected)] == expected for call in during), during
+    if fault in ("kill-containerd", "restart-k3s"):
+        assert during[0][:2] == ["sudo", "-n"]
+    with pytest.raises(ValueError, match="unknown K3s fault"):
+        k3s.fault_commands(server, "kill-worker")
+
+
+def test_k3s_faults_register_in_the_fault_registry():
+    faults = pytest.importorskip("servebench.faults")
+    if not hasattr(faults, "register_fault"):
+        pytest.skip("servebench.faults has no register_fault")
+    registered = k3s.register_k3s_faults()
+    assert set(registered) == set(k3s.K3S_FAULTS)
+    for name in k3s.K3S_FAULTS:
+        assert faults.fault_type(name, "k3s").inject is not None
+
+
+# --------------------------------------------------------------------- the workflow's driver
+
+
+def test_run_scenario_with_target_k3s_deploys_through_the_k3s_driver(tmp_path, fakes, monkeypatch):
+    log_path, _ = fakes
+    config = copy.deepcopy(_config(**K3S_CONFIG))
+    config["deploy"]["target"] = "k3s"
+    record_path = tmp_path / "baseline.json"
+    record_path.write_text(json.dumps(_record(tmp_path)))
+    seen = {}
+
+    def fake_loadtest(**kwargs):
+        seen["host"] = kwargs["host"]
+        return {"valid": True, "invalid_reasons": [], "throughput_rps": 1.0}
+
+    monkeypatch.setattr(runs, "_run_loadtest", fake_loadtest)
+    out = tmp_path / "runs" / "k3s" / "baseline" / "steady" / "rep0"
+    spec = RunSpec("k3s", "baseline", "steady", 0)
+    capacity = tmp_path / "capacity.json"
+    capacity.write_text(json.dumps({"capacity_rps": 10.0}))
+    summary = runs.run_scenario(config, spec, record_path, tmp_path / "payloads.csv", out, capacity)
+    assert summary["valid"] is True, summary
+    assert seen["host"].startswith("http://127.0.0.1:")
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["target"] == "k3s" and meta["valid"] is True
+    assert (out / "deploy.log").is_file() and (out / "resources.csv").is_file()
+    assert any("apply" in call for call in recorded(log_path))
+
+
+# ------------------------------------------------------------------------------ real cluster
+
+
+def _cluster_reason() -> str | None:
+    """None when KUBECONFIG points at a reachable cluster, else why not."""
+    kubeconfig = os.environ.get("KUBECONFIG")
+    if not kubeconfig:
+        return "KUBECONFIG is not set (no cluster to test against)"
+    if not shutil.which("kubectl"):
+        return "kubectl is not installed"
+    try:
+        result = subprocess.run(
+            ["kubectl", "cluster-info"], capture_output=True, text=True, timeout=20
+        )
+    except subprocess.TimeoutExpired:
+        return f"the cluster of KUBECONFIG={kubeconfig} did not answer within 20 s"
+    if result.returncode != 0:
+        return f"the cluster of KUBECONFIG={kubeconfig} is not reachable: {result.stderr.strip()}"
+    return None
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=[path.name for path in OVERLAYS])
+def test_overlays_pass_a_server_side_dry_run_on_the_cluster(overlay):
+    reason = _cluster_reason()
+    if reason:
+        pytest.skip(reason)
+    kustomized = subprocess.run(
+        ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=True
+    )
+
+    # kubectl's own kustomize renders what the offline renderer renders.
+    def by_name(resources):
+        return {(r["kind"], r["metadata"]["name"]): r for r in resources}
+
+    assert by_name(yaml.safe_load_all(kustomized.stdout)) == by_name(kustomize.render(overlay))
+    namespace = subprocess.run(["kubectl", "get", "namespace", "servebench"], capture_output=True)
+    if namespace.returncode != 0:
+        subprocess.run(["kubectl", "create", "namespace", "servebench"], check=True)
+    result = subprocess.run(
+        ["kubectl", "apply", "-k", str(overlay), "--dry-run=server"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr

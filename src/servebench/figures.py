@@ -756,9 +756,21 @@ def read_faults(run_dir: Path) -> list[dict[str, Any]]:
     return [fault for fault in faults if isinstance(fault, dict)]
 
 
+def _resilience_title(run_dir: Path) -> str:
+    """variant, fault and restart policy from faults.json (servebench.faults), else the path."""
+    path = Path(run_dir) / "faults.json"
+    value = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not isinstance(value, dict) or "variant" not in value:
+        return str(run_dir)
+    return (
+        f"variant {value['variant']}, fault {value.get('fault')}, restart "
+        f"{value.get('restart')}, repetition {value.get('repetition')}"
+    )
+
+
 def resilience_timeline(fault_run_dirs: Sequence[Path], out_base: Path) -> list[Path]:
-    """Throughput, errors and p99 over time of resilience runs, fault windows shaded.
-    (Hook for the resilience experiments; not wired into the workflow yet.)"""
+    """Throughput, errors and p99 over time of resilience runs, fault windows shaded (the
+    injection marked by a line); servebench.faults draws one figure per fault with it."""
     plt = _pyplot()
     runs = [(Path(d), read_requests(Path(d))) for d in fault_run_dirs]
     runs = [(d, r) for d, r in runs if r is not None and len(r)]
@@ -788,10 +800,11 @@ def resilience_timeline(fault_run_dirs: Sequence[Path], out_base: Path) -> list[
                 start, end = fault.get("start_s"), fault.get("end_s")
                 if start is not None:
                     axes.axvspan(start, end if end is not None else start, color="red", alpha=0.12)
+                    axes.axvline(start, color="red", lw=0.8)  # an instant fault has no span
                     axes.text(
                         start, axes.get_ylim()[1], str(fault.get("kind", "fault")), fontsize=6
                     )
-            axes.set_title(str(run_dir))
+            axes.set_title(_resilience_title(run_dir))
             _legend(axes, loc="lower left", ncols=3)
         axes_grid[-1, 0].set_xlabel("time since schedule start (s); shaded: fault")
         figure.tight_layout()

@@ -698,6 +698,58 @@ def reproduce_commands(config: dict[str, Any]) -> list[str]:
     ]
 
 
+RESILIENCE_REPORT_COLUMNS = [
+    "variant",
+    "restart",
+    "fault",
+    "repetition",
+    "start_s",
+    "requests_not_ok",
+    "not_ok_by_outcome",
+    "time_to_first_error_s",
+    "time_to_first_ok_s",
+    "time_to_recover_s",
+    "peak_latency_ms",
+    "readyz_failed_probes",
+    "requests_lost",
+]
+
+
+def resilience_context(
+    config: dict[str, Any], inputs: ReportInputs, report_dir: Path, items: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The resilience section (servebench.faults): its table and one timeline per fault; None
+    when the config runs no resilience experiment."""
+    from servebench.faults import resilience_figure_names
+
+    names = resilience_figure_names(config)
+    if not names:
+        return None
+    table = _read_table(inputs.tables_dir, "resilience")
+    if not len(table):  # no resilience run finished (e.g. a report of the matrix only)
+        return None
+    if "recovered" in table.columns:
+        table["time_to_recover_s"] = [
+            "not recovered" if str(recovered) == "False" else value
+            for value, recovered in zip(table["time_to_recover_s"], table["recovered"], strict=True)
+        ]
+    item = items["figures"]["resilience"]
+    return {
+        **_table_section(report_dir, items, "resilience"),
+        "table": frame_table(table, [c for c in RESILIENCE_REPORT_COLUMNS if c in table.columns]),
+        "figures": [
+            _figure(
+                inputs.figures_dir,
+                name,
+                f"{item['title']}: {name.removeprefix('resilience_')}",
+                caption_html(report_dir, item["caption"]),
+                {},
+            )
+            for name in names
+        ],
+    }
+
+
 def build_context(
     config: dict[str, Any], inputs: ReportInputs, report_dir: Path = REPORT_DIR
 ) -> dict[str, Any]:
@@ -781,6 +833,7 @@ def build_context(
         )
         + figure_notes,
         "figures": figures_context(config, inputs.figures_dir, report_dir),
+        "resilience": resilience_context(config, inputs, report_dir, items),
         "downloads": downloads(inputs.tables_dir),
         "reproduce": [line.replace("{commit}", commit) for line in reproduce_commands(config)],
         "config_yaml": yaml.safe_dump(config, sort_keys=False, default_flow_style=None),
@@ -938,6 +991,14 @@ def render_all(config: dict[str, Any], model_name: str | None = None) -> Path:
         ),
         results_dir / "figures",
     )
+    from servebench.faults import resilience_matrix, resilience_outputs
+
+    if any(
+        (spec.path(results_dir) / "faults.json").is_file() for spec in resilience_matrix(config)
+    ):
+        resilience_outputs(
+            config, results_dir / "tables" / "resilience.csv", results_dir / "figures"
+        )
     return render_report(
         config,
         ReportInputs(

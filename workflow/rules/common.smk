@@ -37,6 +37,7 @@ def all_targets():
         + bento_targets()
         + calibration_targets()
         + run_targets()
+        + RESILIENCE_TARGETS
         + ANALYSIS_TARGETS
         + REPORT_TARGETS
     )

@@ -24,6 +24,7 @@ rule report_html:
         environment=results("provenance", "environment.json"),
         model=ANALYSIS_INPUTS["model"],
         token_lengths=ANALYSIS_INPUTS["token_lengths"],
+        resilience=RESILIENCE_REPORT_INPUTS,
         templates=REPORT_TEMPLATE_FILES,
     output:
         html=results("report.html"),

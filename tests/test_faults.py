@@ -1,0 +1,228 @@
+"""Unit tests of servebench.faults: the measured figures on synthetic request logs, the fault
+registry, the resilience matrix and config checks, the table and the figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from servebench import faults
+from servebench.config import load_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def synthetic_log(
+    duration_s: float = 40.0,
+    rate_rps: float = 20.0,
+    base_ms: float = 20.0,
+    errors: tuple[float, float] | None = None,
+    slow: tuple[float, float, float] | None = None,
+) -> pd.DataFrame:
+    """A request log on a regular schedule: `errors` (from, to) scheduled times fail,
+    `slow` (from, to, latency_ms) are answered late."""
+    scheduled = np.arange(0.0, duration_s, 1.0 / rate_rps)
+    latency = np.full(len(scheduled), base_ms)
+    outcome = np.array(["ok"] * len(scheduled), dtype=object)
+    if slow is not None:
+        inside = (scheduled >= slow[0]) & (scheduled < slow[1])
+        latency[inside] = slow[2]
+    if errors is not None:
+        inside = (scheduled >= errors[0]) & (scheduled < errors[1])
+        outcome[inside] = "failed"
+        latency[inside] = 1.0
+    done = scheduled + latency / 1000.0
+    return pd.DataFrame(
+        {
+            "scheduled_s": scheduled,
+            "sent_s": scheduled + 0.0005,
+            "done_s": done,
+            "latency_ms": latency,
+            "outcome": pd.array(outcome, dtype="string"),
+        }
+    )
+
+
+def test_no_effect_recovers_at_once_and_nothing_is_lost():
+    log = synthetic_log()
+    figures = faults.measure_fault(log, start_s=15.0, planned=len(log), warmup_s=2.0)
+    assert figures["requests_lost"] == 0 and figures["requests_not_ok"] == 0
+    assert figures["time_to_first_error_s"] is None
+    assert figures["recovered"] and figures["time_to_recover_s"] == pytest.approx(0.0)
+    assert figures["time_to_first_ok_s"] == pytest.approx(0.02, abs=0.005)
+    assert figures["pre_fault_band_p99_ms"] == pytest.approx(20.0 * 1.25)
+
+
+def test_an_outage_recovers_after_the_last_error_plus_the_window():
+    # failures scheduled in [15, 18): the rolling 5 s window is clean from 23 s on
+    log = synthetic_log(errors=(15.0, 18.0))
+    figures = faults.measure_fault(log, start_s=15.0, planned=len(log), warmup_s=2.0)
+    assert figures["requests_not_ok"] == 60
+    assert figures["not_ok_by_outcome"] == {"failed": 60}
+    assert figures["time_to_first_error_s"] == pytest.approx(0.001, abs=0.01)
+    assert figures["time_to_first_ok_s"] == pytest.approx(3.0, abs=0.1)
+    assert figures["recovered"]
+    assert figures["time_to_recover_s"] == pytest.approx(8.0, abs=0.2)
+
+
+def test_slow_answers_count_until_the_p99_is_back_in_the_band():
+    # no error, but 2 s answers for 3 s: recovery when the window no longer holds them
+    log = synthetic_log(slow=(15.0, 18.0, 2000.0))
+    figures = faults.measure_fault(log, start_s=15.0, planned=len(log), warmup_s=2.0)
+    assert figures["requests_not_ok"] == 0
+    assert figures["peak_latency_ms"] == pytest.approx(2000.0)
+    assert figures["time_to_recover_s"] == pytest.approx(8.0, abs=0.2)
+
+
+def test_an_outage_until_the_end_is_not_recovered():
+    log = synthetic_log(errors=(15.0, 40.0))
+    figures = faults.measure_fault(log, start_s=15.0, planned=len(log) + 3, warmup_s=2.0)
+    assert not figures["recovered"] and figures["time_to_recover_s"] is None
+    assert "ended" in figures["not_recovered_reason"]
+    assert figures["time_to_first_ok_s"] is None
+    assert figures["requests_lost"] == 3  # scheduled but never recorded
+
+
+def test_recovery_needs_the_whole_quiet_period():
+    # a second, short outage 8 s after the first resets the clock
+    log = synthetic_log(errors=(15.0, 16.0))
+    second = (log["scheduled_s"] >= 24.0) & (log["scheduled_s"] < 24.5)
+    log.loc[second, "outcome"] = "timeout"
+    figures = faults.measure_fault(log, start_s=15.0, planned=len(log), warmup_s=2.0)
+    assert figures["not_ok_by_outcome"] == {"failed": 20, "timeout": 10}
+    assert figures["time_to_recover_s"] == pytest.approx(24.5 + 5.0 - 15.0, abs=0.2)
+
+
+def test_without_pre_fault_requests_there_is_no_band():
+    log = synthetic_log()
+    figures = faults.measure_fault(log, start_s=0.0, planned=len(log))
+    assert not figures["recovered"] and "band" in figures["not_recovered_reason"]
+
+
+def test_probe_figures():
+    probes = pd.DataFrame(
+        {
+            "t_s": [14.0, 15.2, 16.2, 17.2, 18.2, 14.0, 15.2, 16.2],
+            "path": ["/readyz"] * 5 + ["/livez"] * 3,
+            "ok": [True, False, False, True, True, True, False, True],
+        }
+    )
+    figures = faults.probe_figures(probes, 15.0)
+    assert figures["readyz_failed_probes"] == 2 and figures["livez_failed_probes"] == 1
+    assert figures["readyz_first_failure_s"] == pytest.approx(0.2)
+    assert figures["readyz_back_s"] == pytest.approx(2.2)
+
+
+def test_rolling_p99_windows():
+    scheduled = np.array([0.0, 0.5, 1.0, 1.5, 2.0])
+    latency = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    p99 = faults.rolling_p99_ms(scheduled, latency, np.array([0.0, 1.0, 2.5]), 1.0)
+    assert np.isnan(p99[0])
+    assert p99[1] == pytest.approx(np.percentile([1.0, 2.0], 99))
+    assert p99[2] == pytest.approx(np.percentile([4.0, 5.0], 99))
+
+
+def test_registry_knows_the_local_faults_and_defers_the_k3s_ones():
+    for name in ("kill-worker", "kill-server", "stall"):
+        assert faults.fault_type(name, "local").inject is not None
+    with pytest.raises(faults.FaultError, match="issue 8"):
+        faults.fault_type("delete-pod", "k3s")
+    with pytest.raises(faults.FaultError, match="k3s target"):
+        faults.fault_type("delete-pod", "local")
+    with pytest.raises(faults.FaultError, match="unknown fault"):
+        faults.fault_type("meteor", "local")
+    original = faults.FAULTS["delete-pod"]
+    try:
+        faults.register_fault(
+            faults.FaultType("delete-pod", ("k3s",), "test", lambda context: {"pod": "x"})
+        )
+        assert faults.fault_type("delete-pod", "k3s").inject(None) == {"pod": "x"}
+    finally:
+        faults.register_fault(original)
+
+
+def test_default_matrix_and_config_checks():
+    config = load_config()
+    specs = faults.resilience_matrix(config)
+    assert [(s.variant, s.fault, s.repetition) for s in specs] == [
+        ("optimized", "kill-worker", 0),
+        ("optimized", "kill-server", 0),
+        ("optimized", "stall", 0),
+    ]
+    assert faults.check_resilience_config(config) == []
+    assert specs[0].path("results") == Path("results/resilience/local/optimized/kill-worker/rep0")
+    # the same schedule for every variant of a (fault, repetition)
+    assert faults.fault_seed(config, "stall", 0) == faults.fault_seed(config, "stall", 0)
+    assert faults.fault_seed(config, "stall", 0) != faults.fault_seed(config, "stall", 1)
+    bad = json.loads(json.dumps(config))
+    bad["resilience"]["faults"]["pod"] = {"kind": "delete-pod", "at_s": 5}
+    bad["resilience"]["faults"]["late"] = {"kind": "stall", "at_s": 500}
+    bad["resilience"]["variants"]["x"] = {"variant": "nope"}
+    problems = faults.check_resilience_config(bad)
+    assert len(problems) == 3, problems
+    off = json.loads(json.dumps(config))
+    off["resilience"]["enabled"] = False
+    assert faults.resilience_matrix(off) == [] and faults.resilience_figure_names(off) == []
+
+
+def test_two_variants_interleave_across_repetitions():
+    config = load_config()
+    config["resilience"]["variants"] = {
+        "one": {"variant": "optimized", "restart": "none"},
+        "two": {"variant": "optimized", "restart": "supervisor"},
+    }
+    config["resilience"]["repetitions"] = 2
+    config["resilience"]["faults"] = {"kill-server": {"kind": "kill-server", "at_s": 15}}
+    order = [(s.variant, s.repetition) for s in faults.resilience_matrix(config)]
+    assert order == [("one", 0), ("two", 0), ("two", 1), ("one", 1)]
+
+
+def test_table_and_timeline_from_faults_json(tmp_path):
+    config = load_config()
+    config["results_dir"] = str(tmp_path)
+    spec = faults.resilience_matrix(config)[0]
+    run = spec.path(tmp_path)
+    run.mkdir(parents=True)
+    log = synthetic_log(errors=(15.0, 18.0))
+    log.to_parquet(run / "requests.parquet")
+    entry = faults.fault_entry(
+        "kill-worker",
+        "kill-worker",
+        {"at_s": 15},
+        "none",
+        {"injected_wall_s": 1015.0, "killed_pids": [4]},
+        1000.0,
+        None,
+    )
+    assert entry["start_s"] == entry["end_s"] == 15.0 and entry["killed_pids"] == [4]
+    entry.update(faults.measure_fault(log, start_s=15.0, planned=len(log), warmup_s=2.0))
+    data = {"faults": [entry], "variant": "optimized", "fault": "kill-worker", "restart": "none"}
+    (run / "faults.json").write_text(json.dumps({**data, "repetition": 0, "valid": True}))
+    table_path = tmp_path / "tables" / "resilience.csv"
+    written = faults.resilience_outputs(config, table_path, tmp_path / "figures")
+    table = pd.read_csv(table_path)
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["fault"] == "kill-worker" and row["requests_not_ok"] == 60
+    assert row["time_to_recover_s"] == pytest.approx(8.0, abs=0.2)
+    assert row["not_ok_by_outcome"] == "failed: 60"
+    for paths in written["figures"].values():
+        assert all(Path(p).is_file() and Path(p).stat().st_size > 1000 for p in paths)
+    # the report's section: the table and one embedded timeline per fault
+    from servebench import report
+
+    inputs = report.ReportInputs(
+        results_dir=tmp_path, tables_dir=tmp_path / "tables", figures_dir=tmp_path / "figures"
+    )
+    section = report.resilience_context(config, inputs, report.REPORT_DIR, report.load_items())
+    assert section is not None and len(section["table"].rows) == 1
+    assert [f["id"] for f in section["figures"]] == [
+        "resilience_kill-worker",
+        "resilience_kill-server",
+        "resilience_stall",
+    ]
+    assert all(f["src"].startswith("data:image/png;base64,") for f in section["figures"])

@@ -1,0 +1,63 @@
+"""One resilience run: deploy, load, inject the fault, measure; see servebench.faults.run_fault.
+
+Outside Snakemake: python workflow/scripts/resilience.py [--configfile FILE ...] VARIANT FAULT
+REPETITION BENTO_RECORD PAYLOADS OUT_DIR [--capacity CAPACITY_JSON]
+(VARIANT and FAULT: names under resilience.variants and resilience.faults)
+"""
+
+import argparse
+import logging
+
+from servebench.config import load_config
+from servebench.faults import FaultRunSpec, run_fault
+
+
+def main(config, spec, bento_record, payloads, out_dir, capacity=None) -> None:
+    result = run_fault(config, spec, bento_record, payloads, out_dir, capacity)
+    entry = result["faults"][0]
+    logging.info(
+        "resilience run %s finished: injected at %s s, %s not ok, recovered after %s s, "
+        "%s lost, problems: %s",
+        out_dir,
+        entry.get("start_s"),
+        entry.get("requests_not_ok"),
+        entry.get("time_to_recover_s"),
+        entry.get("requests_lost"),
+        result["problems"] or "none",
+    )
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        from pathlib import Path
+
+        sm = snakemake  # noqa: F821
+        logging.basicConfig(
+            filename=sm.log[0], level=logging.INFO, format="%(asctime)s %(message)s"
+        )
+        spec = FaultRunSpec(
+            sm.wildcards.target, sm.wildcards.rvariant, sm.wildcards.fault, int(sm.wildcards.rep)
+        )
+        main(
+            sm.config,
+            spec,
+            sm.input.bento,
+            sm.input.payloads,
+            Path(sm.output.meta).parent,
+            sm.input.capacity or None,
+        )
+    else:
+        parser = argparse.ArgumentParser(description=__doc__)
+        parser.add_argument("variant")
+        parser.add_argument("fault")
+        parser.add_argument("repetition", type=int)
+        parser.add_argument("bento_record")
+        parser.add_argument("payloads")
+        parser.add_argument("out_dir")
+        parser.add_argument("--capacity", help="capacity.json of the reference variant")
+        parser.add_argument("--configfile", action="append", default=[])
+        args = parser.parse_args()
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+        config = load_config(*args.configfile)
+        spec = FaultRunSpec(config["deploy"]["target"], args.variant, args.fault, args.repetition)
+        main(config, spec, args.bento_record, args.payloads, args.out_dir, args.capacity)

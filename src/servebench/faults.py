@@ -246,11 +246,23 @@ def resilience_matrix(config: dict[str, Any]) -> list[FaultRunSpec]:
     target = config["deploy"]["target"]
     variants = list(resilience.get("variants") or {})
     specs = []
-    for fault in resilience.get("faults") or {}:
+    for fault in faults_for_target(config):
         for repetition in range(int(resilience.get("repetitions", 1))):
             for variant in experiment.abba_order(variants, repetition):
                 specs.append(FaultRunSpec(target, variant, fault, repetition))
     return specs
+
+
+def faults_for_target(config: dict[str, Any]) -> list[str]:
+    """The configured faults (names) whose kind applies to deploy.target: a profile for another
+    target inherits config.yaml's faults by the merge, so the others are skipped, not errors."""
+    target = config["deploy"]["target"]
+    names = []
+    for name, fault in ((config.get("resilience") or {}).get("faults") or {}).items():
+        kind = FAULTS.get(fault.get("kind", name))
+        if kind is None or target in kind.targets:
+            names.append(name)
+    return names
 
 
 def fault_seed(config: dict[str, Any], fault: str, repetition: int) -> int:
@@ -275,10 +287,11 @@ def check_resilience_config(config: dict[str, Any]) -> list[str]:
             )
     duration_s = float(resilience.get("duration_s", 0))
     for name, fault in (resilience.get("faults") or {}).items():
-        try:
-            fault_type(fault.get("kind", name), target)
-        except FaultError as error:
-            problems.append(f"resilience.faults.{name}: {error}")
+        if name in faults_for_target(config):  # the others are skipped (faults_for_target)
+            try:
+                fault_type(fault.get("kind", name), target)
+            except FaultError as error:
+                problems.append(f"resilience.faults.{name}: {error}")
         if float(fault.get("at_s", 0)) >= duration_s:
             problems.append(f"resilience.faults.{name}.at_s must be before the run's end")
     return problems
@@ -907,7 +920,7 @@ def resilience_outputs(
     table_path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(table_path, index=False, float_format="%.6g")
     written = {}
-    for fault in config["resilience"]["faults"]:
+    for fault in faults_for_target(config):
         dirs = [
             spec.path(results_dir) for spec in specs if spec.fault == fault and spec.repetition == 0
         ]
@@ -921,4 +934,4 @@ def resilience_figure_names(config: dict[str, Any]) -> list[str]:
     """Base names of the timeline figures (one per fault); none when resilience is off."""
     if not (config.get("resilience") or {}).get("enabled", False):
         return []
-    return [f"resilience_{fault}" for fault in config["resilience"]["faults"]]
+    return [f"resilience_{fault}" for fault in faults_for_target(config)]

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
 import pytest
+
+# A shell that starts a job in the background (`cmd &`, nohup) starts it with SIGINT ignored,
+# and ignored signals stay ignored across exec: the interrupt tests' children would then
+# never see their Ctrl-C. A handled signal is reset to the default on exec, so handle it here.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

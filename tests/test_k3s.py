@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -481,6 +482,20 @@ def test_k3s_faults_register_in_the_fault_registry(monkeypatch):
     assert set(registered) == set(k3s.K3S_FAULTS)
     for name in k3s.K3S_FAULTS:
         assert faults.fault_type(name, "k3s").inject is not None
+
+
+def test_the_registered_injector_finds_the_server_in_the_context(tmp_path, fakes):
+    log_path, _ = fakes
+    inject = k3s.fault_injector("rollout-restart")
+    with k3s.k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "run") as server:
+        for context in (
+            SimpleNamespace(extra={"server": server}, server=None),
+            SimpleNamespace(extra={}, server=server),
+        ):
+            facts = inject(context)
+            assert facts["fault"] == "rollout-restart" and facts["end_wall_s"] > 0
+    restarts = [call for call in recorded(log_path) if "restart" in call]
+    assert len(restarts) == 2
 
 
 # --------------------------------------------------------------------- the workflow's driver

@@ -835,10 +835,12 @@ FAULT_DESCRIPTIONS = {
 
 
 def fault_injector(fault: str) -> Any:
-    """An injector for servebench.faults: `context.server` is the K3sServer of the run."""
+    """An injector for servebench.faults: the run's K3sServer is `context.extra["server"]`
+    (or `context.server`)."""
 
     def inject(context: Any) -> dict[str, Any]:
-        facts = inject_fault(context.server, fault)
+        server = (getattr(context, "extra", None) or {}).get("server") or context.server
+        facts = inject_fault(server, fault)
         facts["end_wall_s"] = facts["done_at_s"]
         return facts
 

@@ -46,8 +46,9 @@ def planned_jobs(
 ) -> dict[str, int]:
     """{rule: number of jobs} that a dry run of `args` would execute."""
     result = subprocess.run(
+        # The targets first: options such as --quiet and --forcerun take every word after them.
         snakemake_command(
-            snakemake_exe, results_dir, "-n", "--quiet", "rules", *args, config=config
+            snakemake_exe, results_dir, *args, "-n", "--quiet", "rules", config=config
         ),
         capture_output=True,
         text=True,

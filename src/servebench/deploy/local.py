@@ -37,6 +37,8 @@ from typing import Any
 
 import psutil
 
+from servebench.cpus import check_cpus, parse_cpus
+
 HOST = "127.0.0.1"
 READY_POLL_S = 0.25
 STOP_GRACE_S = 15.0
@@ -119,37 +121,6 @@ def free_port(host: str = HOST) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def parse_cpus(text: str) -> list[int]:
-    """`0`, `0,2`, `0-3`, `0-1,4` -> sorted core numbers."""
-    cores: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                first, last = (int(value) for value in part.split("-", 1))
-                if first > last:
-                    raise ValueError
-                cores.update(range(first, last + 1))
-            else:
-                cores.add(int(part))
-        except ValueError:
-            raise ValueError(f"bad CPU list {text!r}: use e.g. 0 or 0,2 or 0-3") from None
-    if not cores or min(cores) < 0:
-        raise ValueError(f"bad CPU list {text!r}: use e.g. 0 or 0,2 or 0-3")
-    return sorted(cores)
-
-
-def check_cpus(cpus: Sequence[int]) -> list[int]:
-    """The cores, checked against those this process may run on."""
-    available = sorted(os.sched_getaffinity(0))
-    missing = sorted(set(cpus) - set(available))
-    if missing:
-        raise ValueError(f"CPU cores {missing} are not available here (available: {available})")
-    return sorted(set(cpus))
 
 
 def _child_setup(cpus: list[int]) -> Any:

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from servebench import arrivals
+from servebench import cpus as cpu_lists
 from servebench.loadgen.summary import read_worker_logs, request_table, summarize
 from servebench.provenance import stable_hash, write_json
 
@@ -76,28 +77,23 @@ def render_body(template: str, text: str) -> str:
 
 
 def parse_cpus(text: str | list[int] | None) -> list[int] | None:
-    """`"1"`, `"1,3"`, `"2-5"` or a list -> sorted core numbers."""
+    """`"1"`, `"1,3"`, `"2-5"` or a list -> sorted core numbers (None: not pinned)."""
     if text is None or text == "":
         return None
     if isinstance(text, (list, tuple)):
         return sorted({int(cpu) for cpu in text})
-    cores: set[int] = set()
-    for part in str(text).split(","):
-        first, _, last = part.strip().partition("-")
+    try:
+        return cpu_lists.parse_cpus(text)
+    except ValueError as error:
+        raise LoadTestError(f"--cpus: {error}") from None
+
+
+def _check_cpus(cpu_list: list[int] | None) -> None:
+    if cpu_list:
         try:
-            cores.update(range(int(first), int(last or first) + 1))
-        except ValueError:
-            raise LoadTestError(f"--cpus {text!r}: expected a list like 1 or 1,3 or 2-5") from None
-    return sorted(cores)
-
-
-def _check_cpus(cpus: list[int] | None) -> None:
-    if not cpus:
-        return
-    usable = os.sched_getaffinity(0)
-    unusable = sorted(set(cpus) - usable)
-    if unusable:
-        raise LoadTestError(f"cores {unusable} are not available here (usable: {sorted(usable)})")
+            cpu_lists.check_cpus(cpu_list)
+        except ValueError as error:
+            raise LoadTestError(str(error)) from None
 
 
 def _pin(command: list[str], cpus: list[int] | None) -> list[str]:

@@ -5,13 +5,12 @@ Outside Snakemake: python workflow/scripts/analysis_figures.py [--configfile FIL
 [OUT_DIR]   (MODEL_DIR: results/model/<model name>)
 """
 
-import argparse
 import logging
 from pathlib import Path
 
-from servebench.config import load_config
 from servebench.experiment import run_matrix
 from servebench.figures import FigureInputs, render_figures
+from servebench.script_args import parse_rendering_args
 
 
 def main(config, model_dir, runtimes, out_dir) -> None:
@@ -42,15 +41,10 @@ if __name__ == "__main__":
             Path(sm.output.manifest).parent,
         )
     else:
-        parser = argparse.ArgumentParser(description=__doc__)
-        parser.add_argument("model_dir")
-        parser.add_argument("out_dir", nargs="?", help="default: <results_dir>/figures")
-        parser.add_argument("--configfile", action="append", default=[])
-        args = parser.parse_args()
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        config, args, runtimes = parse_rendering_args(
+            __doc__, "out_dir", "default: <results_dir>/figures"
+        )
         logging.getLogger("fontTools").setLevel(logging.WARNING)
-        config = load_config(*args.configfile)
-        runtimes = ["pytorch"] + [r for r in config["model"]["runtimes"] if r != "pytorch"]
         main(
             config, args.model_dir, runtimes, args.out_dir or Path(config["results_dir"], "figures")
         )

@@ -1,12 +1,11 @@
 """One run of the matrix: deploy, load, tear down; see servebench.runs.run_scenario."""
 
-import argparse
 import logging
 from pathlib import Path
 
-from servebench.config import load_config
 from servebench.experiment import RunSpec
 from servebench.runs import run_scenario
+from servebench.script_args import parse_run_args
 
 
 def main(config, spec, bento_record, payloads, out_dir, capacity=None) -> None:
@@ -36,17 +35,6 @@ if __name__ == "__main__":
             sm.input.capacity or None,
         )
     else:
-        parser = argparse.ArgumentParser(description=__doc__)
-        parser.add_argument("variant")
-        parser.add_argument("scenario")
-        parser.add_argument("repetition", type=int)
-        parser.add_argument("bento_record")
-        parser.add_argument("payloads")
-        parser.add_argument("out_dir")
-        parser.add_argument("--capacity", help="capacity.json of the reference variant")
-        parser.add_argument("--configfile", action="append", default=[])
-        args = parser.parse_args()
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-        config = load_config(*args.configfile)
+        config, args = parse_run_args(__doc__, "scenario")
         spec = RunSpec(config["deploy"]["target"], args.variant, args.scenario, args.repetition)
         main(config, spec, args.bento_record, args.payloads, args.out_dir, args.capacity)

@@ -4,12 +4,11 @@ Outside Snakemake: python workflow/scripts/report_html.py [--configfile FILE ...
 [OUT_HTML]   (MODEL_DIR: results/model/<model name>)
 """
 
-import argparse
 import logging
 from pathlib import Path
 
-from servebench.config import load_config
 from servebench.report import ReportInputs, render_report
+from servebench.script_args import parse_rendering_args
 
 
 def main(config, model_dir, runtimes, out_html) -> None:
@@ -38,14 +37,9 @@ if __name__ == "__main__":
             sm.output.html,
         )
     else:
-        parser = argparse.ArgumentParser(description=__doc__)
-        parser.add_argument("model_dir")
-        parser.add_argument("out_html", nargs="?", help="default: <results_dir>/report.html")
-        parser.add_argument("--configfile", action="append", default=[])
-        args = parser.parse_args()
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-        config = load_config(*args.configfile)
-        runtimes = ["pytorch"] + [r for r in config["model"]["runtimes"] if r != "pytorch"]
+        config, args, runtimes = parse_rendering_args(
+            __doc__, "out_html", "default: <results_dir>/report.html"
+        )
         main(
             config,
             args.model_dir,

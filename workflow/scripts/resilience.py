@@ -5,11 +5,10 @@ REPETITION BENTO_RECORD PAYLOADS OUT_DIR [--capacity CAPACITY_JSON]
 (VARIANT and FAULT: names under resilience.variants and resilience.faults)
 """
 
-import argparse
 import logging
 
-from servebench.config import load_config
 from servebench.faults import FaultRunSpec, run_fault
+from servebench.script_args import parse_run_args
 
 
 def main(config, spec, bento_record, payloads, out_dir, capacity=None) -> None:
@@ -47,17 +46,6 @@ if __name__ == "__main__":
             sm.input.capacity or None,
         )
     else:
-        parser = argparse.ArgumentParser(description=__doc__)
-        parser.add_argument("variant")
-        parser.add_argument("fault")
-        parser.add_argument("repetition", type=int)
-        parser.add_argument("bento_record")
-        parser.add_argument("payloads")
-        parser.add_argument("out_dir")
-        parser.add_argument("--capacity", help="capacity.json of the reference variant")
-        parser.add_argument("--configfile", action="append", default=[])
-        args = parser.parse_args()
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-        config = load_config(*args.configfile)
+        config, args = parse_run_args(__doc__, "fault")
         spec = FaultRunSpec(config["deploy"]["target"], args.variant, args.fault, args.repetition)
         main(config, spec, args.bento_record, args.payloads, args.out_dir, args.capacity)

@@ -5,8 +5,14 @@ the K3s driver's tests.
 Each records its argv as a JSON line in $FAKE_K8S_LOG and answers like the real tool would
 (the answers a test wants to change come from the rules in $FAKE_K8S_SPEC: the first rule
 whose `match` is a substring of the command line sets exit code, stdout, stderr, a delay).
-`kubectl port-forward LOCAL:REMOTE` really listens on 127.0.0.1:LOCAL and answers /readyz,
-/livez and /metrics, as the port-forwarded service would.
+`kubectl port-forward LOCAL:REMOTE` really listens on 127.0.0.1:LOCAL: it answers /readyz,
+/livez and /metrics itself, as the port-forwarded service would, or, with `upstream`
+("http://127.0.0.1:PORT") in the spec, forwards every TCP connection to that server (the pod).
+
+The pods have a state (a JSON file next to the log): `kubectl delete pod` and `kubectl rollout
+restart` replace the pod, which ends every port-forward to the old one ("lost connection to
+pod", exit 1, as kubectl does); after `delete pod` the new pod runs only `pod_restart_s`
+(spec) later, and a port-forward started before that fails ("pod is not running").
 """
 
 from __future__ import annotations
@@ -49,10 +55,68 @@ def fail(text, rc=1):
     sys.stderr.write(text)
     sys.exit(rc)
 
+STATE = os.environ["FAKE_K8S_LOG"] + ".pods.json"
+
+def pods():
+    try:
+        return json.load(open(STATE, encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"generation": 0, "running_at": 0}
+
+def replace_pod(down_s):
+    state = pods()
+    state = {"generation": state["generation"] + 1, "running_at": time.time() + down_s}
+    with open(STATE + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump(state, handle)
+    os.replace(STATE + ".tmp", STATE)
+
+def end_with_the_pod(generation):
+    import threading
+    def watch():
+        while pods()["generation"] == generation:
+            time.sleep(0.05)
+        sys.stderr.write("E0101 portforward.go:413] lost connection to pod\n")
+        sys.stderr.flush()
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
+def forward_tcp(local, upstream):
+    import socket, threading
+    host, port = upstream.split("//")[-1].rstrip("/").split(":")
+    listener = socket.create_server(("127.0.0.1", local))
+    print(f"Forwarding from 127.0.0.1:{local} -> 3000", flush=True)
+    def pump(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+    while True:
+        client, _ = listener.accept()
+        try:
+            pod = socket.create_connection((host, int(port)))
+        except OSError:
+            client.close()
+            continue
+        for source, sink in ((client, pod), (pod, client)):
+            threading.Thread(target=pump, args=(source, sink), daemon=True).start()
+
 if tool == "kubectl":
     if "port-forward" in args:
         from http.server import BaseHTTPRequestHandler, HTTPServer
         local = int([a for a in args if ":" in a][0].split(":")[0])
+        state = pods()
+        if time.time() < state["running_at"]:
+            fail("error: unable to forward port because pod is not running. Current status=Pending\n")
+        end_with_the_pod(state["generation"])
+        if spec.get("upstream"):
+            forward_tcp(local, spec["upstream"])
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 body = b"ok"
@@ -76,6 +140,7 @@ if tool == "kubectl":
     if "rollout" in args and "status" in args:
         out('deployment "sentiment" successfully rolled out\n')
     if "rollout" in args and "restart" in args:
+        replace_pod(0)  # surge: the new pod is ready before the old one goes
         out("deployment.apps/sentiment restarted\n")
     if args[:2] == ["get", "namespace"]:
         out(f"namespace/{args[2]}\n") if spec.get("namespace_exists", True) else fail(
@@ -104,6 +169,7 @@ if tool == "kubectl":
     if "logs" in args:
         out("[pod/sentiment-7d9f-abcde/sentiment] bentoml: service ready\n")
     if "delete" in args and "pod" in args:
+        replace_pod(spec.get("pod_restart_s", 0))
         out(f'pod "{args[args.index("pod") + 1]}" deleted\n')
     out("")
 
@@ -149,6 +215,7 @@ def install_fakes(bin_dir: Path, log_path: Path, spec_path: Path) -> dict[str, s
         path.write_text(f"#!{sys.executable}\n{FAKE_SCRIPT}", encoding="utf-8")
         path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     log_path.write_text("", encoding="utf-8")
+    Path(f"{log_path}.pods.json").unlink(missing_ok=True)
     write_spec(spec_path, {})
     return {
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",

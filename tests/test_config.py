@@ -147,3 +147,37 @@ def test_configuration_reference_matches_the_schema(repo_root):
     assert committed == reference_markdown(), (
         "docs/configuration.md is stale: run `servebench config-reference > docs/configuration.md`"
     )
+
+
+def test_k3s_replicas_and_pdb_per_variant_are_checked_naming_the_variant():
+    variants = {
+        "baseline": {"k3s": {"pdb_min_available": 2}},
+        "optimized": {"k3s": {"replicas": 2, "pdb_min_available": 3}},
+    }
+    problems = config_errors(deep_merge(load_yaml(DEFAULT), {"variants": variants}))
+    assert problems == [
+        "'variants.baseline.k3s': pdb_min_available 2 exceeds the variant's replicas 1 "
+        "(replicas from deploy.k3s): the PodDisruptionBudget could never be met",
+        "'variants.optimized.k3s': pdb_min_available 3 exceeds the variant's replicas 2: "
+        "the PodDisruptionBudget could never be met",
+    ]
+    fine = {"optimized": {"k3s": {"replicas": 3, "pdb_min_available": 2, "max_replicas": None}}}
+    assert config_errors(deep_merge(load_yaml(DEFAULT), {"variants": fine})) == []
+    # deploy.k3s itself; a variant with enough replicas of its own is fine
+    bad_global = {
+        "deploy": {"k3s": {"pdb_min_available": 2}},
+        "variants": {"optimized": {"k3s": {"replicas": 2}}},
+    }
+    assert config_errors(deep_merge(load_yaml(DEFAULT), bad_global)) == [
+        "'deploy.k3s': pdb_min_available 2 exceeds replicas 1: the PodDisruptionBudget could "
+        "never be met"
+    ]
+    typo = {"variants": {"optimized": {"k3s": {"replica": 2}}}}
+    assert config_errors(deep_merge(load_yaml(DEFAULT), typo)) == [
+        "unknown key 'replica' under 'variants.optimized.k3s' (known keys: max_replicas, "
+        "pdb_min_available, replicas)"
+    ]
+    wrong = {"variants": {"optimized": {"k3s": {"replicas": 0}}}}
+    assert config_errors(deep_merge(load_yaml(DEFAULT), wrong)) == [
+        "'variants.optimized.k3s.replicas': 0 is less than the minimum of 1"
+    ]

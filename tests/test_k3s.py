@@ -118,6 +118,84 @@ def test_config_values_reach_the_manifests_and_node_port_adds_a_service(tmp_path
     assert yaml.safe_load_all((tmp_path / "k3s" / "manifests.yaml").read_text())
 
 
+def _two_replica_variants() -> dict:
+    """The default config plus `optimized-3r`: the optimized variant with 3 replicas and a PDB
+    of 2, nothing else different."""
+    config = load_config()
+    variant = copy.deepcopy(config["variants"]["optimized"])
+    variant["k3s"] = {"replicas": 3, "pdb_min_available": 2, "max_replicas": None}
+    config["variants"]["optimized-3r"] = variant
+    config["experiment"]["variants"] = ["optimized", "optimized-3r"]
+    from servebench.config import check_config
+
+    check_config(config)
+    return config
+
+
+def test_a_variant_sets_its_own_replicas_and_pdb_over_deploy_k3s():
+    config = _two_replica_variants()
+    config["deploy"]["k3s"]["max_replicas"] = 4
+    own = k3s.k3s_settings(config, "optimized-3r")
+    assert (own["replicas"], own["pdb_min_available"], own["max_replicas"]) == (3, 2, 4)
+    inherited = k3s.k3s_settings(config, "optimized")
+    assert (inherited["replicas"], inherited["pdb_min_available"]) == (1, 1)
+    assert k3s.k3s_settings(config) == inherited
+    # Everything else is deploy.k3s for both.
+    assert {k: v for k, v in own.items() if k not in k3s.VARIANT_AXES} == {
+        k: v for k, v in inherited.items() if k not in k3s.VARIANT_AXES
+    }
+
+
+def test_two_variants_differing_only_by_replicas_render_different_valid_overlays(tmp_path):
+    config = _two_replica_variants()
+    shutil.copytree(k3s.BASE_DIR, tmp_path / "base")  # as k3s/overlays/<variant> sees it
+    written = k3s.write_committed_overlays(config, tmp_path / "overlays")
+    assert [path.name for path in written] == ["optimized", "optimized-3r"]
+    rendered = {}
+    for directory in written:
+        resources = kustomize.render(directory)
+        assert k3s.validation_errors(resources) == [], directory.name
+        rendered[directory.name] = {resource["kind"]: resource for resource in resources}
+    one, three = rendered["optimized"], rendered["optimized-3r"]
+    assert one["Deployment"]["spec"]["replicas"] == 1
+    assert three["Deployment"]["spec"]["replicas"] == 3
+    assert (one["HorizontalPodAutoscaler"]["spec"]["minReplicas"], 3) == (
+        1,
+        three["HorizontalPodAutoscaler"]["spec"]["minReplicas"],
+    )
+    # max_replicas (1 in deploy.k3s) is raised to the variant's replicas: a fixed pod count.
+    assert three["HorizontalPodAutoscaler"]["spec"]["maxReplicas"] == 3
+    assert one["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
+    assert three["PodDisruptionBudget"]["spec"]["minAvailable"] == 2
+    # The containers are the same but for the image of each variant's Bento.
+    containers = [
+        copy.deepcopy(r["Deployment"]["spec"]["template"]["spec"]["containers"][0])
+        for r in (one, three)
+    ]
+    assert [c.pop("image") for c in containers] == [
+        "servebench/sentiment-optimized:latest",
+        "servebench/sentiment-optimized-3r:latest",
+    ]
+    assert containers[0] == containers[1]
+    assert one["Service"] == three["Service"]
+
+
+def test_the_driver_deploys_the_variants_replicas(tmp_path, fakes):
+    config = _two_replica_variants()
+    config["deploy"]["k3s"].update(K3S_CONFIG)
+    record = {**_record(tmp_path), "variant": "optimized-3r", "tag": "sentiment-optimized-3r:01"}
+    out = tmp_path / "run"
+    with k3s.k3s_server(config, record, out):
+        pass
+    manifests = list(yaml.safe_load_all((out / "k3s" / "manifests.yaml").read_text()))
+    deployment = next(r for r in manifests if r["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    pdb = next(r for r in manifests if r["kind"] == "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 2
+    summary = json.loads((out / "k3s.json").read_text())
+    assert (summary["replicas"], summary["pdb_min_available"]) == (3, 2)
+
+
 def _rendered_deployment():
     resources = kustomize.render(OVERLAYS[0])
     return resources, next(r for r in resources if r["kind"] == "Deployment")
@@ -395,6 +473,33 @@ def test_a_port_forward_that_dies_is_an_error(tmp_path, fakes):
             pass
     assert _steps(log_path)[-1].startswith("kubectl delete -k")
     assert "unable to forward" in (tmp_path / "run" / "deploy.log").read_text()
+
+
+def test_a_port_forward_that_ends_with_its_pod_is_started_again_on_the_same_port(tmp_path, fakes):
+    log_path, spec = fakes
+    spec(pod_restart_s=1.5)  # the new pod runs 1.5 s after the old one is deleted (retry: 1 s)
+    out = tmp_path / "run"
+    with k3s.k3s_server(_config(**K3S_CONFIG), _record(tmp_path), out) as server:
+        first = server.port_forward.process
+        k3s.inject_fault(server, "delete-pod")
+        first.wait(timeout=5)  # kubectl's tunnel ends with its pod
+        assert k3s.http_get(server.url + "/readyz", timeout_s=1.0)[0] != 200
+        k3s.wait_http_ready(server.url, 10, "test")  # the same URL answers again
+        events = list(server.port_forward.events)
+        assert server.port_forward.process is not first
+    # At least one start failed while the new pod was not running yet.
+    assert len(events) >= 2 and events[0]["exit_code"] == 1, events
+    forwards = [call for call in recorded(log_path) if "port-forward" in call]
+    assert len(forwards) == len(events) + 1
+    assert len({call[-3] for call in forwards}) == 1  # PORT:3000, always the same port
+    summary = json.loads((out / "k3s.json").read_text())
+    assert len(summary["port_forward_restarts"]) == len(events)
+    deploy_log = (out / "deploy.log").read_text()
+    assert "lost connection to pod" in deploy_log and "pod is not running" in deploy_log
+    # Stopped with the deployment: no kubectl left behind.
+    assert not any(
+        "port-forward" in " ".join(p.cmdline()) for p in __import__("psutil").Process().children()
+    )
 
 
 def test_a_missing_kubectl_is_named(tmp_path, fakes):

@@ -117,6 +117,35 @@ def _consistency_errors(config: dict[str, Any]) -> list[str]:
                 f"'variants.{name}': {workers} workers x {threads} threads exceed the "
                 f"{server_cores} server core(s) in 'cpus.server'"
             )
+    problems += _k3s_axes_errors(config)
+    return problems
+
+
+def _k3s_axes_errors(config: dict[str, Any]) -> list[str]:
+    """A PodDisruptionBudget asking for more pods than the Deployment has is never met (every
+    eviction, a node drain's included, waits forever): pdb_min_available <= replicas, for
+    deploy.k3s and for each variant that sets its own axes (`variants.<name>.k3s`)."""
+    k3s = (config.get("deploy") or {}).get("k3s") or {}
+    problems = []
+    replicas, pdb = k3s.get("replicas", 1), k3s.get("pdb_min_available", 1)
+    if pdb > replicas:
+        problems.append(
+            f"'deploy.k3s': pdb_min_available {pdb} exceeds replicas {replicas}: the "
+            "PodDisruptionBudget could never be met"
+        )
+    for name, variant in (config.get("variants") or {}).items():
+        own = {k: v for k, v in ((variant or {}).get("k3s") or {}).items() if v is not None}
+        if not {"replicas", "pdb_min_available"} & set(own):
+            continue
+        variant_replicas = own.get("replicas", replicas)
+        variant_pdb = own.get("pdb_min_available", pdb)
+        if variant_pdb > variant_replicas:
+            inherited = [key for key in ("pdb_min_available", "replicas") if key not in own]
+            note = f" ({', '.join(inherited)} from deploy.k3s)" if inherited else ""
+            problems.append(
+                f"'variants.{name}.k3s': pdb_min_available {variant_pdb} exceeds the variant's "
+                f"replicas {variant_replicas}{note}: the PodDisruptionBudget could never be met"
+            )
     return problems
 
 
@@ -185,6 +214,8 @@ def _reference_rows(schema: dict[str, Any], prefix: str = "") -> list[tuple[str,
     for key, node in schema.get("properties", {}).items():
         name = f"{prefix}{key}"
         kind = node.get("type", "")
+        if isinstance(kind, list):
+            kind = " or ".join(kind)
         if "enum" in node:
             kind = " \\| ".join(str(option) for option in node["enum"])
         elif kind == "array" and "items" in node:

@@ -13,13 +13,17 @@ The same shape as `deploy.local.local_server`. The steps, each named in errors a
 3. `render`: the overlay of the variant (k3s/base + the config) into `<run>/k3s/`;
 4. `namespace`, `apply` (`kubectl apply -k`), `rollout` (`kubectl rollout status`);
 5. `port-forward` to 127.0.0.1 (or the NodePort URL), `readyz` until GET /readyz answers 200;
+   a port-forward that exits later (its pod went away) is started again on the same port;
 6. in `finally`: `collect` (pods with their restarts -> k3s_pods.csv, events -> k3s_events.json,
    pod logs -> server.log) and `teardown` (`kubectl delete -k`).
 
 Every external command, with its output and exit status, goes to `<run>/deploy.log`; a failed
 step raises K3sStepError naming the step and showing the tail of the command's stderr.
 The K3s faults of the resilience experiments (delete-pod, rollout-restart, kill-containerd,
-restart-k3s) are `inject_fault(server, name)`.
+restart-k3s) are `inject_fault(server, name)`; servebench.faults registers `fault_injector(name)`
+of each and runs them from `run_fault` when deploy.target is k3s.
+A variant may set its own replicas, max_replicas and pdb_min_available (`variants.<name>.k3s`):
+`k3s_settings(config, variant)` lays them over deploy.k3s.
 """
 
 from __future__ import annotations
@@ -63,6 +67,10 @@ STDERR_TAIL_LINES = 25
 PORT_FORWARD_READY_S = 60.0
 TEARDOWN_TIMEOUT_S = 180
 K3S_FAULTS = ("delete-pod", "rollout-restart", "kill-containerd", "restart-k3s")
+# What a variant may set for itself under `variants.<name>.k3s` (the rest is deploy.k3s).
+VARIANT_AXES = ("replicas", "max_replicas", "pdb_min_available")
+# Seconds between two starts of a port-forward that exited (its pod went away).
+PORT_FORWARD_RETRY_S = 1.0
 
 
 class K3sStepError(RuntimeError):
@@ -80,12 +88,22 @@ class K3sStepError(RuntimeError):
 # ----------------------------------------------------------------------------- settings
 
 
-def k3s_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """deploy.k3s of `config` over the defaults of config/config.yaml."""
+def variant_axes(config: dict[str, Any], variant: str | None) -> dict[str, Any]:
+    """The deployment axes a variant sets itself (`variants.<name>.k3s`, null keys inherit)."""
+    if variant is None:
+        return {}
+    given = ((config.get("variants") or {}).get(variant) or {}).get("k3s") or {}
+    return {key: value for key, value in given.items() if key in VARIANT_AXES and value is not None}
+
+
+def k3s_settings(config: dict[str, Any], variant: str | None = None) -> dict[str, Any]:
+    """deploy.k3s of `config` over the defaults of config/config.yaml, with the variant's own
+    replicas / max_replicas / pdb_min_available (`variants.<variant>.k3s`) over both."""
     from servebench.config import DEFAULT_CONFIG_PATH, deep_merge, load_yaml
 
     defaults = load_yaml(DEFAULT_CONFIG_PATH)["deploy"]["k3s"]
-    return deep_merge(defaults, config.get("deploy", {}).get("k3s") or {})
+    settings = deep_merge(defaults, config.get("deploy", {}).get("k3s") or {})
+    return {**settings, **variant_axes(config, variant)}
 
 
 def image_name(settings: dict[str, Any], bento_tag: str) -> tuple[str, str]:
@@ -270,13 +288,14 @@ def write_overlay(
 def write_committed_overlays(
     config: dict[str, Any], root: str | Path = OVERLAYS_DIR, variants: Sequence[str] | None = None
 ) -> list[Path]:
-    """k3s/overlays/<variant>/ of the experiment's variants, with the fixed image tag."""
-    settings = k3s_settings(config)
+    """k3s/overlays/<variant>/ of the experiment's variants, with the fixed image tag (and each
+    variant's own replicas and PDB)."""
+    from servebench.bento import bento_name
+
     names = list(variants or config["experiment"]["variants"])
     written = []
     for variant in names:
-        from servebench.bento import bento_name
-
+        settings = k3s_settings(config, variant)
         image = image_name(settings, f"{bento_name(variant)}:{COMMITTED_IMAGE_TAG}")
         written.append(
             write_overlay(
@@ -512,7 +531,7 @@ class K3sServer:
     out_dir: Path
     runner: CommandRunner
     settings: dict[str, Any]
-    port_forward: subprocess.Popen | None = None
+    port_forward: PortForward | None = None
     started_at_s: float = field(default_factory=time.time)
     rollout_s: float | None = None
 
@@ -562,6 +581,84 @@ def stop_process(process: subprocess.Popen | None, grace_s: float = 5.0) -> None
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=5)
+
+
+class PortForward:
+    """`kubectl port-forward service/sentiment PORT:3000` on a fixed local port, started again
+    (same port, so the load generator's URL stays) whenever it exits until `stop`: kubectl's
+    tunnel goes to one pod and ends with it (delete-pod, rollout-restart, a restarted API
+    server). Every exit and start is in the run log and in `events`."""
+
+    def __init__(
+        self,
+        runner: CommandRunner,
+        settings: dict[str, Any],
+        port: int,
+        retry_s: float = PORT_FORWARD_RETRY_S,
+    ) -> None:
+        self.runner = runner
+        self.port = port
+        self.retry_s = retry_s
+        self.command = _kubectl(settings, "port-forward", f"service/{APP_NAME}") + [
+            f"{port}:{CONTAINER_PORT}",
+            "--address",
+            "127.0.0.1",
+        ]
+        self.process: subprocess.Popen | None = None
+        self.events: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> subprocess.Popen:
+        self.process = self.runner.start("port-forward", self.command)
+        return self.process
+
+    def supervise(self) -> PortForward:
+        """From now on, start it again when it exits (a thread; until `stop`)."""
+        self._thread = threading.Thread(target=self._keep, name="port-forward", daemon=True)
+        self._thread.start()
+        return self
+
+    def _keep(self) -> None:
+        while not self._stop.wait(0.2):
+            process = self.process
+            if process is None or process.poll() is None:
+                continue
+            exited_wall_s = time.time()
+            log.warning(
+                "k3s port-forward exited with code %s; starting it again on port %d in %.1f s",
+                process.returncode,
+                self.port,
+                self.retry_s,
+            )
+            if self._stop.wait(self.retry_s):
+                return
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                try:
+                    self.start()
+                except K3sStepError as error:  # kubectl gone: try again, the run goes on
+                    log.error("%s", error)
+            self.events.append(
+                {
+                    "exit_code": process.returncode,
+                    "exited_wall_s": round(exited_wall_s, 3),
+                    "restarted_wall_s": round(time.time(), 3),
+                }
+            )
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        with self._lock:
+            stop_process(self.process)
 
 
 def pod_rows(pods: dict[str, Any]) -> list[dict[str, Any]]:
@@ -639,9 +736,9 @@ def k3s_server(
     """A ready deployment of the Bento in `record` for the block; torn down on exit."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    settings = k3s_settings(config)
-    runner = CommandRunner(out / "deploy.log", timeout_s=float(settings["command_timeout_s"]))
     variant = record.get("variant") or record["tag"].split(":")[0]
+    settings = k3s_settings(config, variant)
+    runner = CommandRunner(out / "deploy.log", timeout_s=float(settings["command_timeout_s"]))
     check_one_worker(record)
     image = ensure_image(runner, settings, record, out / "k3s")
     name, _, tag = image.rpartition(":")
@@ -654,8 +751,9 @@ def k3s_server(
     ensure_namespace(runner, settings)
     kubectl = _split(settings["kubectl"])
     rollout_timeout_s = float(settings["rollout_timeout_s"])
-    forward: subprocess.Popen | None = None
+    forward: PortForward | None = None
     summary: dict[str, Any] = {"variant": variant, "image": image, "access": settings["access"]}
+    summary.update({axis: settings[axis] for axis in VARIANT_AXES})
     try:
         runner.run("apply", [*kubectl, "apply", "-k", str(overlay)])
         started = time.monotonic()
@@ -669,14 +767,12 @@ def k3s_server(
         if settings["access"] == "node-port":
             url = f"http://{settings['node_address']}:{settings['node_port']}"
         else:
-            port = free_port()
-            forward = runner.start(
-                "port-forward",
-                _kubectl(settings, "port-forward", f"service/{APP_NAME}")
-                + [f"{port}:{CONTAINER_PORT}", "--address", "127.0.0.1"],
-            )
-            url = f"http://127.0.0.1:{port}"
-        wait_http_ready(url, PORT_FORWARD_READY_S, settings["access"], forward)
+            forward = PortForward(runner, settings, free_port())
+            forward.start()
+            url = forward.url
+        wait_http_ready(url, PORT_FORWARD_READY_S, settings["access"], forward and forward.process)
+        if forward is not None:
+            forward.supervise()
         summary.update(url=url, rollout_s=round(rollout_s, 3))
         yield K3sServer(
             variant=variant,
@@ -691,7 +787,9 @@ def k3s_server(
             rollout_s=rollout_s,
         )
     finally:
-        stop_process(forward)
+        if forward is not None:
+            forward.stop()
+            summary["port_forward_restarts"] = forward.events
         summary.update(collect(runner, settings, out))
         try:
             runner.run(
@@ -841,8 +939,12 @@ def fault_injector(fault: str) -> Any:
     def inject(context: Any) -> dict[str, Any]:
         server = (getattr(context, "extra", None) or {}).get("server") or context.server
         facts = inject_fault(server, fault)
-        facts["end_wall_s"] = facts["done_at_s"]
-        return facts
+        # faults.json turns *_wall_s into times on the schedule's clock.
+        return {
+            "fault": facts["fault"],
+            "commands": facts["commands"],
+            "end_wall_s": facts["done_at_s"],
+        }
 
     return inject
 

@@ -69,6 +69,14 @@ def test_an_outage_recovers_after_the_last_error_plus_the_window():
     assert figures["time_to_recover_s"] == pytest.approx(8.0, abs=0.2)
 
 
+def test_a_fault_that_shows_late_counts_the_first_ok_from_its_first_error():
+    # injected at 15 s, but the requests fail only from 16 s (a pod deleted serves on a while)
+    log = synthetic_log(errors=(16.0, 18.0))
+    figures = faults.measure_fault(log, start_s=15.0, planned=len(log), warmup_s=2.0)
+    assert figures["time_to_first_error_s"] == pytest.approx(1.0, abs=0.01)
+    assert figures["time_to_first_ok_s"] == pytest.approx(3.0, abs=0.1)
+
+
 def test_slow_answers_count_until_the_p99_is_back_in_the_band():
     # no error, but 2 s answers for 3 s: recovery when the window no longer holds them
     log = synthetic_log(slow=(15.0, 18.0, 2000.0))
@@ -126,12 +134,24 @@ def test_rolling_p99_windows():
     assert p99[2] == pytest.approx(np.percentile([4.0, 5.0], 99))
 
 
-def test_registry_knows_the_local_faults_and_defers_the_k3s_ones():
+def test_registry_knows_the_faults_of_both_targets():
     for name in ("kill-worker", "kill-server", "stall"):
         assert faults.fault_type(name, "local").inject is not None
-    with pytest.raises(faults.FaultError, match="issue 8"):
-        faults.fault_type("delete-pod", "k3s")
-    with pytest.raises(faults.FaultError, match="k3s target"):
+    for name in ("delete-pod", "rollout-restart", "kill-containerd", "restart-k3s"):
+        assert faults.fault_type(name, "k3s").inject is not None  # the K3s driver's
+    assert faults.faults_of("k3s") == [
+        "delete-pod",
+        "rollout-restart",
+        "kill-containerd",
+        "restart-k3s",
+    ]
+    # A fault of one target on the other: what it needs, and what the target has instead.
+    with pytest.raises(faults.FaultError) as error:
+        faults.fault_type("kill-worker", "k3s")
+    message = str(error.value)
+    assert "local target only" in message and "bentoml serve" in message
+    assert "faults of 'k3s': delete-pod, rollout-restart" in message
+    with pytest.raises(faults.FaultError, match="k3s target only.*K3s cluster.*kill-worker"):
         faults.fault_type("delete-pod", "local")
     with pytest.raises(faults.FaultError, match="unknown fault"):
         faults.fault_type("meteor", "local")
@@ -141,6 +161,9 @@ def test_registry_knows_the_local_faults_and_defers_the_k3s_ones():
             faults.FaultType("delete-pod", ("k3s",), "test", lambda context: {"pod": "x"})
         )
         assert faults.fault_type("delete-pod", "k3s").inject(None) == {"pod": "x"}
+        faults.register_fault(faults.FaultType("delete-pod", ("k3s",), "test", None, "issue 8"))
+        with pytest.raises(faults.FaultError, match="not implemented yet"):
+            faults.fault_type("delete-pod", "k3s")
     finally:
         faults.register_fault(original)
 
@@ -161,22 +184,63 @@ def test_default_matrix_and_config_checks():
     bad = json.loads(json.dumps(config))
     bad["resilience"]["faults"]["late"] = {"kind": "stall", "at_s": 500}
     bad["resilience"]["variants"]["x"] = {"variant": "nope"}
+    # a fault skipped on this target is not checked against the run's length
+    bad["resilience"]["faults"]["late-pod"] = {"kind": "delete-pod", "at_s": 500}
     problems = faults.check_resilience_config(bad)
     assert len(problems) == 2, problems
-    # a K3s fault is skipped on the local target; on the K3s target it waits for issue 8,
-    # and the local faults the K3s profile inherits from config.yaml are skipped there
+    assert "late.at_s" in problems[1] and "late-pod" not in " ".join(problems)
+    # config.yaml's K3s faults are skipped on the local target; on the K3s target they run,
+    # and the local faults a K3s profile inherits from config.yaml are skipped there
     k3s = json.loads(json.dumps(config))
     k3s["resilience"]["faults"]["pod"] = {"kind": "delete-pod", "at_s": 5}
     assert faults.check_resilience_config(k3s) == []
     assert "pod" not in faults.faults_for_target(k3s)
     k3s["deploy"]["target"] = "k3s"
-    assert faults.faults_for_target(k3s) == ["pod"]
-    assert [s.fault for s in faults.resilience_matrix(k3s)] == ["pod"]
-    problems = faults.check_resilience_config(k3s)
-    assert len(problems) == 1 and "issue 8" in problems[0], problems
+    k3s_faults = ["delete-pod", "rollout-restart", "kill-containerd", "restart-k3s", "pod"]
+    assert faults.faults_for_target(k3s) == k3s_faults
+    assert [s.fault for s in faults.resilience_matrix(k3s)] == k3s_faults
+    assert faults.check_resilience_config(k3s) == []
+    assert faults.resilience_figure_names(k3s) == [f"resilience_{f}" for f in k3s_faults]
     off = json.loads(json.dumps(config))
     off["resilience"]["enabled"] = False
     assert faults.resilience_matrix(off) == [] and faults.resilience_figure_names(off) == []
+
+
+@pytest.mark.parametrize(
+    ("target", "kept", "needed"),
+    [("k3s", ("kill-worker", "stall"), "delete-pod"), ("local", ("delete-pod",), "kill-worker")],
+)
+def test_a_stage_without_a_fault_of_its_target_is_refused(target, kept, needed):
+    config = load_config()
+    config["deploy"]["target"] = target
+    config["resilience"]["faults"] = {
+        name: fault for name, fault in config["resilience"]["faults"].items() if name in kept
+    }
+    assert faults.resilience_matrix(config) == []
+    problems = faults.check_resilience_config(config)
+    assert len(problems) == 1, problems
+    other = "local" if target == "k3s" else "k3s"
+    assert f"none applies to deploy.target {target!r}" in problems[0]
+    assert all(f"{name}: {other} only" in problems[0] for name in kept)
+    assert needed in problems[0] and "resilience.enabled: false" in problems[0]
+    config["resilience"]["enabled"] = False
+    assert faults.check_resilience_config(config) == []
+
+
+def test_a_fault_run_of_another_target_is_refused_before_deploying(tmp_path):
+    config = load_config()
+    config["deploy"]["target"] = "k3s"
+    record = tmp_path / "optimized.json"
+    record.write_text(json.dumps({"variant": "optimized", "tag": "sentiment-optimized:1"}))
+    out = tmp_path / "run"
+    spec = faults.FaultRunSpec("k3s", "optimized", "kill-worker", 0)
+    result = faults.run_fault(config, spec, record, tmp_path / "payloads.csv", out)
+    entry = result["faults"][0]
+    assert not result["valid"] and not entry["injected"]
+    assert "'kill-worker' applies to the local target only" in entry["error"]
+    assert result["problems"] == [entry["error"]]
+    assert not (out / "deploy.log").exists() and not (out / "requests.parquet").exists()
+    assert json.loads((out / "meta.json").read_text())["valid"] is False
 
 
 def test_two_variants_interleave_across_repetitions():

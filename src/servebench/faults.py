@@ -9,8 +9,11 @@ One job (workflow/rules/resilience.smk) = one (target, variant, fault, repetitio
 
 Faults live in a registry (`FAULTS`): a name, the targets it applies to and an `inject`
 function called from the fault thread with a `FaultContext`. The local target's faults are
-here; the K3s target's (issue 8) are registered without an injector until that target adds
-one with `register_fault` (see docs/resilience.md).
+here; the K3s target's (delete-pod, rollout-restart, kill-containerd, restart-k3s) are the K3s
+driver's (`servebench.deploy.k3s.fault_injector`), registered here too. `run_fault` deploys by
+deploy.target: `local` (ServerHandle: `bentoml serve` here, restarts on the same port) or `k3s`
+(`servebench.deploy.k3s.k3s_server`: the run's K3sServer is `context.extra["server"]`); the
+load, the probes, the fault thread and the measurement are the same for both.
 
 The measured figures (`measure_fault`) come from the per-request log (scheduled, sent, done,
 outcome, corrected latency) and the probes, all on the schedule's clock (seconds since the
@@ -45,6 +48,7 @@ import pandas as pd
 import psutil
 
 from servebench import experiment
+from servebench.deploy import k3s as k3s_driver
 from servebench.deploy.local import (
     LocalServer,
     _sigterm_raises,
@@ -116,12 +120,33 @@ def fault_type(name: str, target: str) -> FaultType:
         raise FaultError(f"unknown fault kind {name!r} (known: {', '.join(sorted(FAULTS))})")
     fault = FAULTS[name]
     if target not in fault.targets:
-        raise FaultError(
-            f"fault {name!r} applies to the {'/'.join(fault.targets)} target, not {target!r}"
-        )
+        raise FaultError(wrong_target_message(name, target))
     if fault.inject is None:
         raise FaultError(f"fault {name!r} is not implemented yet ({fault.issue or 'to do'})")
     return fault
+
+
+# What a target's faults act on (the reason a fault of one target cannot run on another).
+TARGET_FAULTS_ACT_ON = {
+    "local": "the processes of a `bentoml serve` on this machine",
+    "k3s": "a K3s cluster (its pods, its deployment or its node's services)",
+}
+
+
+def faults_of(target: str) -> list[str]:
+    """The registered fault kinds of `target`."""
+    return [name for name, fault in FAULTS.items() if target in fault.targets]
+
+
+def wrong_target_message(name: str, target: str) -> str:
+    """Why fault `name` does not run on `target`, and what does."""
+    fault = FAULTS[name]
+    acts_on = " or ".join(TARGET_FAULTS_ACT_ON.get(t, f"the {t} target") for t in fault.targets)
+    return (
+        f"fault {name!r} applies to the {'/'.join(fault.targets)} target only (it acts on "
+        f"{acts_on}), not to deploy.target {target!r}; the faults of {target!r}: "
+        f"{', '.join(faults_of(target)) or 'none'}"
+    )
 
 
 def worker_processes(server: LocalServer) -> list[psutil.Process]:
@@ -207,11 +232,16 @@ for _fault in (
         inject_kill_server,
     ),
     FaultType("stall", ("local",), "SIGSTOP one worker for duration_s, then SIGCONT", inject_stall),
-    # The K3s target's faults: issue 8 registers their injectors (register_fault).
-    FaultType("delete-pod", ("k3s",), "delete a serving pod", None, "issue 8"),
-    FaultType("rollout-restart", ("k3s",), "kubectl rollout restart", None, "issue 8"),
-    FaultType("kill-containerd", ("k3s",), "SIGKILL containerd", None, "issue 8"),
-    FaultType("restart-k3s", ("k3s",), "restart the k3s service", None, "issue 8"),
+    # The K3s target's faults: the K3s driver's commands (docs/k3s.md), run on its K3sServer.
+    *(
+        FaultType(
+            name,
+            ("k3s",),
+            k3s_driver.FAULT_DESCRIPTIONS[name],
+            k3s_driver.fault_injector(name),
+        )
+        for name in k3s_driver.K3S_FAULTS
+    ),
 ):
     register_fault(_fault)
 
@@ -287,13 +317,26 @@ def check_resilience_config(config: dict[str, Any]) -> list[str]:
             )
     duration_s = float(resilience.get("duration_s", 0))
     for name, fault in (resilience.get("faults") or {}).items():
-        if name in faults_for_target(config):  # the others are skipped (faults_for_target)
-            try:
-                fault_type(fault.get("kind", name), target)
-            except FaultError as error:
-                problems.append(f"resilience.faults.{name}: {error}")
+        if name not in faults_for_target(config):  # skipped on this target: never runs
+            continue
+        try:
+            fault_type(fault.get("kind", name), target)
+        except FaultError as error:
+            problems.append(f"resilience.faults.{name}: {error}")
         if float(fault.get("at_s", 0)) >= duration_s:
             problems.append(f"resilience.faults.{name}.at_s must be before the run's end")
+    configured = resilience.get("faults") or {}
+    if configured and not faults_for_target(config):
+        # Faults of another target are skipped (a profile cannot remove config.yaml's faults),
+        # but a resilience stage without a single fault of its target is a mistake.
+        others = "; ".join(
+            f"{name}: {'/'.join(FAULTS[fault.get('kind', name)].targets)} only"
+            for name, fault in configured.items()
+        )
+        problems.append(
+            f"resilience.faults: none applies to deploy.target {target!r} ({others}); add one "
+            f"of {', '.join(faults_of(target))} or set resilience.enabled: false"
+        )
     return problems
 
 
@@ -363,7 +406,11 @@ def measure_fault(
     errors_after = not_ok & after
     first_error = float(observed[errors_after].min()) - start_s if errors_after.any() else None
     sent = table["sent_s"].to_numpy(dtype=float)
-    ok_sent_after = ok & (sent >= start_s)
+    # "Answers again": an ok answer to a request sent once the fault showed, i.e. after the
+    # first error seen after the injection (a K3s pod serves on for a while after its delete
+    # command), or after the injection when nothing failed.
+    since_s = start_s + first_error if first_error is not None else start_s
+    ok_sent_after = ok & (sent >= since_s)
     first_ok = (
         float(table["done_s"].to_numpy(dtype=float)[ok_sent_after].min()) - start_s
         if ok_sent_after.any()
@@ -590,6 +637,55 @@ def _served(handle: ServerHandle) -> Iterator[ServerHandle]:
         handle.stop_all()
 
 
+@contextlib.contextmanager
+def _local_deployment(
+    config: dict[str, Any], record: dict[str, Any], out: Path, context: FaultContext
+) -> Iterator[Callable[[], str]]:
+    """`bentoml serve` here (ServerHandle), monitored; yields the current server's URL. The
+    context follows a restarted server (kill-server with restart supervisor)."""
+    handle = ServerHandle(record, config, out)
+    with _served(handle):
+        context.server = handle.current
+        context.restart_server = handle.restart
+        with monitor(handle.current, out) as sampler:
+
+            def follow(server: LocalServer) -> None:
+                sampler.server = server
+                context.server = server
+
+            handle.on_restart.append(follow)
+            yield lambda: handle.current.url
+
+
+@contextlib.contextmanager
+def _k3s_deployment(
+    config: dict[str, Any], record: dict[str, Any], out: Path, context: FaultContext
+) -> Iterator[Callable[[], str]]:
+    """The K3s driver's deployment (image, apply, rollout, port-forward or NodePort),
+    monitored; the K3sServer is `context.extra["server"]` for the K3s faults' injectors. On
+    the way out the driver collects pods (restarts), events and logs and tears down."""
+    with k3s_driver.k3s_server(config, record, out) as server:
+        context.extra["server"] = server
+        with k3s_driver.k3s_monitor(server, out):
+            yield lambda: server.url
+
+
+def _k3s_facts(out: Path) -> dict[str, Any] | None:
+    """What the K3s driver wrote into k3s.json after teardown: pod restarts, events, the
+    port-forward's restarts, the deployment's axes."""
+    path = out / "k3s.json"
+    if not path.is_file():
+        return None
+    with contextlib.suppress(OSError, json.JSONDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        keys = ("replicas", "max_replicas", "pdb_min_available", "access", "restarts", "events")
+        facts = {key: data.get(key) for key in keys}
+        facts["port_forward_restarts"] = len(data.get("port_forward_restarts") or [])
+        facts["pods"] = data.get("pods")
+        return facts
+    return None
+
+
 class FaultThread(threading.Thread):
     """Waits for the schedule's start t0, sleeps until t0 + at_s, injects the fault."""
 
@@ -718,51 +814,39 @@ def run_fault(
             if reference_capacity_path is not None:
                 capacity = read_json(reference_capacity_path).get("capacity_rps")
             rate_rps = experiment.scenario_rate_rps(scenario, capacity)
-        handle = ServerHandle(record, config, out)
+        context = FaultContext(target=spec.target, params=fault_config, restart=restart)
+        deployment = _k3s_deployment if spec.target == "k3s" else _local_deployment
         # SIGTERM (Snakemake stopping the job) raises, so that every server is stopped.
-        with _sigterm_raises(), _served(handle):
+        with _sigterm_raises(), deployment(config, record, out, context) as url_of:
             prober = Prober(
-                lambda: handle.current.url,
-                float(resilience["probe_interval_s"]),
-                config["cpus"]["loadgen"],
+                url_of, float(resilience["probe_interval_s"]), config["cpus"]["loadgen"]
             ).start()
-            context = FaultContext(
-                target=spec.target,
-                params=fault_config,
-                restart=restart,
-                server=handle.current,
-                restart_server=handle.restart,
-            )
             thread = FaultThread(fault, context, out / "raw", at_s, config["cpus"]["loadgen"])
-            with monitor(handle.current, out) as sampler:
-
-                def follow(server: LocalServer) -> None:
-                    sampler.server = server
-                    context.server = server
-
-                handle.on_restart.append(follow)
-                thread.start()
-                try:
-                    summary = run_loadtest(
-                        host=handle.current.url,
-                        out_dir=out,
-                        seed=seed,
-                        arrival=scenario["arrival"],
-                        rate_rps=rate_rps,
-                        cv=scenario.get("cv"),
-                        shape=scenario.get("shape"),
-                        duration_s=duration_s,
-                        warmup_s=warmup_s,
-                        payloads=payloads_path,
-                        progress=False,
-                        **settings_from_config(config),
-                    )
-                finally:
-                    context.stop.set()
-                    thread.join(timeout=float(config["deploy"]["ready_timeout_s"]) + 30)
-                    prober.stop()
+            thread.start()
+            try:
+                summary = run_loadtest(
+                    host=url_of(),
+                    out_dir=out,
+                    seed=seed,
+                    arrival=scenario["arrival"],
+                    rate_rps=rate_rps,
+                    cv=scenario.get("cv"),
+                    shape=scenario.get("shape"),
+                    duration_s=duration_s,
+                    warmup_s=warmup_s,
+                    payloads=payloads_path,
+                    progress=False,
+                    **settings_from_config(config),
+                )
+            finally:
+                context.stop.set()
+                thread.join(timeout=float(config["deploy"]["ready_timeout_s"]) + 30)
+                prober.stop()
     except (KeyboardInterrupt, SystemExit):
         raise
+    except FaultError as error:  # a fault of another target: the message says it all
+        log.error("resilience run %s not run: %s", out, error)
+        run_error = f"{type(error).__name__}: {error}"
     except Exception as error:  # a failed run is data, not a stopped workflow
         log.error("resilience run %s failed: %s\n%s", out, error, traceback.format_exc())
         run_error = f"{type(error).__name__}: {error}"
@@ -796,9 +880,10 @@ def run_fault(
             probes=probes,
         )
     entry.update(measured)
-    problems = [p for p in (run_error, entry["error"]) if p]
+    problems = [p for p in dict.fromkeys((run_error, entry["error"])) if p]
     if measured and measured["requests_lost"]:
         problems.append(f"{measured['requests_lost']} requests lost by the client")
+    k3s_facts = _k3s_facts(out) if spec.target == "k3s" else None
     result = {
         "faults": [entry],
         "target": spec.target,
@@ -812,6 +897,8 @@ def run_fault(
         "valid": not problems,
         "problems": problems,
     }
+    if k3s_facts is not None:
+        result["k3s"] = k3s_facts
     write_json(out / "faults.json", result)
     env = environment()
     meta = {
@@ -828,6 +915,9 @@ def run_fault(
         "rate_rps": rate_rps,
         "duration_s": duration_s,
         "variant_settings": record.get("settings"),
+        "k3s_settings": (
+            k3s_driver.k3s_settings(config, variant["variant"]) if spec.target == "k3s" else None
+        ),
         "bento_tag": record.get("tag"),
         "config_hash": stable_hash(config),
         "cpus": config["cpus"],

@@ -154,7 +154,7 @@ def test_payloads_bodies_and_cores(tmp_path):
         runner.read_payloads(tmp_path / "nocol.csv")
     assert runner.parse_cpus("1,3-4") == [1, 3, 4]
     assert runner.parse_cpus([2, 1]) == [1, 2]
-    with pytest.raises(runner.LoadTestError, match="expected a list"):
+    with pytest.raises(runner.LoadTestError, match="bad CPU list"):
         runner.parse_cpus("one")
 
 

@@ -181,3 +181,20 @@ def test_k3s_replicas_and_pdb_per_variant_are_checked_naming_the_variant():
     assert config_errors(deep_merge(load_yaml(DEFAULT), wrong)) == [
         "'variants.optimized.k3s.replicas': 0 is less than the minimum of 1"
     ]
+
+
+def test_schema_keywords_are_words():
+    """An unquoted comma in a flow-style description (`{..., description: a, b}`) cuts the
+    description and adds a stray keyword `b`: every key in the schema must be a plain name."""
+
+    def keys(node: Any, path: str = ""):
+        if isinstance(node, dict):
+            for key, child in node.items():
+                yield f"{path}.{key}", key
+                yield from keys(child, f"{path}.{key}")
+        elif isinstance(node, list):
+            for child in node:
+                yield from keys(child, path)
+
+    stray = [path for path, key in keys(load_schema()) if " " in str(key)]
+    assert stray == []

@@ -34,6 +34,7 @@ import copy
 import csv
 import json
 import logging
+import os
 import shlex
 import shutil
 import subprocess
@@ -297,13 +298,17 @@ def write_committed_overlays(
     for variant in names:
         settings = k3s_settings(config, variant)
         image = image_name(settings, f"{bento_name(variant)}:{COMMITTED_IMAGE_TAG}")
+        directory = Path(root) / variant
+        # the overlay refers to k3s/base by a relative path, from wherever it is written
+        base = os.path.relpath(BASE_DIR.resolve(), directory.resolve())
         written.append(
             write_overlay(
-                Path(root) / variant,
+                directory,
                 settings,
                 variant,
                 image,
                 ready_timeout_s=config["deploy"]["ready_timeout_s"],
+                base=base,
             )
         )
     return written

@@ -278,6 +278,25 @@ def test_onnx_runtimes_load_without_torch(runtimes):
     assert result.stdout.strip() == "[]"
 
 
+def test_onnx_default_threads_stay_on_the_process_cores(runtimes):
+    """Left to itself, ONNX Runtime pins its threads to every core, out of `taskset`'s mask:
+    a server pinned to one core must keep every thread on that core."""
+    core = min(os.sched_getaffinity(0))
+    code = (
+        "import os\n"
+        "from servebench.runtime import load_runtime\n"
+        f"classifier = load_runtime({str(runtimes / 'onnx-int8')!r})\n"
+        "classifier.classify(['hi there'] * 8)\n"
+        "tasks = os.listdir('/proc/self/task')\n"
+        "print(sorted({c for t in tasks for c in os.sched_getaffinity(int(t))}))\n"
+    )
+    result = subprocess.run(
+        ["taskset", "-c", str(core), sys.executable, "-c", code], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"[{core}]"
+
+
 def test_a_directory_without_provenance_is_not_a_runtime(tmp_path):
     with pytest.raises(RuntimeLoadError, match="not a prepared runtime directory"):
         load_runtime(tmp_path)

@@ -172,9 +172,11 @@ class OnnxClassifier(Classifier):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        if threads is not None:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
+        # Left at its default (0), ONNX Runtime pins its pool threads to every physical core,
+        # escaping the process's CPU affinity (a server under `taskset -c 0` ran on 2 cores):
+        # the default is one thread per core this process may run on.
+        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        options.inter_op_num_threads = 1
         if self.runtime == "onnx-cuda-fp16":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise RuntimeLoadError(

@@ -290,9 +290,10 @@ def test_capacity_table_speedup_and_lower_bound(tmp_path):
         )
         pd.DataFrame(
             {
-                "offered_rate_rps": [10.0, capacity],
-                "achieved_rate_rps": [10.0, capacity],
-                "sustained": [True, True],
+                # the step above capacity failed; the top sustained one fell short of its rate
+                "offered_rate_rps": [10.0, capacity, capacity * 1.4],
+                "achieved_rate_rps": [10.0, capacity * 0.9, capacity * 1.1],
+                "sustained": [True, True, False],
             }
         ).to_csv(folder / "steps.csv", index=False)
     problems = []
@@ -301,6 +302,8 @@ def test_capacity_table_speedup_and_lower_bound(tmp_path):
     )
     rows = table.set_index("variant")
     assert rows.loc["optimized", "speedup_vs_reference"] == pytest.approx(2.5)
+    assert rows.loc["optimized", "capacity_achieved_rps"] == pytest.approx(45.0)
+    assert rows.loc["optimized", "max_achieved_rate_rps"] == pytest.approx(55.0)
     assert rows.loc["optimized", "capacity_is_lower_bound"] is True
     assert "not calibrated" in rows.loc["other", "note"]
     assert any("other" in problem for problem in problems)

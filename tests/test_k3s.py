@@ -682,3 +682,15 @@ def test_overlays_pass_a_server_side_dry_run_on_the_cluster(overlay):
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_reports_variant_table_shows_replicas_and_pdb_on_k3s():
+    from servebench.report import variants_table
+
+    config = _two_replica_variants()
+    assert "replicas" not in variants_table(config).columns  # local target: no pods
+    config["deploy"]["target"] = "k3s"
+    table = variants_table(config)
+    replicas = table.columns.index("replicas")
+    pdb = table.columns.index("PDB minAvailable")
+    assert [(row[replicas][0], row[pdb][0]) for row in table.rows] == [("1", "1"), ("3", "2")]

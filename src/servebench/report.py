@@ -459,33 +459,38 @@ def setup_context(
 
 
 def variants_table(config: dict[str, Any]) -> HtmlTable:
-    table = HtmlTable(
-        [
-            "variant",
-            "runtime",
-            "adaptive batching",
-            "max batch",
-            "sub-batch",
-            "workers",
-            "threads/worker",
-            "gc.freeze",
-        ]
-    )
+    on_k3s = config["deploy"]["target"] == "k3s"
+    columns = [
+        "variant",
+        "runtime",
+        "adaptive batching",
+        "max batch",
+        "sub-batch",
+        "workers",
+        "threads/worker",
+        "gc.freeze",
+    ]
+    # On a cluster, replicas and the PDB are variant axes too (variants.<name>.k3s).
+    table = HtmlTable(columns + (["replicas", "PDB minAvailable"] if on_k3s else []))
     for name in config["experiment"]["variants"]:
         variant = config["variants"].get(name, {})
         batching = variant.get("batching") or {}
-        table.add(
-            [
-                name,
-                variant.get("runtime", DASH),
-                bool(batching.get("enabled", False)),
-                batching.get("max_batch_size", DASH) if batching.get("enabled") else DASH,
-                variant.get("sub_batch_size", 0) or "off",
-                variant.get("workers", 1),
-                variant.get("threads_per_worker", 0) or "runtime default",
-                bool(variant.get("gc_freeze", False)),
-            ]
-        )
+        row = [
+            name,
+            variant.get("runtime", DASH),
+            bool(batching.get("enabled", False)),
+            batching.get("max_batch_size", DASH) if batching.get("enabled") else DASH,
+            variant.get("sub_batch_size", 0) or "off",
+            variant.get("workers", 1),
+            variant.get("threads_per_worker", 0) or "runtime default",
+            bool(variant.get("gc_freeze", False)),
+        ]
+        if on_k3s:
+            from servebench.deploy.k3s import k3s_settings
+
+            settings = k3s_settings(config, name)
+            row += [settings["replicas"], settings["pdb_min_available"]]
+        table.add(row)
     return table
 
 

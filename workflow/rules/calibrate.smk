@@ -21,5 +21,6 @@ rule calibrate:
         calibration=config["calibration"],
         cpus=config["cpus"],
         loadgen=config["loadgen"],
+        k3s=k3s_deployment,
     script:
         "../scripts/calibrate.py"

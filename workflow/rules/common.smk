@@ -176,6 +176,19 @@ def reference_capacity(wildcards):
     )
 
 
+def k3s_deployment(wildcards):
+    """A K3s run's cluster settings, so that changing them reruns it; none for local runs."""
+    if wildcards.target != "k3s":
+        return {}
+    from servebench.deploy.k3s import k3s_settings
+
+    if "rvariant" in wildcards.keys():
+        return k3s_settings(
+            config, RESILIENCE["variants"][wildcards.rvariant]["variant"]
+        )
+    return k3s_settings(config, wildcards.variant)
+
+
 def run_priority(wildcards):
     """Earlier runs of the matrix get higher priority, so runs go in ABBA order."""
     for index, spec in enumerate(RUN_MATRIX):

@@ -23,6 +23,7 @@ rule loadtest:
         seed=lambda wildcards: run_seed(config, wildcards.scenario, int(wildcards.rep)),
         cpus=config["cpus"],
         loadgen=config["loadgen"],
+        k3s=k3s_deployment,
     script:
         "../scripts/loadtest.py"
 

@@ -89,6 +89,7 @@ rule resilience_run:
         # Rerun when the fault, the variant's restart policy, the load or the pinning change.
         fault=lambda wildcards: RESILIENCE["faults"][wildcards.fault],
         variant=lambda wildcards: RESILIENCE["variants"][wildcards.rvariant],
+        k3s=k3s_deployment,
         load={
             key: RESILIENCE[key]
             for key in (

@@ -32,3 +32,14 @@ def test_rendering_args_put_the_baseline_runtime_first(monkeypatch):
     assert args.model_dir == "results/model/m" and args.out_html is None
     assert runtimes[0] == "pytorch"
     assert sorted(runtimes) == sorted(set(["pytorch", *config["model"]["runtimes"]]))
+
+
+def test_snakemake_run_inputs(tmp_path):
+    from types import SimpleNamespace
+
+    sm = SimpleNamespace(
+        log=[str(tmp_path / "job.log")],
+        input=SimpleNamespace(bento="b.json", payloads="p.csv", capacity=[]),
+        output=SimpleNamespace(meta=str(tmp_path / "run" / "meta.json")),
+    )
+    assert script_args.snakemake_run_inputs(sm) == ("b.json", "p.csv", tmp_path / "run", None)

@@ -459,6 +459,8 @@ def setup_context(
 
 
 def variants_table(config: dict[str, Any]) -> HtmlTable:
+    from servebench.deploy.k3s import k3s_settings
+
     on_k3s = config["deploy"]["target"] == "k3s"
     columns = [
         "variant",
@@ -486,8 +488,6 @@ def variants_table(config: dict[str, Any]) -> HtmlTable:
             bool(variant.get("gc_freeze", False)),
         ]
         if on_k3s:
-            from servebench.deploy.k3s import k3s_settings
-
             settings = k3s_settings(config, name)
             row += [settings["replicas"], settings["pdb_min_available"]]
         table.add(row)

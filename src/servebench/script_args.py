@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Any
 
 from servebench.config import load_config
@@ -28,6 +29,13 @@ def parse_run_args(description: str, kind: str) -> tuple[dict[str, Any], argpars
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     return load_config(*args.configfile), args
+
+
+def snakemake_run_inputs(sm: Any) -> tuple[str, str, Path, str | None]:
+    """Inside Snakemake, a load-test or resilience job's (bento record, payloads, run folder,
+    reference capacity or None); logs go to the job's log file."""
+    logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+    return sm.input.bento, sm.input.payloads, Path(sm.output.meta).parent, sm.input.capacity or None
 
 
 def parse_rendering_args(

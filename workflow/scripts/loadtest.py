@@ -1,11 +1,10 @@
 """One run of the matrix: deploy, load, tear down; see servebench.runs.run_scenario."""
 
 import logging
-from pathlib import Path
 
 from servebench.experiment import RunSpec
 from servebench.runs import run_scenario
-from servebench.script_args import parse_run_args
+from servebench.script_args import parse_run_args, snakemake_run_inputs
 
 
 def main(config, spec, bento_record, payloads, out_dir, capacity=None) -> None:
@@ -17,23 +16,10 @@ def main(config, spec, bento_record, payloads, out_dir, capacity=None) -> None:
 if __name__ == "__main__":
     if "snakemake" in globals():
         sm = snakemake  # noqa: F821
-        logging.basicConfig(
-            filename=sm.log[0], level=logging.INFO, format="%(asctime)s %(message)s"
-        )
         spec = RunSpec(
-            sm.wildcards.target,
-            sm.wildcards.variant,
-            sm.wildcards.scenario,
-            int(sm.wildcards.rep),
+            sm.wildcards.target, sm.wildcards.variant, sm.wildcards.scenario, int(sm.wildcards.rep)
         )
-        main(
-            sm.config,
-            spec,
-            sm.input.bento,
-            sm.input.payloads,
-            Path(sm.output.meta).parent,
-            sm.input.capacity or None,
-        )
+        main(sm.config, spec, *snakemake_run_inputs(sm))
     else:
         config, args = parse_run_args(__doc__, "scenario")
         spec = RunSpec(config["deploy"]["target"], args.variant, args.scenario, args.repetition)

@@ -8,7 +8,7 @@ REPETITION BENTO_RECORD PAYLOADS OUT_DIR [--capacity CAPACITY_JSON]
 import logging
 
 from servebench.faults import FaultRunSpec, run_fault
-from servebench.script_args import parse_run_args
+from servebench.script_args import parse_run_args, snakemake_run_inputs
 
 
 def main(config, spec, bento_record, payloads, out_dir, capacity=None) -> None:
@@ -28,23 +28,11 @@ def main(config, spec, bento_record, payloads, out_dir, capacity=None) -> None:
 
 if __name__ == "__main__":
     if "snakemake" in globals():
-        from pathlib import Path
-
         sm = snakemake  # noqa: F821
-        logging.basicConfig(
-            filename=sm.log[0], level=logging.INFO, format="%(asctime)s %(message)s"
-        )
         spec = FaultRunSpec(
             sm.wildcards.target, sm.wildcards.rvariant, sm.wildcards.fault, int(sm.wildcards.rep)
         )
-        main(
-            sm.config,
-            spec,
-            sm.input.bento,
-            sm.input.payloads,
-            Path(sm.output.meta).parent,
-            sm.input.capacity or None,
-        )
+        main(sm.config, spec, *snakemake_run_inputs(sm))
     else:
         config, args = parse_run_args(__doc__, "fault")
         spec = FaultRunSpec(config["deploy"]["target"], args.variant, args.fault, args.repetition)

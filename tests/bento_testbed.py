@@ -50,8 +50,8 @@ def tiny_testbed(
     """Build (once per session) the tiny model's runtimes and the Bentos of `variants`."""
     if "testbed" in _CACHE:
         return _CACHE["testbed"]
-    from servebench import model
     from servebench.bento import build_bento
+    from servebench.model import build, resolve
 
     root = tmp_path_factory.mktemp("bento-testbed")
     config = load_config(REPO_ROOT / ".test" / "config.yaml")
@@ -61,17 +61,17 @@ def tiny_testbed(
         writer.writerow(["text"])
         for text in sample_texts(300, seed=1):
             writer.writerow([text])
-    resolution = model.resolve_model(config["model"], check_hub=lambda: (False, "tests: offline"))
+    resolution = resolve.resolve_model(config["model"], check_hub=lambda: (False, "tests: offline"))
     model_dir = root / "model" / resolution.name
-    model.prepare_pytorch(
+    build.prepare_pytorch(
         config["model"],
         model_dir / "pytorch",
         corpus_path=corpus,
         resolution=resolution,
         measure_load=False,
     )
-    model.export_onnx(model_dir / "pytorch", model_dir / "onnx", measure_load=False)
-    model.quantize_onnx(model_dir / "onnx", model_dir / "onnx-int8", measure_load=False)
+    build.export_onnx(model_dir / "pytorch", model_dir / "onnx", measure_load=False)
+    build.quantize_onnx(model_dir / "onnx", model_dir / "onnx-int8", measure_load=False)
     home = root / "bentoml_home"
     records, paths = {}, {}
     for variant in variants:

@@ -5,7 +5,6 @@ import os
 import pytest
 
 from servebench import cpus
-from servebench.deploy import local
 from servebench.loadgen import runner
 
 
@@ -20,7 +19,7 @@ def test_parse_cpus(text, cores):
 @pytest.mark.parametrize("text", ["one", "2-1", "-1", ",", "1-x"])
 def test_bad_lists_get_each_callers_error_type(text):
     with pytest.raises(ValueError, match="bad CPU list"):
-        local.parse_cpus(text)
+        cpus.parse_cpus(text)
     with pytest.raises(runner.LoadTestError, match="--cpus: bad CPU list"):
         runner.parse_cpus(text)
 

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from bento_testbed import post_json, tiny_testbed, wait_gone
 
-from servebench.deploy import local
+from servebench import cpus
+from servebench.deploy import local, monitor
+from servebench.net import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,26 +29,26 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
     [("0", [0]), ("0,2", [0, 2]), ("0-3", [0, 1, 2, 3]), ("3,0-1", [0, 1, 3]), (" 1 ", [1])],
 )
 def test_parse_cpus(text, cores):
-    assert local.parse_cpus(text) == cores
+    assert cpus.parse_cpus(text) == cores
 
 
 @pytest.mark.parametrize("text", ["", "a", "1-", "3-1", "-1", "0,,x"])
 def test_parse_cpus_rejects_bad_lists(text):
     with pytest.raises(ValueError, match="bad CPU list"):
-        local.parse_cpus(text)
+        cpus.parse_cpus(text)
 
 
 def test_check_cpus_names_missing_cores():
     available = sorted(os.sched_getaffinity(0))
-    assert local.check_cpus(available[:1]) == available[:1]
+    assert cpus.check_cpus(available[:1]) == available[:1]
     with pytest.raises(ValueError, match="not available"):
-        local.check_cpus([max(available) + 64])
+        cpus.check_cpus([max(available) + 64])
 
 
 def test_free_port_is_bindable():
     import socket
 
-    port = local.free_port()
+    port = free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
 
@@ -60,7 +62,7 @@ def test_parse_metrics_keeps_bentoml_samples_with_labels():
         "# TYPE python_gc_objects_collected_total counter\n"
         'python_gc_objects_collected_total{generation="0"} 10.0\n'
     )
-    assert local.parse_metrics(text) == [
+    assert monitor.parse_metrics(text) == [
         ("bentoml_service_request_total", "endpoint=/classify;http_response_code=200", 3.0)
     ]
 
@@ -143,7 +145,7 @@ def test_pinned_server_with_monitoring_writes_both_csvs(testbed, tmp_path):
         for process in processes:
             assert process.cpu_affinity() == cpus
         assert server.host == "127.0.0.1"
-        with local.monitor(server, tmp_path, interval_s=0.5) as sampler:
+        with monitor.monitor(server, tmp_path, interval_s=0.5) as sampler:
             for _ in range(10):
                 assert post_json(server.url + "/classify_batch", {"texts": ["nice"]})[0] == 200
             time.sleep(1.2)

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from bento_testbed import sample_texts, tiny_testbed
 
-from servebench import faults
+from servebench.jobs.resilience import run_fault
+from servebench.matrix import FaultRunSpec
 
 pytestmark = pytest.mark.e2e
 
@@ -46,9 +47,9 @@ def run(testbed, payloads, tmp_path, kind, restart="none", **params):
         # the tiny model answers in milliseconds: jitter alone can exceed a 25 % band
         recovery={"window_s": 2.0, "quiet_s": 3.0, "band_tolerance": 2.0},
     )
-    spec = faults.FaultRunSpec("local", "v", "f", 0)
+    spec = FaultRunSpec("local", "v", "f", 0)
     out = tmp_path / "run"
-    result = faults.run_fault(config, spec, testbed.record_paths["optimized"], payloads, out)
+    result = run_fault(config, spec, testbed.record_paths["optimized"], payloads, out)
     entry = result["faults"][0]
     assert entry["injected"] and entry["error"] is None, result
     assert entry["start_s"] == pytest.approx(AT_S, abs=0.3)

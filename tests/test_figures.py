@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from servebench import figures
+from servebench.analysis import figures
 
 
 def test_variant_colours_follow_the_config_order_and_never_change():
@@ -121,28 +121,3 @@ def test_resilience_hook_draws_fault_windows(tmp_path):
     assert figures.read_faults(run) == [{"kind": "kill", "start_s": 10, "end_s": 15}]
     paths = figures.resilience_timeline([run], tmp_path / "resilience")
     assert all(p.is_file() for p in paths)
-
-
-def test_resilience_table_counts_losses_and_recovery(tmp_path):
-    from servebench.stats import resilience_table
-
-    run = tmp_path / "run"
-    run.mkdir()
-    scheduled = np.arange(0, 30, 0.1)
-    # failures from 10 s to 17 s: the fault ends at 15 s, the service recovers at 17 s
-    outcome = np.where((scheduled >= 10) & (scheduled < 17), "failed", "ok")
-    pd.DataFrame(
-        {
-            "scheduled_s": scheduled,
-            "done_s": scheduled + 0.05,
-            "latency_ms": 50.0,
-            "outcome": outcome,
-        }
-    ).to_parquet(run / "requests.parquet")
-    (run / "faults.json").write_text('[{"kind": "kill", "start_s": 10, "end_s": 15}]')
-    row = resilience_table([run]).iloc[0]
-    assert row["n_requests"] == 300
-    assert row["n_not_ok"] == 70
-    assert row["n_not_ok_during_faults"] == 51  # scheduled in [10, 15]
-    assert row["recovery_s"] == pytest.approx(2.0, abs=0.11)
-    assert row["p99_before_ms"] == pytest.approx(50.0)

@@ -13,18 +13,21 @@ import shutil
 import subprocess
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
 from k3s_fakes import install_fakes, recorded, write_spec
 
-from servebench import runs
 from servebench.config import deep_merge, load_config
-from servebench.deploy import k3s, kustomize
-from servebench.experiment import RunSpec
+from servebench.deploy.k3s import commands, driver, kustomize, manifests
+from servebench.fault_kinds import faults_of
+from servebench.jobs import scenario as scenario_job
+from servebench.matrix import RunSpec
+from servebench.net import http_get
+from servebench.records import RunSummary
+from servebench.settings import K3S_VARIANT_AXES, K3sTarget
 
-OVERLAYS = sorted(path for path in k3s.OVERLAYS_DIR.iterdir() if path.is_dir())
+OVERLAYS = sorted(path for path in manifests.OVERLAYS_DIR.iterdir() if path.is_dir())
 TAG = "sentiment-baseline:0123456789abcdef"
 IMAGE = "servebench/sentiment-baseline:0123456789abcdef"
 
@@ -34,12 +37,13 @@ IMAGE = "servebench/sentiment-baseline:0123456789abcdef"
 
 def test_committed_overlays_are_what_the_default_config_generates(tmp_path):
     config = load_config()
-    written = k3s.write_committed_overlays(config, tmp_path)
+    targets = {name: K3sTarget.of(config, name) for name in config["experiment"]["variants"]}
+    written = manifests.write_committed_overlays(targets, tmp_path)
     assert [path.name for path in OVERLAYS] == sorted(config["experiment"]["variants"])
     for directory in written:
-        committed = k3s.OVERLAYS_DIR / directory.name / "kustomization.yaml"
+        committed = manifests.OVERLAYS_DIR / directory.name / "kustomization.yaml"
         # Written elsewhere, an overlay refers to k3s/base by its relative path from there.
-        base = os.path.relpath(k3s.BASE_DIR.resolve(), directory.resolve())
+        base = os.path.relpath(manifests.BASE_DIR.resolve(), directory.resolve())
         assert kustomize.render(directory)
         text = (directory / "kustomization.yaml").read_text()
         assert text.replace(f"- {base}\n", "- ../../base\n") == committed.read_text(), (
@@ -52,7 +56,7 @@ def test_every_overlay_renders_and_validates_strictly(overlay):
     resources = kustomize.render(overlay)
     kinds = sorted(resource["kind"] for resource in resources)
     assert kinds == ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]
-    assert k3s.validation_errors(resources) == []
+    assert manifests.validation_errors(resources) == []
     assert {resource["metadata"]["namespace"] for resource in resources} == {"servebench"}
     deployment = next(r for r in resources if r["kind"] == "Deployment")
     pod = deployment["spec"]["template"]["spec"]
@@ -80,8 +84,13 @@ def _config(**k3s_settings) -> dict:
     return deep_merge(load_config(), {"deploy": {"k3s": k3s_settings}})
 
 
+def k3s_server(config: dict, record: dict, out):
+    """The driver with the K3s settings of the record's variant, as the jobs build them."""
+    return driver.k3s_server(K3sTarget.of(config, record.get("variant")), record, out)
+
+
 def test_config_values_reach_the_manifests_and_node_port_adds_a_service(tmp_path):
-    settings = k3s.k3s_settings(
+    settings = K3sTarget.of(
         _config(
             replicas=3,
             max_replicas=5,
@@ -94,11 +103,11 @@ def test_config_values_reach_the_manifests_and_node_port_adds_a_service(tmp_path
             resources={"requests": {"cpu": "500m", "memory": "1Gi"}},
         )
     )
-    image = k3s.image_name(settings, TAG)
+    image = manifests.image_name(settings, TAG)
     assert image == ("registry.example:5000/servebench/sentiment-baseline", "0123456789abcdef")
-    overlay = k3s.stage_run_manifests(tmp_path, settings, "baseline", image, 120)
+    overlay = manifests.stage_run_manifests(tmp_path, settings, "baseline", image, 120)
     resources = kustomize.render(overlay)
-    assert k3s.validation_errors(resources) == []
+    assert manifests.validation_errors(resources) == []
     by_kind = {}
     for resource in resources:
         by_kind.setdefault(resource["kind"], []).append(resource)
@@ -139,25 +148,26 @@ def _two_replica_variants() -> dict:
 def test_a_variant_sets_its_own_replicas_and_pdb_over_deploy_k3s():
     config = _two_replica_variants()
     config["deploy"]["k3s"]["max_replicas"] = 4
-    own = k3s.k3s_settings(config, "optimized-3r")
-    assert (own["replicas"], own["pdb_min_available"], own["max_replicas"]) == (3, 2, 4)
-    inherited = k3s.k3s_settings(config, "optimized")
-    assert (inherited["replicas"], inherited["pdb_min_available"]) == (1, 1)
-    assert k3s.k3s_settings(config) == inherited
+    own = K3sTarget.of(config, "optimized-3r")
+    assert (own.replicas, own.pdb_min_available, own.max_replicas) == (3, 2, 4)
+    inherited = K3sTarget.of(config, "optimized")
+    assert (inherited.replicas, inherited.pdb_min_available) == (1, 1)
+    assert K3sTarget.of(config) == inherited
     # Everything else is deploy.k3s for both.
-    assert {k: v for k, v in own.items() if k not in k3s.VARIANT_AXES} == {
-        k: v for k, v in inherited.items() if k not in k3s.VARIANT_AXES
+    assert {k: v for k, v in own.as_dict().items() if k not in K3S_VARIANT_AXES} == {
+        k: v for k, v in inherited.as_dict().items() if k not in K3S_VARIANT_AXES
     }
 
 
 def test_two_variants_differing_only_by_replicas_render_different_valid_overlays(tmp_path):
     config = _two_replica_variants()
-    written = k3s.write_committed_overlays(config, tmp_path / "overlays")
+    targets = {name: K3sTarget.of(config, name) for name in config["experiment"]["variants"]}
+    written = manifests.write_committed_overlays(targets, tmp_path / "overlays")
     assert [path.name for path in written] == ["optimized", "optimized-3r"]
     rendered = {}
     for directory in written:
         resources = kustomize.render(directory)
-        assert k3s.validation_errors(resources) == [], directory.name
+        assert manifests.validation_errors(resources) == [], directory.name
         rendered[directory.name] = {resource["kind"]: resource for resource in resources}
     one, three = rendered["optimized"], rendered["optimized-3r"]
     assert one["Deployment"]["spec"]["replicas"] == 1
@@ -188,7 +198,7 @@ def test_the_driver_deploys_the_variants_replicas(tmp_path, fakes):
     config["deploy"]["k3s"].update(K3S_CONFIG)
     record = {**_record(tmp_path), "variant": "optimized-3r", "tag": "sentiment-optimized-3r:01"}
     out = tmp_path / "run"
-    with k3s.k3s_server(config, record, out):
+    with k3s_server(config, record, out):
         pass
     manifests = list(yaml.safe_load_all((out / "k3s" / "manifests.yaml").read_text()))
     deployment = next(r for r in manifests if r["kind"] == "Deployment")
@@ -208,24 +218,26 @@ def test_a_planted_typo_fails_validation():
     resources, deployment = _rendered_deployment()
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     container["resurces"] = container.pop("resources")
-    errors = k3s.validation_errors(resources)
+    errors = manifests.validation_errors(resources)
     assert len(errors) == 1 and "resurces" in errors[0] and errors[0].startswith("Deployment/")
 
 
 def test_a_wrong_type_fails_validation():
     resources, deployment = _rendered_deployment()
     deployment["spec"]["replicas"] = "two"
-    errors = k3s.validation_errors(resources)
+    errors = manifests.validation_errors(resources)
     assert len(errors) == 1 and "replicas" in errors[0] and "'two'" in errors[0]
 
 
 def test_an_unknown_kind_fails_validation():
-    errors = k3s.validation_errors([{"apiVersion": "v1", "kind": "Deployment", "metadata": {}}])
+    errors = manifests.validation_errors(
+        [{"apiVersion": "v1", "kind": "Deployment", "metadata": {}}]
+    )
     assert errors
 
 
 def test_renderer_refuses_what_it_does_not_implement(tmp_path):
-    shutil.copytree(k3s.BASE_DIR, tmp_path / "base")
+    shutil.copytree(manifests.BASE_DIR, tmp_path / "base")
     overlay = tmp_path / "overlay"
     overlay.mkdir()
     (overlay / "kustomization.yaml").write_text(
@@ -260,8 +272,8 @@ def test_json_patch_operations():
 
 
 def test_more_than_one_worker_per_pod_is_refused():
-    with pytest.raises(k3s.K3sStepError, match="step 'render'.*workers: 2"):
-        k3s.check_one_worker({"variant": "x", "settings": {"workers": 2}})
+    with pytest.raises(commands.K3sStepError, match="step 'render'.*workers: 2"):
+        driver.check_one_worker({"variant": "x", "settings": {"workers": 2}})
 
 
 # ------------------------------------------------------------------------ driver with fakes
@@ -307,11 +319,11 @@ def test_driver_runs_every_step_in_order_and_collects(tmp_path, fakes):
     spec(restarts=2, namespace_exists=False)
     config = _config(**K3S_CONFIG)
     out = tmp_path / "run"
-    with k3s.k3s_server(config, _record(tmp_path), out) as server:
+    with k3s_server(config, _record(tmp_path), out) as server:
         assert server.url.startswith("http://127.0.0.1:")
-        status, _ = k3s.http_get(server.url + "/readyz")
+        status, _ = http_get(server.url + "/readyz")
         assert status == 200
-        with k3s.k3s_monitor(server, out) as sampler:
+        with driver.k3s_monitor(server, out) as sampler:
             import time
 
             time.sleep(1.3)
@@ -371,7 +383,7 @@ def test_driver_runs_every_step_in_order_and_collects(tmp_path, fakes):
 def test_image_already_built_and_imported_is_reused(tmp_path, fakes):
     log_path, spec = fakes
     spec(image_present=True, cluster_images=[f"docker.io/{IMAGE}"])
-    with k3s.k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "run"):
+    with k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "run"):
         pass
     steps = _steps(log_path)
     assert not any("containerize" in s or "import" in s or " save" in s for s in steps)
@@ -381,7 +393,7 @@ def test_image_already_built_and_imported_is_reused(tmp_path, fakes):
 def test_other_backends_build_and_save_with_their_own_commands(tmp_path, fakes, backend):
     log_path, _ = fakes
     config = _config(containerize_backend=backend, **K3S_CONFIG)
-    with k3s.k3s_server(config, _record(tmp_path), tmp_path / "run"):
+    with k3s_server(config, _record(tmp_path), tmp_path / "run"):
         pass
     calls = recorded(log_path)
     containerize = next(call for call in calls if call[:2] == ["bentoml", "containerize"])
@@ -395,13 +407,13 @@ def test_other_backends_build_and_save_with_their_own_commands(tmp_path, fakes, 
 def test_push_to_a_registry(tmp_path, fakes):
     log_path, _ = fakes
     config = _config(image_transfer="push", image_registry="registry.local:5000", **K3S_CONFIG)
-    with k3s.k3s_server(config, _record(tmp_path), tmp_path / "run"):
+    with k3s_server(config, _record(tmp_path), tmp_path / "run"):
         pass
     calls = recorded(log_path)
     assert ["docker", "push", f"registry.local:5000/{IMAGE}"] in calls
     assert not any(call[0] == "k3s" for call in calls)
-    with pytest.raises(k3s.K3sStepError, match="step 'image-push'.*image_registry"):
-        with k3s.k3s_server(
+    with pytest.raises(commands.K3sStepError, match="step 'image-push'.*image_registry"):
+        with k3s_server(
             _config(image_transfer="push", **K3S_CONFIG), _record(tmp_path), tmp_path / "r2"
         ):
             pass
@@ -409,7 +421,7 @@ def test_push_to_a_registry(tmp_path, fakes):
 
 def test_sudo_prefix_of_the_k3s_command(tmp_path, fakes):
     log_path, _ = fakes
-    with k3s.k3s_server(_config(monitor_interval_s=1), _record(tmp_path), tmp_path / "run"):
+    with k3s_server(_config(monitor_interval_s=1), _record(tmp_path), tmp_path / "run"):
         pass
     calls = recorded(log_path)
     assert ["sudo", "-n", "k3s", "ctr", "images", "ls", "-q"] in calls
@@ -428,8 +440,8 @@ def test_a_failed_rollout_names_the_step_and_still_collects_and_tears_down(tmp_p
         ]
     )
     out = tmp_path / "run"
-    with pytest.raises(k3s.K3sStepError) as error:
-        with k3s.k3s_server(_config(**K3S_CONFIG), _record(tmp_path), out):
+    with pytest.raises(commands.K3sStepError) as error:
+        with k3s_server(_config(**K3S_CONFIG), _record(tmp_path), out):
             pytest.fail("the block must not run")
     assert error.value.step == "rollout"
     assert "exceeded its progress deadline" in str(error.value)
@@ -448,8 +460,8 @@ def test_a_failed_containerize_stops_before_anything_is_applied(tmp_path, fakes)
             {"match": "containerize", "rc": 2, "stderr": "Cannot connect to the Docker daemon\n"}
         ]
     )
-    with pytest.raises(k3s.K3sStepError, match="(?s)step 'containerize'.*Docker daemon"):
-        with k3s.k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "run"):
+    with pytest.raises(commands.K3sStepError, match="(?s)step 'containerize'.*Docker daemon"):
+        with k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "run"):
             pass
     assert not any(call[0] == "kubectl" for call in recorded(log_path))
 
@@ -457,13 +469,13 @@ def test_a_failed_containerize_stops_before_anything_is_applied(tmp_path, fakes)
 def test_a_failed_import_and_a_failed_apply(tmp_path, fakes):
     log_path, spec = fakes
     spec(rules=[{"match": "images import", "rc": 1, "stderr": "ctr: permission denied\n"}])
-    with pytest.raises(k3s.K3sStepError, match="(?s)step 'image-import'.*permission denied"):
-        with k3s.k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "r1"):
+    with pytest.raises(commands.K3sStepError, match="(?s)step 'image-import'.*permission denied"):
+        with k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "r1"):
             pass
     assert not list((tmp_path / "r1" / "k3s").glob("*.tar"))  # the image tar is removed
     spec(rules=[{"match": "apply -k", "rc": 1, "stderr": "error: no objects passed to apply\n"}])
-    with pytest.raises(k3s.K3sStepError, match="(?s)step 'apply'.*no objects"):
-        with k3s.k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "r2"):
+    with pytest.raises(commands.K3sStepError, match="(?s)step 'apply'.*no objects"):
+        with k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "r2"):
             pass
     assert _steps(log_path)[-1].startswith("kubectl delete -k")
 
@@ -471,8 +483,8 @@ def test_a_failed_import_and_a_failed_apply(tmp_path, fakes):
 def test_a_port_forward_that_dies_is_an_error(tmp_path, fakes):
     log_path, spec = fakes
     spec(rules=[{"match": "port-forward", "rc": 1, "stderr": "error: unable to forward\n"}])
-    with pytest.raises(k3s.K3sStepError, match="step 'port-forward'.*exited with code 1"):
-        with k3s.k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "run"):
+    with pytest.raises(commands.K3sStepError, match="step 'port-forward'.*exited with code 1"):
+        with k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "run"):
             pass
     assert _steps(log_path)[-1].startswith("kubectl delete -k")
     assert "unable to forward" in (tmp_path / "run" / "deploy.log").read_text()
@@ -482,12 +494,12 @@ def test_a_port_forward_that_ends_with_its_pod_is_started_again_on_the_same_port
     log_path, spec = fakes
     spec(pod_restart_s=1.5)  # the new pod runs 1.5 s after the old one is deleted (retry: 1 s)
     out = tmp_path / "run"
-    with k3s.k3s_server(_config(**K3S_CONFIG), _record(tmp_path), out) as server:
+    with k3s_server(_config(**K3S_CONFIG), _record(tmp_path), out) as server:
         first = server.port_forward.process
-        k3s.inject_fault(server, "delete-pod")
+        driver.inject_fault(server, "delete-pod")
         first.wait(timeout=5)  # kubectl's tunnel ends with its pod
-        assert k3s.http_get(server.url + "/readyz", timeout_s=1.0)[0] != 200
-        k3s.wait_http_ready(server.url, 10, "test")  # the same URL answers again
+        assert http_get(server.url + "/readyz", timeout_s=1.0)[0] != 200
+        driver.wait_http_ready(server.url, 10, "test")  # the same URL answers again
         events = list(server.port_forward.events)
         assert server.port_forward.process is not first
     # At least one start failed while the new pod was not running yet.
@@ -508,16 +520,16 @@ def test_a_port_forward_that_ends_with_its_pod_is_started_again_on_the_same_port
 def test_a_missing_kubectl_is_named(tmp_path, fakes):
     _, _ = fakes
     config = _config(kubectl="kubectl-that-does-not-exist", **K3S_CONFIG)
-    with pytest.raises(k3s.K3sStepError, match="step 'namespace'.*command not found"):
-        with k3s.k3s_server(config, _record(tmp_path), tmp_path / "run"):
+    with pytest.raises(commands.K3sStepError, match="step 'namespace'.*command not found"):
+        with k3s_server(config, _record(tmp_path), tmp_path / "run"):
             pass
 
 
 def test_a_command_that_hangs_times_out(tmp_path, fakes):
     _, spec = fakes
     spec(rules=[{"match": "rollout status", "sleep_s": 5, "stderr": "waiting\n"}])
-    runner = k3s.CommandRunner(tmp_path / "deploy.log")
-    with pytest.raises(k3s.K3sStepError, match="step 'rollout'.*within 0 s"):
+    runner = commands.CommandRunner(tmp_path / "deploy.log")
+    with pytest.raises(commands.K3sStepError, match="step 'rollout'.*within 0 s"):
         runner.run("rollout", ["kubectl", "rollout", "status", "x"], timeout_s=0.3)
     assert "timed out" in (tmp_path / "deploy.log").read_text()
 
@@ -539,7 +551,7 @@ def test_node_port_access_uses_the_node_url(tmp_path, fakes):
     try:
         port = server.server_address[1]
         config = _config(access="node-port", node_port=port, **K3S_CONFIG)
-        with k3s.k3s_server(config, _record(tmp_path), tmp_path / "run") as deployed:
+        with k3s_server(config, _record(tmp_path), tmp_path / "run") as deployed:
             assert deployed.url == f"http://127.0.0.1:{port}"
     finally:
         server.shutdown()
@@ -548,7 +560,7 @@ def test_node_port_access_uses_the_node_url(tmp_path, fakes):
 
 
 def test_parse_top():
-    assert k3s.parse_top("a 250m 1200Mi\nb 1 2Gi\nbad\n") == [
+    assert driver.parse_top("a 250m 1200Mi\nb 1 2Gi\nbad\n") == [
         ("a", 250.0, 1200 * 2**20),
         ("b", 1000.0, 2 * 2**30),
     ]
@@ -568,44 +580,40 @@ def test_parse_top():
 )
 def test_k3s_faults_run_their_commands(tmp_path, fakes, fault, expected):
     log_path, _ = fakes
-    with k3s.k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "run") as server:
+    with k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "run") as server:
         before = len(recorded(log_path))
-        facts = k3s.inject_fault(server, fault)
+        facts = driver.inject_fault(server, fault)
         during = recorded(log_path)[before:]
     assert facts["fault"] == fault and facts["done_at_s"] >= facts["injected_at_s"]
     assert any(call[: len(expected)] == expected for call in during), during
     if fault in ("kill-containerd", "restart-k3s"):
         assert during[0][:2] == ["sudo", "-n"]
     with pytest.raises(ValueError, match="unknown K3s fault"):
-        k3s.fault_commands(server, "kill-worker")
+        driver.fault_commands(server, "kill-worker")
 
 
-def test_k3s_faults_register_in_the_fault_registry(monkeypatch):
+def test_every_k3s_fault_kind_has_an_injector_and_none_runs_on_another_target():
     from servebench import faults
 
-    # servebench.faults registers the driver's injectors itself; registering again is harmless.
-    for name in k3s.K3S_FAULTS:
-        assert faults.fault_type(name, "k3s").inject is not None
-    # Other tests see the registry as it was.
-    monkeypatch.setattr(faults, "FAULTS", dict(faults.FAULTS))
-    registered = k3s.register_k3s_faults()
-    assert set(registered) == set(k3s.K3S_FAULTS)
-    for name in k3s.K3S_FAULTS:
-        assert faults.fault_type(name, "k3s").inject is not None
+    for name in faults_of("k3s"):
+        assert callable(faults.injector(name, "k3s"))
+        with pytest.raises(faults.FaultError, match="applies to the k3s target only"):
+            faults.injector(name, "local")
 
 
-def test_the_registered_injector_finds_the_server_in_the_context(tmp_path, fakes):
+def test_the_registered_injector_acts_on_the_runs_k3s_server(tmp_path, fakes):
+    from servebench import faults
+
     log_path, _ = fakes
-    inject = k3s.fault_injector("rollout-restart")
-    with k3s.k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "run") as server:
-        for context in (
-            SimpleNamespace(extra={"server": server}, server=None),
-            SimpleNamespace(extra={}, server=server),
-        ):
-            facts = inject(context)
-            assert facts["fault"] == "rollout-restart" and facts["end_wall_s"] > 0
+    inject = faults.injector("rollout-restart", "k3s")
+    with k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "run") as server:
+        context = faults.FaultContext(
+            target="k3s", params={}, deployment=driver.K3sDeployment(server)
+        )
+        facts = inject(context)
+        assert facts["end_wall_s"] > 0 and facts["commands"]
     restarts = [call for call in recorded(log_path) if "restart" in call]
-    assert len(restarts) == 2
+    assert len(restarts) == 1
 
 
 # --------------------------------------------------------------------- the workflow's driver
@@ -621,15 +629,17 @@ def test_run_scenario_with_target_k3s_deploys_through_the_k3s_driver(tmp_path, f
 
     def fake_loadtest(**kwargs):
         seen["host"] = kwargs["host"]
-        return {"valid": True, "invalid_reasons": [], "throughput_rps": 1.0}
+        return RunSummary(valid=True, throughput_rps=1.0)
 
-    monkeypatch.setattr(runs, "_run_loadtest", fake_loadtest)
+    monkeypatch.setattr(scenario_job, "logged_loadtest", fake_loadtest)
     out = tmp_path / "runs" / "k3s" / "baseline" / "steady" / "rep0"
     spec = RunSpec("k3s", "baseline", "steady", 0)
     capacity = tmp_path / "capacity.json"
     capacity.write_text(json.dumps({"capacity_rps": 10.0}))
-    summary = runs.run_scenario(config, spec, record_path, tmp_path / "payloads.csv", out, capacity)
-    assert summary["valid"] is True, summary
+    summary = scenario_job.run_scenario(
+        config, spec, record_path, tmp_path / "payloads.csv", out, capacity
+    )
+    assert summary.valid is True, summary
     assert seen["host"].startswith("http://127.0.0.1:")
     meta = json.loads((out / "meta.json").read_text())
     assert meta["target"] == "k3s" and meta["valid"] is True
@@ -685,7 +695,7 @@ def test_overlays_pass_a_server_side_dry_run_on_the_cluster(overlay):
 
 
 def test_the_reports_variant_table_shows_replicas_and_pdb_on_k3s():
-    from servebench.report import variants_table
+    from servebench.report.html import variants_table
 
     config = _two_replica_variants()
     assert "replicas" not in variants_table(config).columns  # local target: no pods

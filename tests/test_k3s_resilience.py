@@ -18,8 +18,10 @@ import pandas as pd
 import pytest
 from k3s_fakes import install_fakes, recorded, write_spec
 
-from servebench import faults
-from servebench.config import deep_merge, load_config
+from servebench.analysis.resilience import resilience_table
+from servebench.config import config_errors, deep_merge, load_config
+from servebench.jobs.resilience import run_fault
+from servebench.matrix import FaultRunSpec
 
 pytestmark = pytest.mark.e2e
 
@@ -108,7 +110,7 @@ def k3s_config(kind: str, duration_s: float = DURATION_S, at_s: float = AT_S) ->
         faults={"f": {"kind": kind, "at_s": at_s}},
         recovery={"window_s": 1.0, "quiet_s": 2.0, "band_tolerance": 2.0},
     )
-    assert faults.check_resilience_config(config) == []
+    assert config_errors(config) == []
     return config
 
 
@@ -125,8 +127,8 @@ def run(config, tmp_path, payloads):
         )
     )
     out = tmp_path / "resilience" / "k3s" / "optimized" / "f" / "rep0"
-    spec = faults.FaultRunSpec("k3s", "optimized", "f", 0)
-    return faults.run_fault(config, spec, record, payloads, out), out
+    spec = FaultRunSpec("k3s", "optimized", "f", 0)
+    return run_fault(config, spec, record, payloads, out), out
 
 
 def test_delete_pod_under_load_on_the_k3s_target(cluster, payloads, tmp_path):
@@ -192,7 +194,7 @@ def test_delete_pod_under_load_on_the_k3s_target(cluster, payloads, tmp_path):
     events = next(i for i, step in enumerate(steps) if " get events " in step)
     assert apply < delete < events and "kubectl delete -k" in steps[-1], steps
     # The table row of the run.
-    table = faults.resilience_table([out])
+    table = resilience_table([out])
     assert table.iloc[0]["target"] == "k3s" and table.iloc[0]["requests_not_ok"] > 0
 
 

@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 
 from servebench.loadgen import run_loadtest
+from servebench.records import RunSummary
+from servebench.settings import LoadgenSettings
 
 pytestmark = pytest.mark.e2e
 
@@ -58,16 +60,16 @@ def payloads(tmp_path_factory):
     return path
 
 
+GENERATOR_KEYS = ("endpoint", "max_in_flight", "overflow", "timeout_s", "workers", "validity")
+
+
 def load(host, out, **kwargs):
-    settings = {
-        "seed": 7,
-        "arrival": "exponential",
-        "cpus": LOADGEN_CPUS,
-        "progress": False,
-        "timeout_s": 5.0,
-        **kwargs,
-    }
-    summary = run_loadtest(host=host, out_dir=out, **settings)
+    """A load test with the schema's generator settings, the given ones over them."""
+    given = {"cpus": LOADGEN_CPUS, "timeout_s": 5.0}
+    given.update({key: kwargs.pop(key) for key in GENERATOR_KEYS if key in kwargs})
+    generator = LoadgenSettings.with_defaults(**given)
+    settings = {"seed": 7, "arrival": "exponential", "progress": False, **kwargs}
+    summary = run_loadtest(host=host, out_dir=out, generator=generator, **settings)
     return summary, pd.read_parquet(out / "requests.parquet")
 
 
@@ -81,12 +83,12 @@ def test_open_loop_slow_answers_do_not_slow_the_sends(server, payloads, tmp_path
         warmup_s=0.5,
         payloads=payloads,
     )
-    assert summary["send_lag_p99_ms"] < 5.0, summary
-    assert summary["valid"], summary["invalid_reasons"]
-    assert summary["counts"]["ok"] == summary["measured_planned_requests"]
+    assert summary.send_lag_p99_ms < 5.0, summary
+    assert summary.valid, summary.invalid_reasons
+    assert summary.counts["ok"] == summary.measured_planned_requests
     # Answers took 200 ms, yet requests overlapped and left on time.
-    assert 195 < summary["service_p50_ms"] < 260
-    assert 195 < summary["latency_p50_ms"] < 265
+    assert 195 < summary.service_p50_ms < 260
+    assert 195 < summary.latency_p50_ms < 265
     status = json.loads((tmp_path / "raw" / "status_worker0.json").read_text())
     assert status["max_in_flight"] >= 3
     assert table["payload_index"].between(0, 2).all()
@@ -94,7 +96,7 @@ def test_open_loop_slow_answers_do_not_slow_the_sends(server, payloads, tmp_path
     for name in ("summary.json", "locust_stats.csv", "locust_report.html", "locust.log"):
         assert (tmp_path / name).is_file(), name
     written = json.loads((tmp_path / "summary.json").read_text())
-    assert written["schedule_hash"] == summary["schedule_hash"]
+    assert written["schedule_hash"] == summary.schedule_hash
     assert written["settings"]["payload_count"] == 3
     assert set(table["outcome"]) == {"ok"}
     assert table["in_warmup"].sum() == (table["scheduled_s"] < 0.5).sum() > 0
@@ -117,13 +119,13 @@ def test_coordinated_omission_delay_policy(server, payloads, tmp_path):
     )
     delayed = table[table["delayed"]]
     assert len(delayed) >= 25  # ~38 of the 40 requests scheduled in the stall
-    assert 800 < summary["latency_p99_ms"] < 1300
+    assert 800 < summary.latency_p99_ms < 1300
     assert delayed["service_ms"].median() < 100
     assert delayed["send_lag_ms"].max() > 700
-    assert summary["send_lag_p99_ms"] > 500
-    assert summary["counts"]["ok"] == summary["planned_requests"]
-    assert not summary["valid"]
-    assert any("send-lag" in reason for reason in summary["invalid_reasons"])
+    assert summary.send_lag_p99_ms > 500
+    assert summary.counts["ok"] == summary.planned_requests
+    assert not summary.valid
+    assert any("send-lag" in reason for reason in summary.invalid_reasons)
 
 
 def test_coordinated_omission_drop_policy(server, payloads, tmp_path):
@@ -139,10 +141,10 @@ def test_coordinated_omission_drop_policy(server, payloads, tmp_path):
         overflow="drop",
     )
     dropped = table[table["outcome"] == "dropped"]
-    assert summary["counts"]["dropped"] == len(dropped) >= 25
+    assert summary.counts["dropped"] == len(dropped) >= 25
     assert dropped["sent_s"].isna().all()
-    assert summary["counts"]["ok"] + len(dropped) == summary["planned_requests"]
-    assert any("achieved rate" in reason for reason in summary["invalid_reasons"])
+    assert summary.counts["ok"] + len(dropped) == summary.planned_requests
+    assert any("achieved rate" in reason for reason in summary.invalid_reasons)
 
 
 def test_outcome_classes(server, tmp_path):
@@ -159,7 +161,7 @@ def test_outcome_classes(server, tmp_path):
         timeout_s=0.5,
     )
     # Payloads are used in seeded permutations: each text exactly 5 times in 25 requests.
-    assert summary["counts"] == {"ok": 5, "rejected": 10, "failed": 5, "timeout": 5, "dropped": 0}
+    assert summary.counts == {"ok": 5, "rejected": 10, "failed": 5, "timeout": 5, "dropped": 0}
     assert sorted(table.loc[table["outcome"] == "rejected", "status"].unique()) == [429, 503]
     assert set(table.loc[table["outcome"] == "failed", "status"]) == {500}
     assert table.loc[table["outcome"] == "timeout", "service_ms"].between(450, 1500).all()
@@ -178,7 +180,7 @@ def test_connection_refused_is_failed(payloads, tmp_path):
         requests=10,
         payloads=payloads,
     )
-    assert summary["counts"]["failed"] == 10
+    assert summary.counts["failed"] == 10
     assert (table["status"] == 0).all()
     assert table["error"].str.contains("refused", case=False).all()
 
@@ -193,9 +195,9 @@ def test_overloaded_client_is_invalid(server, payloads, tmp_path):
         payloads=payloads,
         max_in_flight=1000,
     )
-    assert not summary["valid"]
-    assert any("send-lag p99" in reason for reason in summary["invalid_reasons"])
-    assert summary["send_lag_p99_ms"] > 50
+    assert not summary.valid
+    assert any("send-lag p99" in reason for reason in summary.invalid_reasons)
+    assert summary.send_lag_p99_ms > 50
 
 
 def test_two_workers_reproduce_the_single_worker_schedule(server, payloads, tmp_path):
@@ -213,19 +215,19 @@ def test_two_workers_reproduce_the_single_worker_schedule(server, payloads, tmp_
             workers=workers,
         )
     (one, one_table), (two, two_table) = runs[1], runs[2]
-    assert one["schedule_hash"] == two["schedule_hash"]
+    assert one.schedule_hash == two.schedule_hash
     # Every planned request once, split round-robin between the two workers.
-    assert two_table["index"].tolist() == list(range(two["planned_requests"]))
+    assert two_table["index"].tolist() == list(range(two.planned_requests))
     assert (two_table["worker"] == two_table["index"] % 2).all()
     np.testing.assert_array_equal(one_table["scheduled_s"], two_table["scheduled_s"])
     for summary in (one, two):
-        assert summary["valid"], summary["invalid_reasons"]
-        assert summary["ks_pvalue"] > 0.01
-    assert two["realized_cv"] == pytest.approx(one["realized_cv"], rel=0.05)
-    assert two["achieved_rate_rps"] == pytest.approx(one["achieved_rate_rps"], rel=0.01)
-    assert set(two["generator_cpu_percent_by_worker"]) == {"0", "1"}
+        assert summary.valid, summary.invalid_reasons
+        assert summary.ks_pvalue > 0.01
+    assert two.realized_cv == pytest.approx(one.realized_cv, rel=0.05)
+    assert two.achieved_rate_rps == pytest.approx(one.achieved_rate_rps, rel=0.01)
+    assert set(two.generator_cpu_percent_by_worker) == {"0", "1"}
     stats = pd.read_csv(tmp_path / "w2" / "locust_stats.csv").set_index("Name")
-    assert stats.loc["Aggregated", "Request Count"] == two["planned_requests"]
+    assert stats.loc["Aggregated", "Request Count"] == two.planned_requests
 
 
 def test_cli_interrupted_run_keeps_what_was_done(server, payloads, tmp_path):
@@ -249,9 +251,9 @@ def test_cli_interrupted_run_keeps_what_was_done(server, payloads, tmp_path):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "sent " in stderr and "req/s" in stderr  # progress lines (not a terminal: plain lines)
-    summary = json.loads((out / "summary.json").read_text())
+    summary = RunSummary.read(out / "summary.json")
     table = pd.read_parquet(out / "requests.parquet")
-    assert summary["interrupted"] and not summary["valid"]
-    assert 50 <= len(table) < summary["planned_requests"]
+    assert summary.interrupted and not summary.valid
+    assert 50 <= len(table) < summary.planned_requests
     assert (table["outcome"] == "ok").all()
     assert (out / "locust_stats.csv").is_file()

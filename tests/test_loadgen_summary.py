@@ -12,6 +12,7 @@ from servebench import arrivals
 from servebench.cli import main
 from servebench.loadgen import runner
 from servebench.loadgen.summary import read_worker_logs, request_table, summarize
+from servebench.payloads import PayloadError, read_texts
 
 COLUMNS = "index,worker,payload_index,scheduled_s,sent_s,done_s,status,outcome,delayed,error\n"
 
@@ -54,19 +55,19 @@ def schedule():
 
 def test_a_run_on_schedule_is_valid_and_counted(tmp_path, schedule):
     table, summary = summary_of(tmp_path, schedule, warmup_s=2.0)
-    assert summary["valid"], summary["invalid_reasons"]
+    assert summary.valid, summary.invalid_reasons
     measured = schedule.scheduled_s >= 2.0
-    assert summary["counts"]["ok"] == measured.sum()
-    assert summary["counts_including_warmup"]["ok"] == len(schedule)
+    assert summary.counts["ok"] == measured.sum()
+    assert summary.counts_including_warmup["ok"] == len(schedule)
     assert table["in_warmup"].sum() == (~measured).sum()
-    assert summary["offered_rate_rps"] == pytest.approx(measured.sum() / 18.0)
-    assert summary["achieved_rate_rps"] == pytest.approx(summary["offered_rate_rps"], rel=1e-3)
-    assert summary["latency_p50_ms"] == pytest.approx(50.2, abs=0.01)
-    assert summary["service_p99_ms"] == pytest.approx(50.0, abs=0.01)
-    assert summary["send_lag_p99_ms"] == pytest.approx(0.2, abs=0.01)
-    assert summary["schedule_hash"] == schedule.schedule_hash
-    assert summary["realized_cv"] == pytest.approx(summary["schedule_cv"], rel=1e-3)
-    assert summary["ks_pvalue"] > 0.01
+    assert summary.offered_rate_rps == pytest.approx(measured.sum() / 18.0)
+    assert summary.achieved_rate_rps == pytest.approx(summary.offered_rate_rps, rel=1e-3)
+    assert summary.latency_p50_ms == pytest.approx(50.2, abs=0.01)
+    assert summary.service_p99_ms == pytest.approx(50.0, abs=0.01)
+    assert summary.send_lag_p99_ms == pytest.approx(0.2, abs=0.01)
+    assert summary.schedule_hash == schedule.schedule_hash
+    assert summary.realized_cv == pytest.approx(summary.schedule_cv, rel=1e-3)
+    assert summary.ks_pvalue > 0.01
     assert set(table.columns) >= {
         "scheduled_s",
         "sent_s",
@@ -83,16 +84,16 @@ def test_a_run_on_schedule_is_valid_and_counted(tmp_path, schedule):
 def test_late_sends_make_the_run_invalid(tmp_path, schedule):
     # Every 20th request leaves 30 ms late: p99 of the send lag is 30 ms.
     _, summary = summary_of(tmp_path, schedule, lag_s=lambda i: 0.03 if i % 20 == 0 else 0.0002)
-    assert not summary["valid"]
-    assert any("send-lag p99 30.00 ms exceeds 5.00 ms" in r for r in summary["invalid_reasons"])
-    assert summary["latency_max_ms"] == pytest.approx(80.0, abs=0.01)
+    assert not summary.valid
+    assert any("send-lag p99 30.00 ms exceeds 5.00 ms" in r for r in summary.invalid_reasons)
+    assert summary.latency_max_ms == pytest.approx(80.0, abs=0.01)
 
 
 def test_thresholds_are_configurable(tmp_path, schedule):
     _, summary = summary_of(tmp_path, schedule, lag_s=0.004, validity={"send_lag_p99_max_ms": 3.0})
-    assert any("send-lag" in reason for reason in summary["invalid_reasons"])
+    assert any("send-lag" in reason for reason in summary.invalid_reasons)
     _, summary = summary_of(tmp_path, schedule, lag_s=0.004)
-    assert summary["valid"], summary["invalid_reasons"]
+    assert summary.valid, summary.invalid_reasons
 
 
 def test_busy_generator_dropped_and_missing_requests_are_reported(tmp_path, schedule):
@@ -103,19 +104,19 @@ def test_busy_generator_dropped_and_missing_requests_are_reported(tmp_path, sche
         outcome=lambda i: "dropped" if i % 10 == 0 else "ok",
         skip=(5, 6),
     )
-    reasons = " | ".join(summary["invalid_reasons"])
+    reasons = " | ".join(summary.invalid_reasons)
     assert "generator CPU 97% of a core exceeds 90%" in reasons
     assert "2 planned requests have no entry in the log" in reasons
     assert "achieved rate" in reasons
-    assert summary["counts"]["dropped"] == len(range(0, len(schedule), 10))
+    assert summary.counts["dropped"] == len(range(0, len(schedule), 10))
 
 
 def test_outcomes_are_counted_and_latency_uses_ok_answers(tmp_path, schedule):
     kinds = ["ok", "rejected", "failed", "timeout"]
     _, summary = summary_of(tmp_path, schedule, outcome=lambda i: kinds[i % 4])
     for offset, kind in enumerate(kinds):
-        assert summary["counts"][kind] == len(range(offset, len(schedule), 4))
-    assert summary["throughput_rps"] == pytest.approx(summary["counts"]["ok"] / 20.0, rel=0.01)
+        assert summary.counts[kind] == len(range(offset, len(schedule), 4))
+    assert summary.throughput_rps == pytest.approx(summary.counts["ok"] / 20.0, rel=0.01)
 
 
 def test_realized_cv_far_from_the_schedule_is_invalid(tmp_path):
@@ -123,9 +124,9 @@ def test_realized_cv_far_from_the_schedule_is_invalid(tmp_path):
     rng = np.random.default_rng(0)
     jitter = rng.uniform(0, 0.009, len(schedule))
     _, summary = summary_of(tmp_path, schedule, lag_s=lambda i: jitter[i])
-    assert summary["target_cv"] == 0.0 and summary["schedule_cv"] < 1e-9
-    assert summary["realized_cv"] > 0.2
-    assert any("realized interarrival CV" in r for r in summary["invalid_reasons"])
+    assert summary.target_cv == 0.0 and summary.schedule_cv < 1e-9
+    assert summary.realized_cv > 0.2
+    assert any("realized interarrival CV" in r for r in summary.invalid_reasons)
 
 
 def test_a_line_cut_by_a_kill_is_ignored(tmp_path, schedule):
@@ -139,7 +140,7 @@ def test_a_line_cut_by_a_kill_is_ignored(tmp_path, schedule):
 def test_payloads_bodies_and_cores(tmp_path):
     payloads = tmp_path / "texts.csv"
     payloads.write_text('id,text\n1,"hello, ""world"""\n2,second\n')
-    assert runner.read_payloads(payloads) == ['hello, "world"', "second"]
+    assert read_texts(payloads) == ['hello, "world"', "second"]
     assert json.loads(runner.render_body(runner.DEFAULT_BODY_TEMPLATE, 'a "b"')) == {
         "texts": ['a "b"']
     }
@@ -150,8 +151,8 @@ def test_payloads_bodies_and_cores(tmp_path):
     with pytest.raises(runner.LoadTestError, match="not valid JSON"):
         runner.render_body("{text}", "x")
     (tmp_path / "nocol.csv").write_text("body\nx\n")
-    with pytest.raises(runner.LoadTestError, match="needs a 'text' column"):
-        runner.read_payloads(tmp_path / "nocol.csv")
+    with pytest.raises(PayloadError, match="needs a 'text' column"):
+        read_texts(tmp_path / "nocol.csv")
     assert runner.parse_cpus("1,3-4") == [1, 3, 4]
     assert runner.parse_cpus([2, 1]) == [1, 2]
     with pytest.raises(runner.LoadTestError, match="bad CPU list"):
@@ -159,13 +160,15 @@ def test_payloads_bodies_and_cores(tmp_path):
 
 
 def test_settings_follow_the_config():
-    from servebench.config import load_config
+    from servebench.config import load_config, schema_defaults
+    from servebench.settings import LoadgenSettings
 
-    settings = runner.settings_from_config(load_config())
     config = load_config()
-    assert settings["max_in_flight"] == config["loadgen"]["max_in_flight"]
-    assert settings["cpus"] == config["cpus"]["loadgen"]
-    assert set(settings["validity"]) == set(runner.summarize.__globals__["DEFAULT_VALIDITY"])
+    settings = LoadgenSettings.of(config)
+    assert settings.max_in_flight == config["loadgen"]["max_in_flight"]
+    assert list(settings.cpus) == config["cpus"]["loadgen"]
+    # One source of the validity rules' defaults: the schema.
+    assert settings.validity == schema_defaults("loadgen", "validity")
 
 
 @pytest.mark.parametrize(

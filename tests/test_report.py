@@ -18,11 +18,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from servebench import arrivals, figures, report, stats
+from servebench import arrivals, layout
+from servebench.analysis import tables as analysis_tables
+from servebench.analysis.figures import BATCH_SIZE_COUNT, BATCH_SIZE_SUM
 from servebench.config import load_config
-from servebench.experiment import derived_seed, run_matrix, run_seed
 from servebench.loadgen.summary import request_table, summarize
+from servebench.matrix import derived_seed, run_matrix, run_seed
 from servebench.provenance import environment, stable_hash, write_json
+from servebench.report import browser, html
+from servebench.settings import model_runtimes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAME = "synthetic-roberta-test"
@@ -101,10 +105,11 @@ def write_run(run_dir: Path, config: dict, spec, rate_rps: float) -> None:
         worker_results=[{"worker": 0, "cpu_percent": 12.0, "finished": True}],
         workers=1,
     )
-    summary.update(settings={"endpoint": "/classify_batch", "workers": 1}, started_at="x")
+    summary.settings = {"endpoint": "/classify_batch", "workers": 1}
+    summary.started_at = "x"
     run_dir.mkdir(parents=True, exist_ok=True)
     table.to_parquet(run_dir / "requests.parquet", index=False)
-    write_json(run_dir / "summary.json", summary)
+    write_json(run_dir / "summary.json", summary.to_dict())
     _write_monitoring(run_dir, table, spec.variant, config)
     env = ENVIRONMENT
     write_json(
@@ -129,8 +134,8 @@ def write_run(run_dir: Path, config: dict, spec, rate_rps: float) -> None:
             "cpu": env["cpu"],
             "python": env["python"],
             "wall_time_s": 20.0,
-            "valid": summary["valid"],
-            "invalid_reasons": summary["invalid_reasons"],
+            "valid": summary.valid,
+            "invalid_reasons": summary.invalid_reasons,
         },
     )
 
@@ -149,8 +154,8 @@ def _write_monitoring(run_dir: Path, table: pd.DataFrame, variant: str, config: 
         stamp = 1.8e9 + second
         if batching:
             metric_rows += [
-                (stamp, second, figures.BATCH_SIZE_SUM, labels, batch_sum),
-                (stamp, second, figures.BATCH_SIZE_COUNT, labels, batch_count),
+                (stamp, second, BATCH_SIZE_SUM, labels, batch_sum),
+                (stamp, second, BATCH_SIZE_COUNT, labels, batch_count),
             ]
         metric_rows.append((stamp, second, "bentoml_service_request_in_progress", labels, 1.0))
         cpu = min(100.0, done * SERVICE_MEDIAN_MS[variant] / 10.0)
@@ -313,11 +318,11 @@ def build_results_tree(
 
 
 def render_all(config: dict, results_dir: Path) -> dict:
-    """Tables, figures and the report, as `python -m servebench.report render` does."""
+    """Tables, figures and the report, as `servebench report render` does."""
     assert Path(config["results_dir"]) == results_dir
-    report.render_all(config, model_name=MODEL_NAME)
+    html.render_from_results(config, MODEL_NAME, model_runtimes(config))
     tables = {
-        name: pd.read_csv(results_dir / "tables" / f"{name}.csv") for name in stats.TABLE_NAMES
+        name: pd.read_csv(results_dir / "tables" / f"{name}.csv") for name in layout.TABLE_NAMES
     }
     manifest = json.loads((results_dir / "figures" / "manifest.json").read_text())
     return {"tables": tables, "manifest": manifest}
@@ -401,7 +406,7 @@ def test_capacity_and_ablation_tables(rendered):
 
 def test_every_figure_is_written_as_png_and_pdf(rendered):
     config, results_dir, output = rendered
-    for name in figures.figure_names(config):
+    for name in layout.figure_names(config["experiment"]["scenarios"]):
         for fmt in ("png", "pdf"):
             path = results_dir / "figures" / f"{name}.{fmt}"
             assert path.is_file() and path.stat().st_size > 1000, path
@@ -414,7 +419,7 @@ def test_report_is_self_contained_and_complete(rendered):
     config, results_dir, _ = rendered
     page = (results_dir / "report.html").read_text(encoding="utf-8")
     images = re.findall(r"<img [^>]*src=\"([^\"]*)\"", page)
-    assert len(images) == len(figures.figure_names(config))
+    assert len(images) == len(layout.figure_names(config["experiment"]["scenarios"]))
     assert all(src.startswith("data:image/png;base64,") for src in images)
     # nothing is fetched from anywhere
     assert not re.search(r"(src|href)=\"(https?:)?//", page)
@@ -431,7 +436,7 @@ def test_ablation_shares_when_the_ablation_variants_ran(tmp_path):
     config = analysis_config(variants=variants, repetitions=2, duration_s=8.0)
     results_dir = tmp_path / "results"
     build_results_tree(results_dir, config)
-    tables = stats.build_tables(config, run_matrix(config), results_dir)
+    tables = analysis_tables.build_tables(config, run_matrix(config), results_dir)
     ablation = tables["ablation"]
     p50 = ablation[(ablation["metric"] == "latency_p50_ms") & (ablation["scenario"] == "steady")]
     shares = p50.set_index("level")["share_of_total_gain"]
@@ -456,7 +461,7 @@ def test_missing_runs_and_calibration_degrade_gracefully(tmp_path):
     assert problems.str.contains("no capacity.json").any()
     page = (results_dir / "report.html").read_text(encoding="utf-8")
     assert "not run" in page
-    for name in figures.figure_names(config):
+    for name in layout.figure_names(config["experiment"]["scenarios"]):
         assert (results_dir / "figures" / f"{name}.png").is_file()
 
 
@@ -464,13 +469,13 @@ def test_missing_runs_and_calibration_degrade_gracefully(tmp_path):
 
 
 def test_report_opens_in_headless_chromium_with_every_image_loaded(rendered):
-    if report.chromium_executable() is None:
+    if browser.chromium_executable() is None:
         reason = "chromium is not installed (apt-get install -y chromium; .ci/run installs it)"
         print(f"SKIPPED: {reason}")
         pytest.skip(reason)
     config, results_dir, _ = rendered
-    result = report.browser_check(results_dir / "report.html")
-    assert result["images"] == len(figures.figure_names(config))
+    result = browser.browser_check(results_dir / "report.html")
+    assert result["images"] == len(layout.figure_names(config["experiment"]["scenarios"]))
     assert result["loaded"] == result["images"], result
     assert result["errors"] == [], result["errors"]
     assert result["console"] == [], result["console"]
@@ -478,7 +483,7 @@ def test_report_opens_in_headless_chromium_with_every_image_loaded(rendered):
 
 def test_browser_check_sees_a_broken_image_and_a_console_error(tmp_path):
     """The check can fail: a missing image and a script error are reported."""
-    if report.chromium_executable() is None:
+    if browser.chromium_executable() is None:
         pytest.skip("chromium is not installed")
     page = tmp_path / "broken.html"
     page.write_text(
@@ -486,7 +491,7 @@ def test_browser_check_sees_a_broken_image_and_a_console_error(tmp_path):
         '<img src="data:image/png;base64,AAAA"><img src="missing.png">'
         "<script>console.error('boom')</script></body></html>"
     )
-    result = report.browser_check(page)
+    result = browser.browser_check(page)
     assert result["images"] == 2 and result["loaded"] == 0
     assert any("boom" in error for error in result["errors"])
     assert any("IMG" in error for error in result["errors"])

@@ -19,7 +19,7 @@ from bento_testbed import (
 
 from servebench import bento
 from servebench.config import deep_merge, load_config, load_yaml
-from servebench.runtime import load_runtime
+from servebench.model.runtime import load_runtime
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "services" / "sentiment"))

@@ -110,6 +110,20 @@ def test_forcerun_one_scenario_reruns_it_for_every_variant_only(snakemake_exe, f
     assert "calibrate" not in jobs and "bento" not in jobs
 
 
+def test_a_deleted_file_the_analysis_reads_reruns_its_run(snakemake_exe, finished_study):
+    """Every file the analysis reads is a declared output of the job that writes it."""
+    folder = run_dir(finished_study, "baseline", "steady")
+    parquet = folder / "requests.parquet"
+    kept = parquet.read_bytes()
+    parquet.unlink()
+    try:
+        jobs = planned_jobs(snakemake_exe, finished_study, "all")
+        assert jobs.get("loadtest") == 1, jobs
+    finally:
+        parquet.write_bytes(kept)
+        os.utime(parquet, (folder.stat().st_mtime,) * 2)
+
+
 def test_one_run_by_its_output_path(snakemake_exe, finished_study):
     target = str(run_dir(finished_study, "optimized", "steady") / "meta.json")
     jobs = planned_jobs(snakemake_exe, finished_study, target, "--forcerun", target)

@@ -1,7 +1,7 @@
 """The sentiment service: one BentoML code base, configured by the variant spec in its Bento.
 
 `servebench.bento` stages this file, `sentiment_inference.py`, a copy of
-`servebench/runtime.py` (as `servebench_runtime.py`) and `variant.json` into a build context
+`servebench/model/runtime.py` (as `servebench_runtime.py`) and `variant.json` into a build context
 and runs `bentoml build`. Everything that differs between variants (runtime, adaptive batching,
 sorted sub-batches, workers, threads, gc.freeze, traffic limits, input limits) is read from
 `variant.json` at import, so baseline, optimized and the ablation variants share this code.
@@ -42,7 +42,7 @@ import bentoml  # noqa: E402
 try:  # the copy frozen into the Bento at build time
     import servebench_runtime as runtime
 except ModuleNotFoundError:  # running from the source tree
-    from servebench import runtime
+    from servebench.model import runtime
 
 logger = logging.getLogger("bentoml.service.sentiment")
 

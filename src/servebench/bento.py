@@ -17,7 +17,6 @@ it and works in any process.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import hashlib
@@ -39,7 +38,7 @@ from servebench.provenance import REPO_ROOT, environment, write_json
 SERVICE_DIR = REPO_ROOT / "services" / "sentiment"
 SERVICE_FILES = ("service.py", "sentiment_inference.py")
 BENTOFILE_TEMPLATE = SERVICE_DIR / "bentofile.template.yaml"
-RUNTIME_MODULE = REPO_ROOT / "src" / "servebench" / "runtime.py"
+RUNTIME_MODULE = Path(__file__).resolve().parent / "model" / "runtime.py"
 ENVS_DIR = REPO_ROOT / "envs"
 # Keys of a variant that go into its Bento (everything that changes the served system).
 VARIANT_KEYS = (
@@ -52,16 +51,6 @@ VARIANT_KEYS = (
     "max_concurrency",
     "timeout_s",
 )
-VARIANT_DEFAULTS: dict[str, Any] = {
-    "batching": {"enabled": False, "max_batch_size": 32, "max_latency_ms": 2000},
-    "sub_batch_size": 0,
-    "workers": 1,
-    "threads_per_worker": 0,
-    "gc_freeze": False,
-    "max_concurrency": 256,
-    "timeout_s": 60,
-}
-SERVICE_DEFAULTS: dict[str, Any] = {"max_text_chars": 10000, "max_batch_texts": 64}
 
 
 class BentoBuildError(RuntimeError):
@@ -84,21 +73,16 @@ def bentoml_exe() -> str:
 
 
 def variant_settings(config: dict[str, Any], variant: str) -> dict[str, Any]:
-    """A variant's settings from the config, with the schema's defaults filled in."""
-    variants = config.get("variants", {})
+    """What of a variant goes into its Bento (a checked config: the schema's defaults are in)."""
+    variants = config["variants"]
     if variant not in variants:
         known = ", ".join(sorted(variants)) or "none"
         raise KeyError(f"no variant named {variant!r} in the config (known: {known})")
-    given = variants[variant]
-    settings: dict[str, Any] = {"runtime": given["runtime"]}
-    for key, default in VARIANT_DEFAULTS.items():
-        value = given.get(key, default)
-        settings[key] = {**default, **value} if isinstance(default, dict) else value
-    return settings
+    return {key: variants[variant][key] for key in VARIANT_KEYS}
 
 
 def service_limits(config: dict[str, Any]) -> dict[str, Any]:
-    return {**SERVICE_DEFAULTS, **config.get("service", {})}
+    return dict(config["service"])
 
 
 def _sanitize_tag_part(text: str) -> str:
@@ -282,9 +266,7 @@ def build_bento(
 ) -> dict[str, Any]:
     """Build (or reuse) the Bento of `variant` and write its record to `output_json`."""
     runtime_dir = Path(runtime_dir)
-    home = Path(
-        bentoml_home or config.get("deploy", {}).get("bentoml_home", "results/bentoml_home")
-    )
+    home = Path(bentoml_home or config["deploy"]["bentoml_home"])
     home = home.resolve()
     log_path = Path(log) if log else None
     if log_path is not None:
@@ -346,24 +328,3 @@ def build_bento(
     }
     write_json(output_json, record)
     return record
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m servebench.bento VARIANT RUNTIME_DIR OUT_JSON [--configfile F ...]`."""
-    from servebench.config import load_config
-
-    parser = argparse.ArgumentParser(description="Build the Bento of one service variant.")
-    parser.add_argument("variant")
-    parser.add_argument("runtime_dir", type=Path)
-    parser.add_argument("output_json", type=Path)
-    parser.add_argument("--configfile", action="append", default=[], type=Path)
-    args = parser.parse_args(argv)
-    record = build_bento(
-        load_config(*args.configfile), args.variant, args.runtime_dir, args.output_json
-    )
-    print(json.dumps({key: record[key] for key in ("tag", "bento_size_bytes")}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,26 +1,30 @@
-"""Configuration: loading, validation against config/schema.yaml, readable errors.
+"""Configuration: loading, merging, validation against config/schema.yaml, defaults.
 
-The workflow validates its config at start (workflow/rules/common.smk) with
-`snakemake.utils.validate`; before that, `config_errors` turns every schema violation into one
-line that names the offending key, so a typo never surfaces as a traceback.
+One check for the workflow (at start, workflow/rules/common.smk), `servebench check-config`
+and every command that reads a config: `config_errors` turns every schema violation and every
+rule across keys into one line that names the offending key, so a typo never surfaces as a
+traceback. Defaults live in the schema only: `apply_defaults` fills them in, and code reads
+the keys of a checked config without defaults of its own.
 """
 
 from __future__ import annotations
 
-import argparse
+import copy
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
+from servebench.errors import ConfigError
+from servebench.fault_kinds import FAULT_KINDS, faults_for_target, faults_of
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config" / "config.yaml"
-
-
-class ConfigError(ValueError):
-    """The configuration does not follow config/schema.yaml."""
+# The project's own corpus (data/README.md): the default payloads (data.source: bundled) and
+# the synthetic tokenizer's training texts.
+BUNDLED_CORPUS = REPO_ROOT / "data" / "texts.csv"
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -38,6 +42,16 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
             f"{path}: the top level must be a mapping of keys, not {type(loaded).__name__}"
         )
     return loaded
+
+
+def payload_source_path(source: str, repo_root: Path = REPO_ROOT) -> Path | None:
+    """The local file behind a data.source (None for hf:)."""
+    if source == "bundled":
+        return BUNDLED_CORPUS
+    if source.startswith("csv:"):
+        path = Path(source[4:]).expanduser()
+        return path if path.is_absolute() else repo_root / path
+    return None
 
 
 def load_schema() -> dict[str, Any]:
@@ -80,44 +94,43 @@ def _one_of_hint(error: jsonschema.ValidationError) -> str:
 
 
 def config_errors(config: dict[str, Any], schema: dict[str, Any] | None = None) -> list[str]:
-    """Every problem of `config`, one readable line each (empty when the config is valid)."""
+    """Every problem of `config`, one readable line each (empty when the config is valid).
+    Rules across keys are checked on a copy with the schema's defaults filled in."""
     schema = load_schema() if schema is None else schema
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda error: list(error.absolute_path))
     if errors:
         return [_describe(error) for error in errors]
-    return _consistency_errors(config)
+    filled = apply_defaults(copy.deepcopy(config), schema)
+    return _consistency_errors(filled) + _k3s_axes_errors(filled) + _resilience_errors(filled)
 
 
 def _consistency_errors(config: dict[str, Any]) -> list[str]:
     """Rules that span several keys, which JSON schema cannot express."""
     problems: list[str] = []
-    variants = config.get("variants", {})
-    scenarios = config.get("scenarios", {})
-    experiment = config.get("experiment", {})
-    for name in experiment.get("variants", []):
+    variants, scenarios = config["variants"], config["scenarios"]
+    experiment = config["experiment"]
+    for name in experiment["variants"]:
         if name not in variants:
             problems.append(f"'experiment.variants': no variant named {name!r} under 'variants'")
-    reference = experiment.get("reference_variant")
-    if reference is not None and reference not in variants:
+    reference = experiment["reference_variant"]
+    if reference not in variants:
         problems.append(f"'experiment.reference_variant': no variant named {reference!r}")
-    for name in experiment.get("scenarios", []):
+    for name in experiment["scenarios"]:
         if name not in scenarios:
             problems.append(f"'experiment.scenarios': no scenario named {name!r} under 'scenarios'")
-    cpus = config.get("cpus", {})
-    shared = sorted(set(cpus.get("server", [])) & set(cpus.get("loadgen", [])))
+    cpus = config["cpus"]
+    shared = sorted(set(cpus["server"]) & set(cpus["loadgen"]))
     if shared:
         problems.append(f"'cpus': server and loadgen share cores {shared}; they must be disjoint")
-    server_cores = len(cpus.get("server", [])) or None
+    server_cores = len(cpus["server"])
     for name, variant in variants.items():
-        threads = variant.get("threads_per_worker", 0) or 1
-        workers = variant.get("workers", 1)
-        if server_cores and workers * threads > server_cores:
+        threads = variant["threads_per_worker"] or 1
+        if variant["workers"] * threads > server_cores:
             problems.append(
-                f"'variants.{name}': {workers} workers x {threads} threads exceed the "
-                f"{server_cores} server core(s) in 'cpus.server'"
+                f"'variants.{name}': {variant['workers']} workers x {threads} threads exceed "
+                f"the {server_cores} server core(s) in 'cpus.server'"
             )
-    problems += _k3s_axes_errors(config)
     return problems
 
 
@@ -125,16 +138,16 @@ def _k3s_axes_errors(config: dict[str, Any]) -> list[str]:
     """A PodDisruptionBudget asking for more pods than the Deployment has is never met (every
     eviction, a node drain's included, waits forever): pdb_min_available <= replicas, for
     deploy.k3s and for each variant that sets its own axes (`variants.<name>.k3s`)."""
-    k3s = (config.get("deploy") or {}).get("k3s") or {}
+    k3s = config["deploy"]["k3s"]
     problems = []
-    replicas, pdb = k3s.get("replicas", 1), k3s.get("pdb_min_available", 1)
+    replicas, pdb = k3s["replicas"], k3s["pdb_min_available"]
     if pdb > replicas:
         problems.append(
             f"'deploy.k3s': pdb_min_available {pdb} exceeds replicas {replicas}: the "
             "PodDisruptionBudget could never be met"
         )
-    for name, variant in (config.get("variants") or {}).items():
-        own = {k: v for k, v in ((variant or {}).get("k3s") or {}).items() if v is not None}
+    for name, variant in config["variants"].items():
+        own = {k: v for k, v in (variant.get("k3s") or {}).items() if v is not None}
         if not {"replicas", "pdb_min_available"} & set(own):
             continue
         variant_replicas = own.get("replicas", replicas)
@@ -146,6 +159,43 @@ def _k3s_axes_errors(config: dict[str, Any]) -> list[str]:
                 f"'variants.{name}.k3s': pdb_min_available {variant_pdb} exceeds the variant's "
                 f"replicas {variant_replicas}{note}: the PodDisruptionBudget could never be met"
             )
+    return problems
+
+
+def _resilience_errors(config: dict[str, Any]) -> list[str]:
+    """Rules of the resilience section that the schema cannot see (they used to run only in
+    the workflow; `servebench check-config` runs them too)."""
+    resilience = config["resilience"]
+    if not resilience["enabled"]:
+        return []
+    problems = []
+    target = config["deploy"]["target"]
+    if resilience["scenario"] not in config["scenarios"]:
+        problems.append(f"'resilience.scenario': no scenario named {resilience['scenario']!r}")
+    for name, variant in resilience["variants"].items():
+        if variant["variant"] not in config["variants"]:
+            problems.append(
+                f"'resilience.variants.{name}.variant': no variant named {variant['variant']!r}"
+            )
+    runs_here = faults_for_target(config)
+    for name in runs_here:  # faults of another target are skipped: they never run here
+        if resilience["faults"][name]["at_s"] >= resilience["duration_s"]:
+            problems.append(
+                f"'resilience.faults.{name}.at_s' must be before the run's end "
+                f"(resilience.duration_s {resilience['duration_s']:g} s)"
+            )
+    if not runs_here:
+        # Faults of another target are skipped (a profile cannot remove config.yaml's faults),
+        # but a resilience stage without a single fault of its target is a mistake.
+        others = "; ".join(
+            f"{name}: {'/'.join(FAULT_KINDS[fault['kind']].targets)} only"
+            for name, fault in resilience["faults"].items()
+        )
+        problems.append(
+            f"'resilience.faults': none applies to deploy.target {target!r}"
+            f"{f' ({others})' if others else ''}; add one of {', '.join(faults_of(target))} "
+            "or set resilience.enabled: false"
+        )
     return problems
 
 
@@ -167,46 +217,48 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+def _validator_filling_defaults() -> type:
+    """A JSON-schema validator that inserts each missing property's `default` before it
+    validates an object (objects default to {}, so nested defaults fill in too)."""
+    base = jsonschema.Draft202012Validator
+    validate_properties = base.VALIDATORS["properties"]
+
+    def properties(validator: Any, props: dict, instance: Any, schema: dict) -> Any:
+        if isinstance(instance, dict):
+            for name, subschema in props.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, props, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": properties})
+
+
+def apply_defaults(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fill in the schema's defaults for every key `config` leaves out, in place (the workflow's
+    `config` is Snakemake's own dict); returns it. Call it on a checked config."""
+    schema = load_schema() if schema is None else schema
+    for _ in _validator_filling_defaults()(schema).iter_errors(config):
+        pass
+    return config
+
+
+def schema_defaults(*keys: str) -> Any:
+    """The schema's defaults of a section (e.g. `schema_defaults("loadgen", "validity")`), for
+    code called outside a workflow without a config of its own."""
+    value: Any = apply_defaults({})
+    for key in keys:
+        value = value[key]
+    return value
+
+
 def load_config(*override_paths: str | Path) -> dict[str, Any]:
-    """config/config.yaml with each file merged over it, checked; as the workflow sees it."""
+    """config/config.yaml with each file merged over it, checked, defaults filled in: the
+    config as the workflow sees it."""
     config = load_yaml(DEFAULT_CONFIG_PATH)
     for path in override_paths:
         config = deep_merge(config, load_yaml(path))
     check_config(config)
-    return config
-
-
-def _run_check(args: argparse.Namespace) -> int:
-    from servebench.cli import UserError
-
-    failed = False
-    for path in args.files:
-        try:
-            if Path(path).resolve() == DEFAULT_CONFIG_PATH:
-                load_config()
-            else:
-                load_config(path)
-            print(f"{path}: valid")
-        except ConfigError as error:
-            failed = True
-            print(f"{path}: {error}")
-    if failed:
-        raise UserError("some configuration files are invalid")
-    return 0
-
-
-def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "check-config",
-        help="validate configuration files (each merged over config/config.yaml, as "
-        "`snakemake --configfile FILE` does) against config/schema.yaml",
-    )
-    parser.add_argument("files", nargs="+", type=Path, help="YAML configuration files")
-    parser.set_defaults(func=_run_check)
-    reference = subparsers.add_parser(
-        "config-reference", help="print the configuration reference (markdown) from the schema"
-    )
-    reference.set_defaults(func=_run_reference)
+    return apply_defaults(config)
 
 
 def _reference_rows(schema: dict[str, Any], prefix: str = "") -> list[tuple[str, str, str, str]]:
@@ -266,8 +318,3 @@ def reference_markdown(schema: dict[str, Any] | None = None) -> str:
         lines += ["", "| key | type | default | description |", "|---|---|---|---|"]
         table(_reference_rows(schema["$defs"][kind], f"{heading}."))
     return "\n".join(line.rstrip() for line in lines) + "\n"
-
-
-def _run_reference(args: argparse.Namespace) -> int:
-    print(reference_markdown(), end="")
-    return 0

@@ -126,3 +126,18 @@ def write_json(path: str | Path, value: Any) -> None:
     temporary = path.with_suffix(path.suffix + ".tmp")
     temporary.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
     temporary.replace(path)
+
+
+def source_hash(*module_names: str) -> str:
+    """sha256 of the source of servebench modules or packages (e.g. "analysis", "layout"): a
+    param of the analysis rules, so that editing the library reruns the analysis (and only the
+    analysis; Snakemake's own code trigger sees only the rules' scripts)."""
+    digest = hashlib.sha256()
+    package_dir = Path(__file__).resolve().parent
+    for name in module_names:
+        path = package_dir.joinpath(*name.split("."))
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+        for file in files:
+            digest.update(file.relative_to(package_dir).as_posix().encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()

@@ -1,15 +1,14 @@
 # Statistics and figures: results/tables/*.csv and results/figures/*.{png,pdf}.
-# Logic: src/servebench/{stats,figures}.py. The inputs are the outputs of the runs, the
+# Logic: src/servebench/analysis/. The inputs are the outputs of the runs, the
 # calibration and the model stage, never their jobs' code: changing the analysis reruns only
 # the analysis and the report, and never starts a load test. With the config key
 # analysis.existing_runs_only only the files already on disk are used (docs/analysis.md).
-from servebench.figures import figure_names
-from servebench.report import workflow_figure_outputs
-from servebench.stats import TABLE_NAMES, source_hash, workflow_analysis_inputs
+from servebench.matrix import analysis_inputs
+from servebench.provenance import source_hash
+from servebench.report.items import workflow_figure_outputs
 
-ANALYSIS_INPUTS = workflow_analysis_inputs(config, MODEL.name, MODEL_RUNTIMES)
-FIGURES = figure_names(config)
-TABLE_FILES = {name: results("tables", f"{name}.csv") for name in TABLE_NAMES}
+ANALYSIS_INPUTS = analysis_inputs(config, MODEL.name, MODEL_RUNTIMES)
+TABLE_FILES = {name: str(LAYOUT.table(name)) for name in layout.TABLE_NAMES}
 CAPTION = "../../report/captions/{}.rst"
 # {output name: (path, caption, category, subcategory)}; PNGs go to Snakemake's report.
 FIGURE_FILES = workflow_figure_outputs(config, RESULTS)
@@ -39,7 +38,7 @@ rule tables:
         variants=config["variants"],
         seed=config["seed"],
         # Editing the library reruns the tables (Snakemake tracks only the script's code).
-        code=source_hash("stats", "experiment"),
+        code=source_hash("analysis", "layout", "matrix", "records", "settings"),
     script:
         "../scripts/analysis_tables.py"
 
@@ -66,7 +65,7 @@ rule figures:
             )
             for name, (path, caption, category, sub) in FIGURE_FILES.items()
         },
-        manifest=results("figures", "manifest.json"),
+        manifest=str(LAYOUT.figure_manifest),
     log:
         results("logs", "analysis", "figures.log"),
     conda:
@@ -81,6 +80,6 @@ rule figures:
         },
         ci_level=config["analysis"]["ci_level"],
         slo_p99_ms=config["calibration"]["slo_p99_ms"],
-        code=source_hash("figures", "stats"),
+        code=source_hash("analysis", "layout", "matrix", "records", "settings"),
     script:
         "../scripts/analysis_figures.py"

@@ -6,13 +6,15 @@
 
 rule bento:
     input:
-        runtime=lambda wildcards: model_dir(bento_runtime(wildcards), "provenance.json"),
+        runtime=lambda wildcards: model_dir(
+            bento_runtime(wildcards), layout.MODEL_PROVENANCE
+        ),
         # A runtime that changes the model's answers never gets a Bento.
-        fidelity=lambda wildcards: model_dir(bento_runtime(wildcards), "fidelity.json"),
+        fidelity=lambda wildcards: model_dir(bento_runtime(wildcards), layout.FIDELITY),
         requirements=lambda wildcards: f"envs/bento-{bento_runtime(wildcards)}.txt",
         sources=BENTO_SOURCES,
     output:
-        results("bentos", "{variant}.json"),
+        str(LAYOUT.bento_record("{variant}")),
     log:
         results("logs", "bento", "{variant}.log"),
     benchmark:

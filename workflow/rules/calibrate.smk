@@ -1,19 +1,21 @@
 # Capacity calibration: an open-loop stepped ramp of offered rate per (target, variant).
-# Logic: src/servebench/runs.py (calibrate). Output: results/calibration/<target>/<variant>/.
+# Logic: src/servebench/jobs/calibrate.py. Output: results/calibration/<target>/<variant>/.
 
 
 rule calibrate:
     input:
-        bento=results("bentos", "{variant}.json"),
-        payloads=results("data", "payloads.csv"),
+        bento=str(LAYOUT.bento_record("{variant}")),
+        payloads=str(LAYOUT.payloads_csv),
     output:
-        steps=results("calibration", "{target}", "{variant}", "steps.csv"),
-        capacity=results("calibration", "{target}", "{variant}", "capacity.json"),
+        steps=calibration_path("{target}", "{variant}", layout.STEPS),
+        capacity=calibration_path("{target}", "{variant}", layout.CAPACITY),
     log:
         results("logs", "calibration", "{target}", "{variant}.log"),
     priority: 100
     conda:
         CONDA_ENV
+    # A measurement owns the machine: all cores, so that no other job runs beside it.
+    threads: workflow.cores
     resources:
         loadtest=1,
     params:

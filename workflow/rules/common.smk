@@ -4,22 +4,27 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 # The package is installed in the venv; this keeps a plain source checkout working too.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from servebench.config import config_errors
+from servebench.config import apply_defaults, config_errors
 
+# Every rule of the configuration (the schema and the rules across keys, resilience's
+# included): the same check as `servebench check-config`.
 _problems = config_errors(config)
 if _problems:
     raise WorkflowError(
         "invalid configuration (see config/schema.yaml):\n  - "
         + "\n  - ".join(_problems)
     )
-# Fills in the schema's defaults for keys the config leaves out.
-validate(config, "../../config/schema.yaml")
+# The schema's defaults for every key the config leaves out (defaults live there only).
+apply_defaults(config)
 
+from servebench import layout
+from servebench.layout import Layout
+
+LAYOUT = Layout.of(config)
 RESULTS = config["results_dir"]
 CONDA_ENV = "../../envs/servebench.yaml"
 
@@ -32,7 +37,7 @@ def results(*parts):
 def all_targets():
     """Everything `snakemake all` produces; each stage adds its final outputs here."""
     return (
-        [results("provenance", "environment.json")]
+        [str(LAYOUT.environment_json)]
         + model_targets()
         + bento_targets()
         + calibration_targets()
@@ -43,7 +48,7 @@ def all_targets():
     )
 
 
-from servebench.model import ModelUnavailableError, resolve_model
+from servebench.model.resolve import ModelUnavailableError, resolve_model
 
 # Which model the config means (local dir, HF cache, hub, or the synthetic fallback), decided
 # at start (fast offline), so that every stage knows results/model/<MODEL.name>/ in advance.
@@ -61,16 +66,15 @@ if MODEL.kind == "synthetic":
 
 def model_dir(*parts):
     """results/model/<model>/...: the resolved model's runtime directories."""
-    return results("model", MODEL.name, *parts)
+    return str(LAYOUT.model_dir(MODEL.name).joinpath(*parts))
 
 
-from servebench.model import payload_source_path
-from servebench.runtime import CUDA_RUNTIMES
+from servebench.config import payload_source_path
+from servebench.model.runtime import CUDA_RUNTIMES
+from servebench.settings import model_runtimes
 
 # Runtimes of the model stage; pytorch fp32 is the fidelity reference: always prepared.
-MODEL_RUNTIMES = ["pytorch"] + [
-    runtime for runtime in config["model"]["runtimes"] if runtime != "pytorch"
-]
+MODEL_RUNTIMES = model_runtimes(config)
 MODEL_RUNTIME_PATTERN = "|".join(re.escape(runtime) for runtime in MODEL_RUNTIMES)
 # Each runtime is built from another one.
 MODEL_RUNTIME_SOURCE = {
@@ -93,12 +97,12 @@ if set(MODEL_RUNTIMES) & set(CUDA_RUNTIMES):
 def model_targets():
     """The model stage's final outputs (part of `all`)."""
     targets = [
-        results("data", "payloads.csv"),
-        results("data", "payload_token_lengths.csv"),
-        results("data", "payload_token_lengths_summary.json"),
+        str(LAYOUT.payloads_csv),
+        str(LAYOUT.token_lengths_csv),
+        str(LAYOUT.token_summary_json),
     ]
     for runtime in MODEL_RUNTIMES:
-        for name in ("provenance.json", "fidelity.json", "inprocess_bench.csv"):
+        for name in (layout.MODEL_PROVENANCE, layout.FIDELITY, layout.INPROCESS_BENCH):
             targets.append(model_dir(runtime, name))
     return targets
 
@@ -114,7 +118,7 @@ BENTO_SOURCES = [
     "services/sentiment/service.py",
     "services/sentiment/sentiment_inference.py",
     "services/sentiment/bentofile.template.yaml",
-    "src/servebench/runtime.py",
+    "src/servebench/model/runtime.py",
 ]
 
 
@@ -125,14 +129,12 @@ def bento_runtime(wildcards):
 
 def bento_targets():
     """The Bento record of every variant of the experiment (part of `all`)."""
-    return [
-        results("bentos", f"{name}.json") for name in config["experiment"]["variants"]
-    ]
+    return [str(LAYOUT.bento_record(name)) for name in config["experiment"]["variants"]]
 
 
-from servebench.experiment import run_matrix, run_seed, scenario_needs_capacity
-
-TARGETS = ["local", "k3s"]
+from servebench.fault_kinds import TARGETS
+from servebench.matrix import run_matrix, run_seed
+from servebench.settings import K3sTarget, ScenarioSettings
 
 
 wildcard_constraints:
@@ -147,46 +149,47 @@ RUN_MATRIX = run_matrix(config)
 
 def run_path(name):
     """A file of one run: results/runs/<target>/<variant>/<scenario>/rep<r>/<name>."""
-    return results("runs", "{target}", "{variant}", "{scenario}", "rep{rep}", name)
+    return str(LAYOUT.run_dir("{target}", "{variant}", "{scenario}", "{rep}") / name)
 
 
 def run_targets():
     """meta.json of every run of the matrix (written last: marks a finished run)."""
-    return [str(spec.path(RESULTS) / "meta.json") for spec in RUN_MATRIX]
+    return [str(spec.path(RESULTS) / layout.META) for spec in RUN_MATRIX]
+
+
+def calibration_path(target, variant, name):
+    return str(LAYOUT.calibration_dir(target, variant) / name)
 
 
 def calibration_targets():
     """capacity.json of every variant of the experiment."""
-    target = config["deploy"]["target"]
     return [
-        results("calibration", target, variant, "capacity.json")
+        calibration_path(config["deploy"]["target"], variant, layout.CAPACITY)
         for variant in config["experiment"]["variants"]
     ]
 
 
+def reference_capacity_path(target):
+    return calibration_path(
+        target, config["experiment"]["reference_variant"], layout.CAPACITY
+    )
+
+
 def reference_capacity(wildcards):
     """The reference variant's capacity, for scenarios whose rate is relative to it."""
-    if not scenario_needs_capacity(config["scenarios"][wildcards.scenario]):
+    if not ScenarioSettings.of(config, wildcards.scenario).needs_reference:
         return []
-    return results(
-        "calibration",
-        wildcards.target,
-        config["experiment"]["reference_variant"],
-        "capacity.json",
-    )
+    return reference_capacity_path(wildcards.target)
 
 
 def k3s_deployment(wildcards):
     """A K3s run's cluster settings, so that changing them reruns it; none for local runs."""
     if wildcards.target != "k3s":
         return {}
-    from servebench.deploy.k3s import k3s_settings
-
     if "rvariant" in wildcards.keys():
-        return k3s_settings(
-            config, RESILIENCE["variants"][wildcards.rvariant]["variant"]
-        )
-    return k3s_settings(config, wildcards.variant)
+        variant = config["resilience"]["variants"][wildcards.rvariant]["variant"]
+        return K3sTarget.of(config, variant).as_dict()
+    return K3sTarget.of(config, wildcards.variant).as_dict()
 
 
 def run_priority(wildcards):
@@ -200,3 +203,17 @@ def run_priority(wildcards):
         ):
             return 50 - index / (len(RUN_MATRIX) + 1)
     return 0
+
+
+def resilience_path(name):
+    return str(
+        LAYOUT.resilience_dir("{target}", "{rvariant}", "{fault}", "{rep}") / name
+    )
+
+
+def resilience_capacity(wildcards):
+    """The reference capacity, when the load's rate is relative to it."""
+    from servebench.settings import ResilienceSettings
+
+    run = ResilienceSettings.of(config, wildcards.rvariant, wildcards.fault)
+    return reference_capacity_path(wildcards.target) if run.needs_reference else []

@@ -1,21 +1,23 @@
 # The run matrix: one job per (target, variant, scenario, repetition), one at a time.
-# Logic: src/servebench/runs.py (run_scenario). Output: results/runs/<target>/<variant>/...
+# Logic: src/servebench/jobs/scenario.py. Output: results/runs/<target>/<variant>/... with
+# every file the analysis reads declared (servebench.layout.RUN_FILES): deleting one reruns.
 
 
 rule loadtest:
     input:
-        bento=results("bentos", "{variant}.json"),
-        payloads=results("data", "payloads.csv"),
+        bento=str(LAYOUT.bento_record("{variant}")),
+        payloads=str(LAYOUT.payloads_csv),
         capacity=reference_capacity,
     output:
-        summary=run_path("summary.json"),
-        meta=run_path("meta.json"),
+        **{name.split(".")[0]: run_path(name) for name in layout.RUN_FILES},
     log:
         results("logs", "runs", "{target}", "{variant}", "{scenario}", "rep{rep}.log"),
     # Runs start in matrix order (scenario, repetition, variants A B B A ...).
     priority: run_priority
     conda:
         CONDA_ENV
+    # A measurement owns the machine: all cores, so that no other job runs beside it.
+    threads: workflow.cores
     resources:
         loadtest=1,
     params:

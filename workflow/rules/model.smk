@@ -1,5 +1,5 @@
 # Model preparation: resolve the model, build its runtimes, check fidelity against pytorch
-# fp32, and measure each runtime's in-process ceiling. Logic: src/servebench/model.py.
+# fp32, and measure each runtime's in-process ceiling. Logic: src/servebench/model/.
 # Layout: results/model/<model>/<runtime>/{provenance.json, files/, payload_probabilities.csv,
 # fidelity.json, inprocess_bench.csv}; results/data/payloads.csv and its token lengths.
 
@@ -15,8 +15,8 @@ rule model_pytorch:
         # The synthetic fallback trains its tokenizer on the bundled corpus.
         corpus=["data/texts.csv"] if MODEL.kind == "synthetic" else [],
     output:
-        files=directory(model_dir("pytorch", "files")),
-        provenance=model_dir("pytorch", "provenance.json"),
+        files=directory(model_dir("pytorch", layout.MODEL_FILES)),
+        provenance=model_dir("pytorch", layout.MODEL_PROVENANCE),
     log:
         results("logs", "model", MODEL.name, "pytorch.log"),
     benchmark:
@@ -37,11 +37,11 @@ rule model_pytorch:
 rule model_runtime:
     input:
         source=lambda wildcards: model_dir(
-            MODEL_RUNTIME_SOURCE[wildcards.runtime], "provenance.json"
+            MODEL_RUNTIME_SOURCE[wildcards.runtime], layout.MODEL_PROVENANCE
         ),
     output:
-        files=directory(model_dir("{runtime}", "files")),
-        provenance=model_dir("{runtime}", "provenance.json"),
+        files=directory(model_dir("{runtime}", layout.MODEL_FILES)),
+        provenance=model_dir("{runtime}", layout.MODEL_PROVENANCE),
     log:
         results("logs", "model", MODEL.name, "{runtime}.log"),
     benchmark:
@@ -65,7 +65,7 @@ rule payloads:
     input:
         payload_source_input,
     output:
-        results("data", "payloads.csv"),
+        str(LAYOUT.payloads_csv),
     log:
         results("logs", "data", "payloads.log"),
     conda:
@@ -78,11 +78,11 @@ rule payloads:
 
 rule payload_token_lengths:
     input:
-        payloads=results("data", "payloads.csv"),
-        runtime=model_dir("pytorch", "provenance.json"),
+        payloads=str(LAYOUT.payloads_csv),
+        runtime=model_dir("pytorch", layout.MODEL_PROVENANCE),
     output:
-        lengths=results("data", "payload_token_lengths.csv"),
-        summary=results("data", "payload_token_lengths_summary.json"),
+        lengths=str(LAYOUT.token_lengths_csv),
+        summary=str(LAYOUT.token_summary_json),
     log:
         results("logs", "data", "payload_token_lengths.log"),
     conda:
@@ -93,10 +93,10 @@ rule payload_token_lengths:
 
 rule model_predictions:
     input:
-        payloads=results("data", "payloads.csv"),
-        runtime=model_dir("{runtime}", "provenance.json"),
+        payloads=str(LAYOUT.payloads_csv),
+        runtime=model_dir("{runtime}", layout.MODEL_PROVENANCE),
     output:
-        model_dir("{runtime}", "payload_probabilities.csv"),
+        model_dir("{runtime}", layout.PROBABILITIES),
     log:
         results("logs", "model", MODEL.name, "{runtime}.predictions.log"),
     benchmark:
@@ -112,13 +112,13 @@ rule model_predictions:
 
 rule model_fidelity:
     input:
-        payloads=results("data", "payloads.csv"),
-        runtime=model_dir("{runtime}", "provenance.json"),
-        reference_runtime=model_dir("pytorch", "provenance.json"),
-        candidate=model_dir("{runtime}", "payload_probabilities.csv"),
-        reference=model_dir("pytorch", "payload_probabilities.csv"),
+        payloads=str(LAYOUT.payloads_csv),
+        runtime=model_dir("{runtime}", layout.MODEL_PROVENANCE),
+        reference_runtime=model_dir("pytorch", layout.MODEL_PROVENANCE),
+        candidate=model_dir("{runtime}", layout.PROBABILITIES),
+        reference=model_dir("pytorch", layout.PROBABILITIES),
     output:
-        model_dir("{runtime}", "fidelity.json"),
+        model_dir("{runtime}", layout.FIDELITY),
     log:
         results("logs", "model", MODEL.name, "{runtime}.fidelity.log"),
     wildcard_constraints:
@@ -126,19 +126,19 @@ rule model_fidelity:
     conda:
         CONDA_ENV
     params:
-        min_label_agreement=config["model"]["fidelity"]["min_label_agreement"],
+        fidelity=config["model"]["fidelity"],
     script:
         "../scripts/model_fidelity.py"
 
 
 rule inprocess_bench:
     input:
-        payloads=results("data", "payloads.csv"),
-        runtime=model_dir("{runtime}", "provenance.json"),
+        payloads=str(LAYOUT.payloads_csv),
+        runtime=model_dir("{runtime}", layout.MODEL_PROVENANCE),
         # Only a runtime that passed the fidelity gate is worth measuring.
-        fidelity=model_dir("{runtime}", "fidelity.json"),
+        fidelity=model_dir("{runtime}", layout.FIDELITY),
     output:
-        model_dir("{runtime}", "inprocess_bench.csv"),
+        model_dir("{runtime}", layout.INPROCESS_BENCH),
     log:
         results("logs", "model", MODEL.name, "{runtime}.inprocess_bench.log"),
     wildcard_constraints:

@@ -3,7 +3,7 @@
 
 rule environment:
     output:
-        results("provenance", "environment.json"),
+        str(LAYOUT.environment_json),
     log:
         results("logs", "environment.log"),
     conda:

@@ -1,6 +1,6 @@
 # The self-contained HTML report (results/report.html) and Snakemake's own report
 # (`snakemake --report results/snakemake_report.html`), with the same captions
-# (report/captions/*.rst). Logic: src/servebench/report.py, template report/report.html.j2.
+# (report/captions/*.rst). Logic: src/servebench/report/, template report/report.html.j2.
 from servebench.provenance import stable_hash
 
 
@@ -13,21 +13,21 @@ REPORT_TEMPLATE_FILES = [
     str(REPORT_DIR / "report.html.j2"),
     str(REPORT_DIR / "items.yaml"),
 ] + [str(path) for path in sorted((REPORT_DIR / "captions").glob("*.rst"))]
-REPORT_TARGETS = [results("report.html")]
+REPORT_TARGETS = [str(LAYOUT.report_html)]
 
 
 rule report_html:
     input:
         tables=list(TABLE_FILES.values()),
         figures=[path for path, *_ in FIGURE_FILES.values()],
-        manifest=results("figures", "manifest.json"),
-        environment=results("provenance", "environment.json"),
+        manifest=str(LAYOUT.figure_manifest),
+        environment=str(LAYOUT.environment_json),
         model=ANALYSIS_INPUTS["model"],
         token_lengths=ANALYSIS_INPUTS["token_lengths"],
         resilience=RESILIENCE_REPORT_INPUTS,
         templates=REPORT_TEMPLATE_FILES,
     output:
-        html=results("report.html"),
+        html=str(LAYOUT.report_html),
     log:
         results("logs", "analysis", "report.log"),
     conda:
@@ -37,7 +37,7 @@ rule report_html:
         runtimes=MODEL_RUNTIMES,
         # The page shows the effective config: any change of it re-renders the page.
         config_hash=stable_hash(config),
-        code=source_hash("report"),
+        code=source_hash("report", "layout", "settings"),
     script:
         "../scripts/report_html.py"
 

@@ -1,79 +1,57 @@
 # Resilience experiments: one job per (target, variant, fault, repetition), one at a time.
 # A fault is injected at a scheduled time into a running open-loop load test.
-# Logic: src/servebench/faults.py. Output: results/resilience/<target>/<variant>/<fault>/rep<r>/
-# (the load test's files, probes.csv, faults.json, meta.json), then results/tables/resilience.csv
-# and one timeline figure per fault (docs/resilience.md).
-from servebench.faults import (
-    check_resilience_config,
-    fault_seed,
-    resilience_figure_names,
-    resilience_matrix,
-)
-from servebench.experiment import scenario_needs_capacity
-from servebench.stats import source_hash
+# Logic: src/servebench/jobs/resilience.py (the faults: src/servebench/faults/). Output:
+# results/resilience/<target>/<variant>/<fault>/rep<r>/ (servebench.layout.RESILIENCE_FILES
+# and the load test's other files), then results/tables/resilience.csv and one timeline figure
+# per fault (docs/resilience.md). The configuration's resilience rules are checked with the
+# others at start (common.smk).
+from servebench.layout import resilience_figure_names
+from servebench.matrix import fault_seed, resilience_fault_names, resilience_matrix
+from servebench.provenance import source_hash
 
-_resilience_problems = check_resilience_config(config)
-if _resilience_problems:
-    raise WorkflowError(
-        "invalid configuration (see config/schema.yaml):\n  - "
-        + "\n  - ".join(_resilience_problems)
-    )
 RESILIENCE = config["resilience"]
 RESILIENCE_MATRIX = resilience_matrix(config)
-RESILIENCE_RUN = results(
-    "resilience", "{target}", "{rvariant}", "{fault}", "rep{rep}", "{name}"
-)
-RESILIENCE_TABLE = results("tables", "resilience.csv")
+RESILIENCE_TABLE = str(LAYOUT.table(layout.RESILIENCE_TABLE))
 RESILIENCE_FIGURES = {
-    f"{name.replace('-', '_')}_{ext}": results("figures", f"{name}.{ext}")
-    for name in resilience_figure_names(config)
-    for ext in ("png", "pdf")
+    f"{name.replace('-', '_')}_{ext}": str(LAYOUT.figure(name, ext))
+    for name in resilience_figure_names(resilience_fault_names(config))
+    for ext in layout.FIGURE_FORMATS
 }
 # What `all` and the report need: every run's meta.json, the table and the figures.
 RESILIENCE_TARGETS = (
-    [str(spec.path(RESULTS) / "meta.json") for spec in RESILIENCE_MATRIX]
+    [str(spec.path(RESULTS) / layout.META) for spec in RESILIENCE_MATRIX]
     + [RESILIENCE_TABLE]
     + list(RESILIENCE_FIGURES.values())
     if RESILIENCE_MATRIX
     else []
 )
-# The table's inputs; with analysis.existing_runs_only only the runs on disk (a re-render
-# never starts a load test).
-RESILIENCE_FAULTS_JSON = [
-    str(spec.path(RESULTS) / "faults.json")
+# The table's inputs; with analysis.existing_runs_only only the finished runs on disk (a
+# re-render never starts a load test).
+RESILIENCE_INPUTS = [
+    str(spec.path(RESULTS) / name)
     for spec in RESILIENCE_MATRIX
-    if not config["analysis"].get("existing_runs_only", False)
-    or (spec.path(RESULTS) / "meta.json").is_file()
+    if not config["analysis"]["existing_runs_only"]
+    or (spec.path(RESULTS) / layout.META).is_file()
+    for name in layout.RESILIENCE_FILES
 ]
 # What the report shows.
 RESILIENCE_REPORT_INPUTS = (
     [RESILIENCE_TABLE, *RESILIENCE_FIGURES.values()] if RESILIENCE_MATRIX else []
 )
-# The load follows resilience.scenario: relative rates need the reference capacity.
-RESILIENCE_NEEDS_CAPACITY = not RESILIENCE.get("rate_rps") and scenario_needs_capacity(
-    config["scenarios"][RESILIENCE["scenario"]]
-)
 
 
 rule resilience_run:
     input:
-        bento=lambda wildcards: results(
-            "bentos", f"{RESILIENCE['variants'][wildcards.rvariant]['variant']}.json"
+        bento=lambda wildcards: str(
+            LAYOUT.bento_record(RESILIENCE["variants"][wildcards.rvariant]["variant"])
         ),
-        payloads=results("data", "payloads.csv"),
-        capacity=lambda wildcards: (
-            results(
-                "calibration",
-                wildcards.target,
-                config["experiment"]["reference_variant"],
-                "capacity.json",
-            )
-            if RESILIENCE_NEEDS_CAPACITY
-            else []
-        ),
+        payloads=str(LAYOUT.payloads_csv),
+        capacity=resilience_capacity,
     output:
-        faults=RESILIENCE_RUN.replace("{name}", "faults.json"),
-        meta=RESILIENCE_RUN.replace("{name}", "meta.json"),
+        **{
+            name.split(".")[0]: resilience_path(name)
+            for name in layout.RESILIENCE_FILES
+        },
     log:
         results(
             "logs", "resilience", "{target}", "{rvariant}", "{fault}", "rep{rep}.log"
@@ -83,6 +61,8 @@ rule resilience_run:
         fault="|".join(re.escape(name) for name in RESILIENCE["faults"]),
     conda:
         CONDA_ENV
+    # A measurement owns the machine: all cores, so that no other job runs beside it.
+    threads: workflow.cores
     resources:
         loadtest=1,
     params:
@@ -111,7 +91,7 @@ rule resilience_run:
 
 rule resilience_analysis:
     input:
-        faults=RESILIENCE_FAULTS_JSON,
+        runs=RESILIENCE_INPUTS,
     output:
         **{
             key: (
@@ -136,7 +116,7 @@ rule resilience_analysis:
         CONDA_ENV
     params:
         faults=RESILIENCE["faults"],
-        code=source_hash("faults", "figures"),
+        code=source_hash("analysis", "layout", "records"),
     script:
         "../scripts/resilience_analysis.py"
 

@@ -16,20 +16,13 @@ does the same for its workers.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import csv
 import ctypes
-import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,15 +30,18 @@ from typing import Any
 
 import psutil
 
-from servebench.cpus import check_cpus, parse_cpus
+from servebench.bento import bentoml_exe
+from servebench.cpus import check_cpus
+from servebench.deploy.monitor import Monitor
+from servebench.layout import SERVER_LOG
+from servebench.net import LOOPBACK, free_port, http_get
+from servebench.settings import LocalTarget
 
-HOST = "127.0.0.1"
+HOST = LOOPBACK
 READY_POLL_S = 0.25
 STOP_GRACE_S = 15.0
 LOG_TAIL_LINES = 40
 PR_SET_PDEATHSIG = 1
-# Prometheus families kept in server_metrics.csv (process CPU/RSS come from psutil instead).
-METRIC_PREFIXES = ("bentoml_",)
 
 
 class ServerStartError(RuntimeError):
@@ -116,13 +112,6 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:]) or "(server log is empty)"
 
 
-def free_port(host: str = HOST) -> int:
-    """A TCP port that is free now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def _child_setup(cpus: list[int]) -> Any:
     """preexec_fn of the server: pin it, and have the kernel SIGTERM it when we die."""
 
@@ -137,7 +126,7 @@ def _child_setup(cpus: list[int]) -> Any:
 
 
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
+def sigterm_raises() -> Iterator[None]:
     """While a server runs, SIGTERM/SIGHUP raise Terminated so that `finally` blocks run."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -173,11 +162,6 @@ def server_env(bentoml_home: str | Path, extra: dict[str, str] | None = None) ->
     return env
 
 
-def bentoml_exe() -> str:
-    candidate = Path(sys.executable).parent / "bentoml"
-    return str(candidate) if candidate.exists() else "bentoml"
-
-
 def start_server(
     tag: str,
     *,
@@ -209,17 +193,6 @@ def start_server(
     return LocalServer(
         tag=tag, host=host, port=port, cpus=cores, log_path=log_path, process=process
     )
-
-
-def http_get(url: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
-    """(status, body) of a GET; status 0 when the server cannot be reached."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-    except (urllib.error.URLError, OSError):
-        return 0, b""
 
 
 def wait_ready(server: LocalServer, timeout_s: float) -> float:
@@ -283,7 +256,7 @@ def local_server(
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[LocalServer]:
     """A ready server for the duration of the block; stopped on exit, whatever happens."""
-    with _sigterm_raises():
+    with sigterm_raises():
         server = start_server(
             tag,
             bentoml_home=bentoml_home,
@@ -300,211 +273,78 @@ def local_server(
             stop_server(server)
 
 
-# ------------------------------------------------------------------------------- monitoring
+class LocalDeployment:
+    """The variant's `bentoml serve` for the duration of a job. A restart (kill-server with
+    restart supervisor) replaces the server on the same port; the monitor follows it; every
+    server started is stopped on the way out."""
 
+    def __init__(self, target: LocalTarget, record: dict[str, Any], out_dir: Path) -> None:
+        self.target = target
+        self.record = record
+        self.out_dir = out_dir
+        self.servers: list[LocalServer] = []
+        self.allowed_cpus = os.sched_getaffinity(0)  # of the job, before any thread is pinned
+        self._monitor: Monitor | None = None
 
-def parse_metrics(
-    text: str, prefixes: Sequence[str] = METRIC_PREFIXES
-) -> list[tuple[str, str, float]]:
-    """(sample name, labels as k=v;k=v, value) of the Prometheus text exposition."""
-    from prometheus_client.parser import text_string_to_metric_families
+    @property
+    def current(self) -> LocalServer:
+        return self.servers[-1]
 
-    rows = []
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if not sample.name.startswith(tuple(prefixes)):
-                continue
-            labels = ";".join(f"{key}={value}" for key, value in sorted(sample.labels.items()))
-            rows.append((sample.name, labels, float(sample.value)))
-    return rows
+    @property
+    def url(self) -> str:
+        return self.current.url
 
+    def start(self, port: int | None = None) -> LocalServer:
+        name = SERVER_LOG if not self.servers else f"server.restart{len(self.servers)}.log"
+        server = start_server(
+            self.record["tag"],
+            bentoml_home=self.record["bentoml_home"],
+            log_path=self.out_dir / name,
+            cpus=self.target.cpus,
+            port=port,
+        )
+        self.servers.append(server)
+        wait_ready(server, self.target.ready_timeout_s)
+        if self._monitor is not None:
+            self._monitor.server = server
+        return server
 
-class Monitor:
-    """Samples /metrics and the server's CPU and RSS every `interval_s` in a thread."""
+    def restart(self) -> LocalServer:
+        """A fresh server on the same port; callable from a thread pinned to the generator's
+        cores (the server is pinned to its own cores by start_server)."""
+        pinned = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, self.allowed_cpus)
+        try:
+            return self.start(port=self.current.port)
+        finally:
+            os.sched_setaffinity(0, pinned)
 
-    METRICS_HEADER = ("timestamp_s", "elapsed_s", "metric", "labels", "value")
-    RESOURCES_HEADER = (
-        "timestamp_s",
-        "elapsed_s",
-        "n_processes",
-        "cpu_percent",
-        "rss_bytes",
-        "max_process_rss_bytes",
-    )
+    def stop_all(self) -> None:
+        for server in reversed(self.servers):
+            with contextlib.suppress(Exception):
+                stop_server(server)
 
-    def __init__(self, server: LocalServer, out_dir: str | Path, interval_s: float = 1.0) -> None:
-        self.server = server
-        self.out_dir = Path(out_dir)
-        self.interval_s = interval_s
-        self.metrics_path = self.out_dir / "server_metrics.csv"
-        self.resources_path = self.out_dir / "resources.csv"
-        self.samples = 0
-        self.scrape_failures = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="server-monitor", daemon=True)
-        self._cpu_probes: dict[int, psutil.Process] = {}
-        self._started = 0.0
-
-    def start(self) -> Monitor:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._started = time.time()
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        with (
-            self.metrics_path.open("w", newline="", encoding="utf-8") as metrics_file,
-            self.resources_path.open("w", newline="", encoding="utf-8") as resources_file,
-        ):
-            metrics = csv.writer(metrics_file)
-            resources = csv.writer(resources_file)
-            metrics.writerow(self.METRICS_HEADER)
-            resources.writerow(self.RESOURCES_HEADER)
-            self._sample_resources()  # primes cpu_percent
-            next_at = time.monotonic()
-            while True:
-                self.sample_once(metrics, resources)
-                metrics_file.flush()
-                resources_file.flush()
-                next_at += self.interval_s
-                if self._stop.wait(max(0.0, next_at - time.monotonic())):
-                    self.sample_once(metrics, resources)  # the state at the end of the run
-                    break
-
-    def sample_once(self, metrics: Any, resources: Any) -> None:
-        now = time.time()
-        elapsed = round(now - self._started, 3)
-        n, cpu, rss, max_rss = self._sample_resources()
-        resources.writerow((round(now, 3), elapsed, n, round(cpu, 1), rss, max_rss))
-        status, body = http_get(self.server.url + "/metrics", timeout_s=2.0)
-        if status == 200:
-            for name, labels, value in parse_metrics(body.decode("utf-8", errors="replace")):
-                metrics.writerow((round(now, 3), elapsed, name, labels, value))
-        else:
-            self.scrape_failures += 1
-        self.samples += 1
-
-    def _sample_resources(self) -> tuple[int, float, int, int]:
-        cpu = 0.0
-        rss = 0
-        max_rss = 0
-        processes = self.server.processes()
-        for process in processes:
-            probe = self._cpu_probes.setdefault(process.pid, process)
-            try:
-                cpu += probe.cpu_percent(None)
-                process_rss = probe.memory_info().rss
-            except psutil.Error:
-                continue
-            rss += process_rss
-            max_rss = max(max_rss, process_rss)
-        return len(processes), cpu, rss, max_rss
+    @contextlib.contextmanager
+    def monitored(self, out_dir: Path) -> Iterator[Monitor]:
+        """server_metrics.csv and resources.csv of the current server (after a restart too)."""
+        sampler = Monitor(self.current, out_dir).start()
+        self._monitor = sampler
+        try:
+            yield sampler
+        finally:
+            self._monitor = None
+            sampler.stop()
 
 
 @contextlib.contextmanager
-def monitor(server: LocalServer, out_dir: str | Path, interval_s: float = 1.0) -> Iterator[Monitor]:
-    """server_metrics.csv (scraped /metrics) and resources.csv (CPU%, RSS) in `out_dir`."""
-    sampler = Monitor(server, out_dir, interval_s).start()
-    try:
-        yield sampler
-    finally:
-        sampler.stop()
-
-
-# ------------------------------------------------------------------------------ the command
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from servebench.cli import UserError
-    from servebench.config import ConfigError, load_config
-
-    try:
-        config = load_config(*args.configfile)
-    except ConfigError as error:
-        raise UserError(str(error)) from None
-    if args.variant not in config.get("variants", {}):
-        known = ", ".join(sorted(config.get("variants", {})))
-        raise UserError(f"no variant named {args.variant!r} (known: {known})")
-    record_path = args.bento_json or Path(config["results_dir"], "bentos", f"{args.variant}.json")
-    if not record_path.is_file():
-        raise UserError(
-            f"{record_path}: no Bento built for variant {args.variant!r}; build it with "
-            f"`snakemake --cores 2 {record_path}`"
-        )
-    record = json.loads(record_path.read_text(encoding="utf-8"))
-    try:
-        cpus = parse_cpus(args.cpus) if args.cpus else list(config["cpus"]["server"])
-        cpus = check_cpus(cpus)
-    except ValueError as error:
-        raise UserError(str(error)) from None
-    log_path = args.log or Path(config["results_dir"], "serve", f"{args.variant}.log")
-    ready_timeout_s = float(config.get("deploy", {}).get("ready_timeout_s", 300))
-    print(f"starting {record['tag']} on cores {cpus} (log: {log_path}) ...", flush=True)
-    try:
-        with local_server(
-            record["tag"],
-            bentoml_home=record["bentoml_home"],
-            log_path=log_path,
-            cpus=cpus,
-            port=args.port,
-            ready_timeout_s=ready_timeout_s,
-        ) as server:
-            with contextlib.ExitStack() as stack:
-                if args.monitor:
-                    stack.enter_context(monitor(server, args.monitor))
-                print(
-                    f"variant {args.variant} ready at {server.url}\n"
-                    f"  curl -X POST {server.url}/classify -H 'Content-Type: application/json' "
-                    '-d \'{"text": "what a lovely day"}\'\n'
-                    "Ctrl-C stops it.",
-                    flush=True,
-                )
-                while server.process.poll() is None:
-                    time.sleep(0.5)
-                raise UserError(
-                    f"the server exited with code {server.process.returncode}; last lines of "
-                    f"{log_path}:\n{server.log_tail()}"
-                )
-    except ServerStartError as error:
-        raise UserError(str(error)) from None
-    except Terminated:
-        print("servebench serve: terminated, server stopped", file=sys.stderr)
-        return 143
-
-
-def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "serve",
-        help="serve one variant's Bento locally (127.0.0.1, pinned to the server cores) "
-        "until Ctrl-C",
-    )
-    parser.add_argument("--variant", required=True, help="variant name from the config")
-    parser.add_argument("--port", type=int, default=None, help="port (default: a free one)")
-    parser.add_argument(
-        "--cpus", default=None, help="server cores, e.g. 0 or 0-1 (default: config cpus.server)"
-    )
-    parser.add_argument(
-        "--configfile",
-        action="append",
-        default=[],
-        type=Path,
-        help="config file merged over config/config.yaml (repeatable), as for snakemake",
-    )
-    parser.add_argument(
-        "--bento-json",
-        type=Path,
-        default=None,
-        help="the Bento record (default: <results_dir>/bentos/<variant>.json)",
-    )
-    parser.add_argument("--log", type=Path, default=None, help="server log file")
-    parser.add_argument(
-        "--monitor",
-        type=Path,
-        default=None,
-        help="folder for server_metrics.csv and resources.csv, sampled once a second",
-    )
-    parser.set_defaults(func=_serve)
+def local_deployment(
+    target: LocalTarget, record: dict[str, Any], out_dir: Path
+) -> Iterator[LocalDeployment]:
+    """A ready LocalDeployment for the block; every server it started is stopped on exit."""
+    deployment = LocalDeployment(target, record, out_dir)
+    with sigterm_raises():
+        try:
+            deployment.start()
+            yield deployment
+        finally:
+            deployment.stop_all()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LoadTestError", "run_loadtest", "settings_from_config"]
+__all__ = ["LoadTestError", "run_loadtest"]
 
 
 def __getattr__(name: str) -> Any:

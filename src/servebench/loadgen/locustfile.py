@@ -26,22 +26,13 @@ from locust import FastHttpUser, events, task
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
+# servebench.records imports nothing but the standard library (nothing that gevent would break).
+from servebench.records import LOG_COLUMNS
+
 PLAN_PATH = os.environ["SERVEBENCH_PLAN"]
 with open(PLAN_PATH, encoding="utf-8") as _file:
     PLAN = json.load(_file)
 
-LOG_COLUMNS = (
-    "index",
-    "worker",
-    "payload_index",
-    "scheduled_s",
-    "sent_s",
-    "done_s",
-    "status",
-    "outcome",
-    "delayed",
-    "error",
-)
 REJECTED_STATUSES = frozenset(PLAN["rejected_statuses"])
 
 _start = {"t0_mono": None, "t0_wall": None}

@@ -6,13 +6,11 @@ process for N = 1), pinned to the generator's cores; this module never imports l
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,8 +24,13 @@ import numpy as np
 
 from servebench import arrivals
 from servebench import cpus as cpu_lists
+from servebench.layout import PLAN, RAW, REQUESTS, SUMMARY
 from servebench.loadgen.summary import read_worker_logs, request_table, summarize
+from servebench.net import LOOPBACK, free_port
+from servebench.payloads import PayloadError, read_texts
 from servebench.provenance import stable_hash, write_json
+from servebench.records import RunSummary
+from servebench.settings import LoadgenSettings
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 DEFAULT_BODY_TEMPLATE = '{"texts": ["{text}"]}'
@@ -40,21 +43,6 @@ RUN_TIME_MARGIN_S = 60.0
 
 class LoadTestError(ValueError):
     """Bad input to a load test (payload file, template, cores): one readable line."""
-
-
-def read_payloads(path: str | Path) -> list[str]:
-    """The `text` column of a CSV file."""
-    path = Path(path)
-    if not path.is_file():
-        raise LoadTestError(f"{path}: no such payload file")
-    with path.open(encoding="utf-8", newline="") as file:
-        reader = csv.DictReader(file)
-        if not reader.fieldnames or "text" not in reader.fieldnames:
-            raise LoadTestError(f"{path}: needs a 'text' column (found {reader.fieldnames})")
-        texts = [row["text"] for row in reader]
-    if not texts:
-        raise LoadTestError(f"{path}: no rows")
-    return texts
 
 
 def render_body(template: str, text: str) -> str:
@@ -105,31 +93,11 @@ def _pin(command: list[str], cpus: list[int] | None) -> list[str]:
     return [taskset, "-c", ",".join(map(str, cpus)), *command]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _locust_env() -> dict[str, str]:
     # LOCUST_* variables would silently change Locust's options: the plan decides, not them.
     env = {key: value for key, value in os.environ.items() if not key.startswith("LOCUST_")}
     env["PYTHONUNBUFFERED"] = "1"
     return env
-
-
-def settings_from_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The `run_loadtest` keyword arguments a validated config fixes (`loadgen`, `cpus`)."""
-    loadgen = config.get("loadgen", {})
-    return {
-        "endpoint": loadgen.get("endpoint", "/classify_batch"),
-        "max_in_flight": loadgen.get("max_in_flight", 512),
-        "overflow": loadgen.get("overflow_policy", "delay"),
-        "timeout_s": loadgen.get("request_timeout_s", 30.0),
-        "workers": loadgen.get("workers", 1),
-        "validity": dict(loadgen.get("validity", {})),
-        "cpus": config.get("cpus", {}).get("loadgen"),
-    }
 
 
 def run_loadtest(
@@ -147,27 +115,31 @@ def run_loadtest(
     stages: str | list[arrivals.Stage] | None = None,
     trace: str | Path | None = None,
     payloads: str | Path | None = None,
-    endpoint: str = "/classify_batch",
+    generator: LoadgenSettings | None = None,
     method: str = "POST",
     body_template: str = DEFAULT_BODY_TEMPLATE,
-    workers: int = 1,
-    cpus: str | list[int] | None = None,
-    max_in_flight: int = 512,
-    overflow: str = "delay",
-    timeout_s: float = 30.0,
     rejected_statuses: tuple[int, ...] = (429, 503),
-    validity: dict[str, float] | None = None,
     progress: bool = True,
     progress_interval_s: float | None = None,
-) -> dict[str, Any]:
+) -> RunSummary:
     """Send the seeded schedule to `host` + `endpoint` open loop; return the summary.
 
+    `generator`: the generator's settings (endpoint, in-flight cap, overflow policy, timeout,
+    workers, cores, validity rules); None takes the configuration schema's defaults.
     Writes into `out_dir`: requests.parquet, summary.json, plan.json (the schedule, payload
     order and settings), Locust's CSVs (locust_*.csv), HTML report and logs, and the raw
     per-worker logs under raw/. `progress`: a live line on stderr when it is a terminal, a
     line every few seconds otherwise (`progress_interval_s`).
     """
     out = Path(out_dir)
+    generator = generator or LoadgenSettings.with_defaults()
+    endpoint, workers, timeout_s = generator.endpoint, generator.workers, generator.timeout_s
+    max_in_flight, overflow, validity = (
+        generator.max_in_flight,
+        generator.overflow,
+        generator.validity,
+    )
+    cpus = list(generator.cpus)
     if workers < 1:
         raise LoadTestError(f"need at least one load generator worker, not {workers}")
     if max_in_flight < 1:
@@ -204,7 +176,10 @@ def run_loadtest(
             f"the warm-up ({warmup_s} s) must end before the run does ({schedule.horizon_s:.3g} s)"
         )
     if payloads is not None:
-        texts = read_payloads(payloads)
+        try:
+            texts = read_texts(payloads)
+        except PayloadError as error:
+            raise LoadTestError(str(error)) from None
         bodies = [render_body(body_template, text) for text in texts]
     elif method.upper() in ("GET", "HEAD", "DELETE"):
         texts, bodies = [""], [None]
@@ -213,11 +188,11 @@ def run_loadtest(
     order = arrivals.payload_order(len(schedule), len(bodies), seed)
 
     out.mkdir(parents=True, exist_ok=True)
-    raw_dir = out / "raw"
+    raw_dir = out / RAW
     if raw_dir.exists():
         shutil.rmtree(raw_dir)  # a rerun into the same folder starts from a clean log
     raw_dir.mkdir()
-    for stale in ("summary.json", "requests.parquet"):
+    for stale in (SUMMARY, REQUESTS):
         (out / stale).unlink(missing_ok=True)
     mode = "standalone" if workers == 1 else "distributed"
     settings = {
@@ -248,7 +223,7 @@ def run_loadtest(
         "scheduled_s": schedule.scheduled_s.tolist(),
         "payload_index": order.tolist(),
     }
-    plan_path = out / "plan.json"
+    plan_path = out / PLAN
     plan_path.write_text(json.dumps(plan))
 
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -297,8 +272,10 @@ def run_loadtest(
         interrupted=interrupted,
         locust_exit_code=exit_code,
     )
-    summary.update(schedule=schedule.describe(), settings=settings, started_at=started_at)
-    write_json(out / "summary.json", summary)
+    summary.schedule = schedule.describe()
+    summary.settings = settings
+    summary.started_at = started_at
+    write_json(out / SUMMARY, summary.to_dict())
     if interrupted:
         raise KeyboardInterrupt
     return summary
@@ -313,13 +290,13 @@ def finish(
     workers: int,
     interrupted: bool,
     locust_exit_code: int | None,
-) -> dict[str, Any]:
+) -> RunSummary:
     """Merge the per-worker logs into requests.parquet and compute the summary."""
-    raw_dir = out / "raw"
+    raw_dir = out / RAW
     table = request_table(read_worker_logs(raw_dir), warmup_s)
     temporary = out / "requests.parquet.tmp"
     table.to_parquet(temporary, index=False)
-    temporary.replace(out / "requests.parquet")
+    temporary.replace(out / REQUESTS)
     worker_results = []
     for path in sorted(raw_dir.glob("status_worker*.json")):
         status = json.loads(path.read_text())
@@ -391,14 +368,14 @@ def _start_locust(
 
     if workers == 1:
         return [launch([*base, *report, "-u", "1", "-r", "1"], "locust", cpus)]
-    port = _free_port()
+    port = free_port()
     master = launch(
         [
             *base,
             *report,
             "--master",
             "--master-bind-host",
-            "127.0.0.1",
+            LOOPBACK,
             "--master-bind-port",
             str(port),
             "--expect-workers",
@@ -421,7 +398,7 @@ def _start_locust(
             *base,
             "--worker",
             "--master-host",
-            "127.0.0.1",
+            LOOPBACK,
             "--master-port",
             str(port),
             "--headless",

@@ -14,23 +14,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from servebench.arrivals import Schedule, interarrival_cv, ks_test
+from servebench.config import schema_defaults
+from servebench.records import LOG_COLUMNS, OUTCOMES, PERCENTILES, RunSummary
 
 if TYPE_CHECKING:
     import pandas as pd
 
-OUTCOMES = ("ok", "rejected", "failed", "timeout", "dropped")
-PERCENTILES = (50, 90, 95, 99)
 
-# Validity thresholds; config/config.yaml `loadgen.validity` holds the same keys and defaults.
-DEFAULT_VALIDITY: dict[str, float] = {
-    "achieved_rate_tolerance": 0.02,
-    "cv_tolerance": 0.10,
-    "cv_min_arrivals": 500,
-    "ks_alpha": 0.01,
-    "ks_resolution_ms": 1.0,
-    "send_lag_p99_max_ms": 5.0,
-    "generator_cpu_max_percent": 90.0,
-}
+def validity_rules(given: dict[str, float] | None) -> dict[str, float]:
+    """The validity thresholds: `given` over the schema's `loadgen.validity` defaults."""
+    defaults = schema_defaults("loadgen", "validity")
+    return {**defaults, **{k: v for k, v in (given or {}).items() if v is not None}}
 
 
 def read_worker_logs(log_dir: Path) -> pd.DataFrame:
@@ -50,18 +44,7 @@ def read_worker_logs(log_dir: Path) -> pd.DataFrame:
             )
         except pd.errors.EmptyDataError:
             continue
-    columns = [
-        "index",
-        "worker",
-        "payload_index",
-        "scheduled_s",
-        "sent_s",
-        "done_s",
-        "status",
-        "outcome",
-        "delayed",
-        "error",
-    ]
+    columns = list(LOG_COLUMNS)
     if not frames:
         return pd.DataFrame({name: pd.Series(dtype="float64") for name in columns})
     table = pd.concat(frames, ignore_index=True)
@@ -69,6 +52,11 @@ def read_worker_logs(log_dir: Path) -> pd.DataFrame:
     table = table.dropna(subset=["index", "outcome"])
     table = table[table["outcome"].isin(OUTCOMES)]
     return table.sort_values("index", kind="stable").reset_index(drop=True)
+
+
+def empty_request_table() -> pd.DataFrame:
+    """requests.parquet's columns with no row (the file of a run that sent nothing)."""
+    return request_table(read_worker_logs(Path("/nonexistent")), 0.0)
 
 
 def request_table(log: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
@@ -120,9 +108,9 @@ def summarize(
     workers: int,
     interrupted: bool = False,
     locust_exit_code: int | None = 0,
-) -> dict[str, Any]:
+) -> RunSummary:
     """The run's summary (the contract's fields) with `valid` and `invalid_reasons`."""
-    rules = dict(DEFAULT_VALIDITY, **{k: v for k, v in validity.items() if v is not None})
+    rules = validity_rules(validity)
     horizon = schedule.horizon_s
     window_s = horizon - warmup_s
     planned = schedule.scheduled_s
@@ -157,7 +145,7 @@ def summarize(
     cpu_values = [r["cpu_percent"] for r in worker_results if r.get("cpu_percent") is not None]
     generator_cpu = max(cpu_values) if cpu_values else None
 
-    summary: dict[str, Any] = {
+    fields: dict[str, Any] = {
         "arrival": schedule.arrival,
         "seed": schedule.seed,
         "schedule_hash": schedule.schedule_hash,
@@ -193,27 +181,28 @@ def summarize(
         "locust_exit_code": locust_exit_code,
         "validity_rules": rules,
     }
+    summary = RunSummary.from_dict(fields)
     reasons = invalid_reasons(summary, rules, n_sent=len(sent_times), expected_workers=workers)
-    summary["valid"] = not reasons
-    summary["invalid_reasons"] = reasons
+    summary.valid = not reasons
+    summary.invalid_reasons = reasons
     return summary
 
 
 def invalid_reasons(
-    summary: dict[str, Any], rules: dict[str, float], *, n_sent: int, expected_workers: int
+    summary: RunSummary, rules: dict[str, float], *, n_sent: int, expected_workers: int
 ) -> list[str]:
     """Every validity rule the run breaks, one readable line each (empty: valid)."""
     reasons: list[str] = []
-    if summary["interrupted"]:
+    if summary.interrupted:
         reasons.append("the run was interrupted before the end of its schedule")
-    if summary["locust_exit_code"] not in (0, None):
-        reasons.append(f"Locust exited with code {summary['locust_exit_code']} (see locust.log)")
-    if summary["missing_requests"] > 0:
+    if summary.locust_exit_code not in (0, None):
+        reasons.append(f"Locust exited with code {summary.locust_exit_code} (see locust.log)")
+    if summary.missing_requests > 0:
         reasons.append(
-            f"{summary['missing_requests']} planned requests have no entry in the log "
+            f"{summary.missing_requests} planned requests have no entry in the log "
             "(never sent, or no answer before the end)"
         )
-    offered, achieved = summary["offered_rate_rps"], summary["achieved_rate_rps"]
+    offered, achieved = summary.offered_rate_rps, summary.achieved_rate_rps
     if offered is None or achieved is None or offered <= 0:
         reasons.append("no measured requests: the warm-up covers the whole run")
     else:
@@ -223,12 +212,12 @@ def invalid_reasons(
                 f"achieved rate {achieved:.4g} req/s is {100 * gap:.1f}% off the offered "
                 f"{offered:.4g} req/s (tolerance {100 * rules['achieved_rate_tolerance']:.1f}%)"
             )
-    planned_cv, realized_cv = summary["schedule_cv"], summary["realized_cv"]
+    planned_cv, realized_cv = summary.schedule_cv, summary.realized_cv
     if n_sent >= rules["cv_min_arrivals"] and planned_cv is not None:
         # Relative to the CV of the drawn schedule: a sample CV of a bursty law varies by more
         # than 10% between seeds, so the generator is judged on what it was asked to send.
         # Constant arrivals (CV 0): the tolerance is absolute.
-        constant = summary["target_cv"] == 0
+        constant = summary.target_cv == 0
         allowed = rules["cv_tolerance"] * (1.0 if constant else planned_cv)
         if realized_cv is None or abs(realized_cv - planned_cv) > allowed:
             reasons.append(
@@ -236,26 +225,26 @@ def invalid_reasons(
                 f"differs from the schedule's {planned_cv:.4g} by more than "
                 f"{100 * rules['cv_tolerance']:.0f}%"
             )
-    pvalue = summary["ks_pvalue"]
+    pvalue = summary.ks_pvalue
     if pvalue is not None and pvalue < rules["ks_alpha"]:
         reasons.append(
             f"KS test rejects the target law for the realized interarrivals "
-            f"(D={summary['ks_statistic']:.4f}, p={pvalue:.3g} < {rules['ks_alpha']})"
+            f"(D={summary.ks_statistic:.4f}, p={pvalue:.3g} < {rules['ks_alpha']})"
         )
-    lag = summary["send_lag_p99_ms"]
+    lag = summary.send_lag_p99_ms
     if lag is not None and lag > rules["send_lag_p99_max_ms"]:
         reasons.append(
             f"send-lag p99 {lag:.2f} ms exceeds {rules['send_lag_p99_max_ms']:.2f} ms "
             "(the generator could not send on schedule)"
         )
-    cpu = summary["generator_cpu_percent"]
+    cpu = summary.generator_cpu_percent
     if cpu is None:
         reasons.append("generator CPU was not measured (a worker did not finish)")
     elif cpu > rules["generator_cpu_max_percent"]:
         reasons.append(
             f"generator CPU {cpu:.0f}% of a core exceeds {rules['generator_cpu_max_percent']:.0f}%"
         )
-    reported = len(summary["generator_cpu_percent_by_worker"])
+    reported = len(summary.generator_cpu_percent_by_worker)
     if cpu is not None and reported < expected_workers:
         reasons.append(f"only {reported} of {expected_workers} generator workers finished")
     return reasons

@@ -1,0 +1,309 @@
+"""One resilience run: a fault injected at a scheduled time into a running open-loop load test.
+
+deploy the Bento -> start the load test (the steady scenario by default)
+-> a thread waits for the schedule's start, then injects the fault at `at_s`
+-> /readyz and /livez are polled once a second all along (probes.csv)
+-> after the run: faults.json with the injection time and the measured figures
+   (servebench.faults.measure), meta.json last
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from servebench.deploy import deployed
+from servebench.faults import FaultContext, FaultError, Injector, injector
+from servebench.faults.measure import measure_fault
+from servebench.faults.probes import Prober
+from servebench.jobs.common import (
+    clear_dir,
+    logged_loadtest,
+    read_json,
+    reference_capacity_rps,
+    run_meta,
+    write_missing_outputs,
+)
+from servebench.layout import (
+    FAULTS,
+    K3S_FACTS,
+    META,
+    PLAN,
+    PROBES,
+    RAW,
+    REQUESTS,
+    RESILIENCE_FILES,
+)
+from servebench.matrix import FaultRunSpec, fault_seed
+from servebench.provenance import write_json
+from servebench.records import RunSummary
+from servebench.settings import K3sTarget, LoadgenSettings, ResilienceSettings, deploy_target
+
+log = logging.getLogger(__name__)
+
+
+# How long the fault thread waits for the load generator's start time t0 before giving up.
+T0_WAIT_S = 120.0
+
+
+def read_t0_wall(raw_dir: Path) -> float | None:
+    """The schedule's start (wall clock) that the load generator's workers report."""
+    for path in sorted(Path(raw_dir).glob("status_worker*.json")):
+        with contextlib.suppress(OSError, json.JSONDecodeError):
+            value = json.loads(path.read_text()).get("t0_wall")
+            if value:
+                return float(value)
+    return None
+
+
+def _k3s_facts(out: Path) -> dict[str, Any] | None:
+    """What the K3s driver wrote into k3s.json after teardown: pod restarts, events, the
+    port-forward's restarts, the deployment's axes."""
+    path = out / K3S_FACTS
+    if not path.is_file():
+        return None
+    with contextlib.suppress(OSError, json.JSONDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        keys = ("replicas", "max_replicas", "pdb_min_available", "access", "restarts", "events")
+        facts = {key: data.get(key) for key in keys}
+        facts["port_forward_restarts"] = len(data.get("port_forward_restarts") or [])
+        facts["pods"] = data.get("pods")
+        return facts
+    return None
+
+
+class FaultThread(threading.Thread):
+    """Waits for the schedule's start t0, sleeps until t0 + at_s, injects the fault."""
+
+    def __init__(
+        self,
+        name: str,
+        inject: Injector,
+        context: FaultContext,
+        raw_dir: Path,
+        at_s: float,
+        cpus: Sequence[int] | None = None,
+    ):
+        super().__init__(name=f"fault-{name}", daemon=True)
+        self.cpus = list(cpus or [])
+        self.inject = inject
+        self.context = context
+        self.raw_dir = raw_dir
+        self.at_s = at_s
+        self.t0_wall: float | None = None
+        self.record: dict[str, Any] = {}
+        self.error: str | None = None
+
+    def run(self) -> None:
+        if self.cpus:  # never on the server's cores (Linux: this thread only)
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, self.cpus)
+        try:
+            deadline = time.monotonic() + T0_WAIT_S
+            while self.t0_wall is None:
+                if self.context.stop.is_set() or time.monotonic() > deadline:
+                    self.error = "the load generator never reported its start time"
+                    return
+                self.t0_wall = read_t0_wall(self.raw_dir)
+                self.context.stop.wait(0.05)
+            if self.context.stop.wait(max(0.0, self.t0_wall + self.at_s - time.time())):
+                self.error = "the load test ended before the fault's time"
+                return
+            injected = time.time()
+            facts = self.inject(self.context)
+            self.record = {"injected_wall_s": injected, **facts}
+        except Exception as error:  # reported in faults.json, the run goes on
+            self.error = f"{type(error).__name__}: {error}"
+            log.error("fault %s failed: %s", self.name, traceback.format_exc())
+        # Stay until the run ends: a server restarted from this thread gets SIGTERM from the
+        # kernel when its parent thread exits (PR_SET_PDEATHSIG, servebench.deploy.local).
+        self.context.stop.wait()
+
+
+def fault_entry(
+    name: str,
+    kind: str,
+    params: dict[str, Any],
+    restart: str,
+    record: dict[str, Any],
+    t0_wall: float | None,
+    error: str | None,
+) -> dict[str, Any]:
+    """faults.json's entry of one fault: kind, window on the schedule's clock, parameters."""
+    entry: dict[str, Any] = {"name": name, "kind": kind, "restart": restart, "params": params}
+    injected = record.get("injected_wall_s")
+    if injected is not None and t0_wall is not None:
+        entry["start_s"] = round(injected - t0_wall, 4)
+        end_wall = record.get("end_wall_s", injected)
+        entry["end_s"] = round(end_wall - t0_wall, 4)
+    else:
+        entry["start_s"] = entry["end_s"] = None
+    for key, value in record.items():
+        if key.endswith("_wall_s") and key != "injected_wall_s" and t0_wall is not None:
+            entry[key.replace("_wall_s", "_s")] = round(value - t0_wall, 4)
+        elif not key.endswith("_wall_s"):
+            entry[key] = value
+    entry["injected"] = injected is not None
+    entry["error"] = error
+    return entry
+
+
+def _read_requests(out: Path) -> pd.DataFrame | None:
+    path = out / REQUESTS
+    return pd.read_parquet(path) if path.is_file() else None
+
+
+def _planned(out: Path) -> int | None:
+    with contextlib.suppress(OSError, json.JSONDecodeError, KeyError):
+        return len(json.loads((out / PLAN).read_text())["scheduled_s"])
+    return None
+
+
+def run_fault(
+    config: dict[str, Any],
+    spec: FaultRunSpec,
+    bento_record_path: str | Path,
+    payloads_path: str | Path,
+    out_dir: str | Path,
+    reference_capacity_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """One resilience run; writes the load test's files, probes.csv, faults.json, meta.json
+    (last). A failed run is recorded, not raised. Returns the faults.json content."""
+    out = Path(out_dir)
+    clear_dir(out)
+    run = ResilienceSettings.of(config, spec.variant, spec.fault)
+    fault = run.fault
+    generator = LoadgenSettings.of(config)
+    target = deploy_target(config, run.bento_variant)
+    record = read_json(bento_record_path)
+    seed = fault_seed(config, spec.fault, spec.repetition)
+    started = time.time()
+    rate_rps: float | None = None
+    summary = RunSummary()
+    thread: FaultThread | None = None
+    prober: Prober | None = None
+    run_error = None
+    try:
+        inject = injector(fault.kind, spec.target)
+        rate_rps = run.rate_rps or run.scenario.offered_rate_rps(
+            reference_capacity_rps(reference_capacity_path)
+        )
+        context = FaultContext(target=spec.target, params=fault.params, restart=run.restart)
+        with deployed(target, record, out) as deployment, deployment.monitored(out):
+            context.deployment = deployment
+            prober = Prober(lambda: deployment.url, run.probe_interval_s, generator.cpus).start()
+            thread = FaultThread(fault.name, inject, context, out / RAW, fault.at_s, generator.cpus)
+            thread.start()
+            try:
+                summary = logged_loadtest(
+                    host=deployment.url,
+                    out_dir=out,
+                    seed=seed,
+                    arrival=run.scenario.arrival,
+                    rate_rps=rate_rps,
+                    cv=run.scenario.cv,
+                    shape=run.scenario.shape,
+                    duration_s=run.duration_s,
+                    warmup_s=run.warmup_s,
+                    payloads=payloads_path,
+                    generator=generator,
+                    progress=False,
+                )
+            finally:
+                context.stop.set()
+                thread.join(timeout=target.ready_timeout_s + 30)
+                prober.stop()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except FaultError as error:  # a fault of another target: the message says it all
+        log.error("resilience run %s not run: %s", out, error)
+        run_error = f"{type(error).__name__}: {error}"
+    except Exception as error:  # a failed run is data, not a stopped workflow
+        log.error("resilience run %s failed: %s\n%s", out, error, traceback.format_exc())
+        run_error = f"{type(error).__name__}: {error}"
+
+    t0_wall = thread.t0_wall if thread is not None else None
+    if prober is not None:
+        prober.frame(t0_wall).to_csv(out / PROBES, index=False)
+    entry = fault_entry(
+        fault.name,
+        fault.kind,
+        {"at_s": fault.at_s, **fault.params},
+        run.restart,
+        thread.record if thread else {},
+        t0_wall,
+        thread.error if thread else run_error,
+    )
+    requests = _read_requests(out)
+    measured: dict[str, Any] = {}
+    if entry["start_s"] is not None and requests is not None and len(requests):
+        probes = pd.read_csv(out / PROBES) if (out / PROBES).is_file() else None
+        measured = measure_fault(
+            requests,
+            start_s=entry["start_s"],
+            end_s=entry["end_s"],
+            planned=_planned(out),
+            warmup_s=run.warmup_s,
+            horizon_s=run.duration_s,
+            window_s=run.recovery.window_s,
+            quiet_s=run.recovery.quiet_s,
+            band_tolerance=run.recovery.band_tolerance,
+            probes=probes,
+        )
+    entry.update(measured)
+    problems = [p for p in dict.fromkeys((run_error, entry["error"])) if p]
+    if measured and measured["requests_lost"]:
+        problems.append(f"{measured['requests_lost']} requests lost by the client")
+    k3s_facts = _k3s_facts(out) if isinstance(target, K3sTarget) else None
+    result = {
+        "faults": [entry],
+        "target": spec.target,
+        "variant": spec.variant,
+        "bento_variant": run.bento_variant,
+        "restart": run.restart,
+        "fault": spec.fault,
+        "repetition": spec.repetition,
+        "rate_rps": rate_rps,
+        "t0_wall_s": t0_wall,
+        "valid": not problems,
+        "problems": problems,
+    }
+    if k3s_facts is not None:
+        result["k3s"] = k3s_facts
+    write_json(out / FAULTS, result)
+    write_missing_outputs(out, RESILIENCE_FILES)
+    identity = {
+        "kind": "resilience",
+        "target": spec.target,
+        "variant": spec.variant,
+        "bento_variant": run.bento_variant,
+        "restart": run.restart,
+        "fault": spec.fault,
+        "fault_config": config["resilience"]["faults"][spec.fault],
+        "scenario": run.scenario.name,
+        "scenario_config": config["scenarios"][run.scenario.name],
+        "repetition": spec.repetition,
+        "seed": seed,
+        "rate_rps": rate_rps,
+        "duration_s": run.duration_s,
+        "k3s_settings": target.as_dict() if isinstance(target, K3sTarget) else None,
+    }
+    meta = run_meta(config, record, identity)
+    meta.update(
+        wall_time_s=round(time.time() - started, 3),
+        summary_valid=summary.valid,
+        valid=not problems,
+        problems=problems,
+    )
+    write_json(out / META, meta)
+    return result

@@ -1,0 +1,139 @@
+"""Typed records of the result files that cross layers: what a job writes and the analysis reads.
+
+`RunSummary` is summary.json: written by the load generator (servebench.loadgen.summary) and
+read by the jobs and the analysis. Its keys are defined here once; files written by an older
+version load with the fields they have (the others stay None).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+OUTCOMES = ("ok", "rejected", "failed", "timeout", "dropped")
+# The columns of a generator worker's per-request log (raw/requests_worker<i>.csv).
+LOG_COLUMNS = (
+    "index",
+    "worker",
+    "payload_index",
+    "scheduled_s",
+    "sent_s",
+    "done_s",
+    "status",
+    "outcome",
+    "delayed",
+    "error",
+)
+PERCENTILES = (50, 90, 95, 99)
+
+
+@dataclass
+class RunSummary:
+    """summary.json of one load test: the schedule, rates, latency statistics and validity.
+
+    Latency is measured from the scheduled send time (`latency_*`, no coordinated omission) and
+    from the actual send (`service_*`); both over the measured (post-warm-up) ok requests.
+    A run that failed before it could measure has only `valid`, `invalid_reasons`, `error`.
+    """
+
+    valid: bool = False
+    invalid_reasons: list[str] = field(default_factory=list)
+    error: str | None = None
+    # the schedule
+    arrival: str | None = None
+    seed: int | None = None
+    schedule_hash: str | None = None
+    horizon_s: float | None = None
+    warmup_s: float | None = None
+    planned_requests: int | None = None
+    measured_planned_requests: int | None = None
+    measured_sent_requests: int | None = None
+    # rates (req/s) over the measured window
+    target_rate_rps: float | None = None
+    offered_rate_rps: float | None = None
+    achieved_rate_rps: float | None = None
+    throughput_rps: float | None = None
+    # interarrival law
+    target_cv: float | None = None
+    schedule_cv: float | None = None
+    realized_cv: float | None = None
+    gamma_shape: float | None = None
+    ks_statistic: float | None = None
+    ks_pvalue: float | None = None
+    ks_reference: str | None = None
+    # send lag, latency from the schedule, service time from the send (ms)
+    send_lag_p50_ms: float | None = None
+    send_lag_p90_ms: float | None = None
+    send_lag_p95_ms: float | None = None
+    send_lag_p99_ms: float | None = None
+    send_lag_max_ms: float | None = None
+    send_lag_mean_ms: float | None = None
+    latency_p50_ms: float | None = None
+    latency_p90_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_p99_ms: float | None = None
+    latency_max_ms: float | None = None
+    latency_mean_ms: float | None = None
+    service_p50_ms: float | None = None
+    service_p90_ms: float | None = None
+    service_p95_ms: float | None = None
+    service_p99_ms: float | None = None
+    service_max_ms: float | None = None
+    service_mean_ms: float | None = None
+    # requests by outcome
+    counts: dict[str, int] = field(default_factory=dict)
+    counts_including_warmup: dict[str, int] = field(default_factory=dict)
+    delayed_requests: int | None = None
+    missing_requests: int | None = None
+    # the generator
+    generator_cpu_percent: float | None = None
+    generator_cpu_percent_by_worker: dict[str, float | None] = field(default_factory=dict)
+    loadgen_workers: int | None = None
+    interrupted: bool = False
+    locust_exit_code: int | None = None
+    validity_rules: dict[str, float] = field(default_factory=dict)
+    schedule: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    started_at: str | None = None
+
+    @classmethod
+    def failed(cls, reason: str, error: str | None = None) -> RunSummary:
+        """The summary of a run that could not measure (it is kept, as invalid data)."""
+        return cls(valid=False, invalid_reasons=[reason], error=error)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSummary:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+    @classmethod
+    def read(cls, path: str | Path) -> RunSummary:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def n_measured(self) -> int:
+        """Requests scheduled after the warm-up and recorded, whatever their outcome."""
+        return sum(int(value) for value in self.counts.values())
+
+    @property
+    def error_rate(self) -> float | None:
+        """Failed, timed-out and dropped (never sent: the generator's in-flight cap) requests
+        per measured request; rejections (429/503) are the server shedding load on purpose and
+        are counted apart."""
+        n = self.n_measured
+        errors = sum(int(self.counts.get(name, 0)) for name in ("failed", "timeout", "dropped"))
+        return errors / n if n else None
+
+    @property
+    def rejection_rate(self) -> float | None:
+        n = self.n_measured
+        return int(self.counts.get("rejected", 0)) / n if n else None
+
+
+SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(RunSummary))

@@ -1,0 +1,305 @@
+"""Typed settings, built once from a checked configuration at a job's boundary.
+
+The raw configuration dict stops at the jobs (servebench.jobs) and the commands: they build
+these small, frozen settings, and every layer below takes only what it needs from them. Each
+`of(config, ...)` reads keys without defaults of its own: defaults live in the schema
+(config/schema.yaml), filled in by `servebench.config.apply_defaults`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LoadgenSettings:
+    """`loadgen` and `cpus.loadgen`: the open-loop generator's knobs."""
+
+    endpoint: str
+    max_in_flight: int
+    overflow: str
+    timeout_s: float
+    workers: int
+    validity: dict[str, float]
+    cpus: tuple[int, ...]
+
+    @classmethod
+    def of(cls, config: dict[str, Any]) -> LoadgenSettings:
+        loadgen = config["loadgen"]
+        return cls(
+            endpoint=loadgen["endpoint"],
+            max_in_flight=int(loadgen["max_in_flight"]),
+            overflow=loadgen["overflow_policy"],
+            timeout_s=float(loadgen["request_timeout_s"]),
+            workers=int(loadgen["workers"]),
+            validity=dict(loadgen["validity"]),
+            cpus=tuple(config["cpus"]["loadgen"]),
+        )
+
+    @classmethod
+    def with_defaults(cls, **given: Any) -> LoadgenSettings:
+        """The schema's defaults (servebench.config.schema_defaults) with `given` over them."""
+        from servebench.config import apply_defaults
+
+        defaults = cls.of(apply_defaults({}))
+        if "cpus" in given:
+            given["cpus"] = tuple(given["cpus"] or ())
+        return dataclasses.replace(defaults, **given)
+
+    def loadtest_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of servebench.loadgen.runner.run_loadtest these fix."""
+        return {
+            "endpoint": self.endpoint,
+            "max_in_flight": self.max_in_flight,
+            "overflow": self.overflow,
+            "timeout_s": self.timeout_s,
+            "workers": self.workers,
+            "validity": dict(self.validity),
+            "cpus": list(self.cpus),
+        }
+
+
+@dataclass(frozen=True)
+class ScenarioSettings:
+    """One scenario (`scenarios.<name>`): its arrival law, rate, length and repetitions."""
+
+    name: str
+    arrival: str
+    cv: float | None
+    shape: float | None
+    rate_rps: float | None  # absolute, or None when relative to the reference variant
+    rate_of_reference: float | None
+    duration_s: float | None
+    requests: int | None
+    warmup_s: float
+    repetitions: int
+
+    @classmethod
+    def of(cls, config: dict[str, Any], name: str) -> ScenarioSettings:
+        scenario = config["scenarios"][name]
+        return cls(
+            name=name,
+            arrival=scenario["arrival"],
+            cv=scenario.get("cv"),
+            shape=scenario.get("shape"),
+            rate_rps=scenario.get("rate_rps"),
+            rate_of_reference=scenario.get("rate_of_baseline_capacity"),
+            duration_s=scenario.get("duration_s"),
+            requests=scenario.get("requests"),
+            warmup_s=float(scenario["warmup_s"]),
+            repetitions=int(scenario["repetitions"]),
+        )
+
+    @property
+    def needs_reference(self) -> bool:
+        """The rate is a fraction of the reference variant's calibrated capacity."""
+        return self.rate_rps is None
+
+    def offered_rate_rps(self, reference_capacity_rps: float | None) -> float:
+        """The scenario's mean arrival rate: absolute, or a fraction of the reference's."""
+        if self.rate_rps is not None:
+            return float(self.rate_rps)
+        if reference_capacity_rps is None or reference_capacity_rps <= 0:
+            raise ValueError(
+                "the scenario's rate is relative to the reference variant's capacity, "
+                "but no positive capacity was measured"
+            )
+        assert self.rate_of_reference is not None
+        return float(self.rate_of_reference) * reference_capacity_rps
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """`calibration`: the ramp of offered rates and what a sustained step is."""
+
+    start_rate_rps: float
+    rate_factor: float
+    max_steps: int
+    step_duration_s: float
+    achieved_rate_tolerance: float
+    slo_p99_ms: float
+
+    @classmethod
+    def of(cls, config: dict[str, Any]) -> CalibrationSettings:
+        calibration = config["calibration"]
+        return cls(
+            start_rate_rps=float(calibration["start_rate_rps"]),
+            rate_factor=float(calibration["rate_factor"]),
+            max_steps=int(calibration["max_steps"]),
+            step_duration_s=float(calibration["step_duration_s"]),
+            achieved_rate_tolerance=float(calibration["achieved_rate_tolerance"]),
+            slo_p99_ms=float(calibration["slo_p99_ms"]),
+        )
+
+
+def model_runtimes(config: dict[str, Any]) -> list[str]:
+    """The model stage's runtimes: pytorch fp32, the fidelity reference, always and first."""
+    return ["pytorch"] + [r for r in config["model"]["runtimes"] if r != "pytorch"]
+
+
+# ------------------------------------------------------------------------ deployment targets
+
+
+@dataclass(frozen=True)
+class LocalTarget:
+    """`deploy.target: local`: `bentoml serve` on this machine, pinned to the server's cores."""
+
+    cpus: tuple[int, ...]
+    ready_timeout_s: float
+    name: str = "local"
+
+
+# The deployment axes a variant may set itself on the K3s target (variants.<name>.k3s).
+K3S_VARIANT_AXES = ("replicas", "max_replicas", "pdb_min_available")
+
+
+@dataclass(frozen=True)
+class K3sTarget:
+    """`deploy.target: k3s`: deploy.k3s with the variant's own axes over it."""
+
+    namespace: str
+    kubectl: str
+    k3s_command: str
+    containerize_backend: str
+    image_registry: str
+    image_repository: str
+    image_transfer: str
+    replicas: int
+    max_replicas: int
+    hpa_cpu_utilization_percent: int
+    pdb_min_available: int
+    resources: dict[str, dict[str, str]]
+    read_only_root_filesystem: bool
+    access: str
+    node_port: int
+    node_address: str
+    rollout_timeout_s: float
+    command_timeout_s: float
+    monitor_interval_s: float
+    faults: dict[str, str]
+    ready_timeout_s: float
+    cpus: tuple[int, ...] = ()
+    name: str = "k3s"
+
+    @classmethod
+    def of(cls, config: dict[str, Any], variant: str | None = None) -> K3sTarget:
+        k3s = {**config["deploy"]["k3s"], **k3s_variant_axes(config, variant)}
+        return cls(
+            **{key: k3s[key] for key in cls.__dataclass_fields__ if key in k3s},
+            ready_timeout_s=float(config["deploy"]["ready_timeout_s"]),
+            cpus=tuple(config["cpus"]["server"]),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as recorded in meta.json and k3s.json."""
+        return {key: getattr(self, key) for key in self.__dataclass_fields__}
+
+
+def k3s_variant_axes(config: dict[str, Any], variant: str | None) -> dict[str, Any]:
+    """The deployment axes a variant sets itself (`variants.<name>.k3s`, null keys inherit)."""
+    if variant is None or variant not in config["variants"]:
+        return {}
+    given = config["variants"][variant].get("k3s") or {}
+    return {
+        key: value for key, value in given.items() if key in K3S_VARIANT_AXES and value is not None
+    }
+
+
+DeployTarget = LocalTarget | K3sTarget
+
+
+def deploy_target(config: dict[str, Any], variant: str | None = None) -> DeployTarget:
+    """The configured deployment target's settings for `variant`."""
+    if config["deploy"]["target"] == "k3s":
+        return K3sTarget.of(config, variant)
+    return LocalTarget(
+        cpus=tuple(config["cpus"]["server"]),
+        ready_timeout_s=float(config["deploy"]["ready_timeout_s"]),
+    )
+
+
+# ------------------------------------------------------------------------------- resilience
+
+
+@dataclass(frozen=True)
+class RecoverySettings:
+    """`resilience.recovery`: the rule of the time to recover."""
+
+    window_s: float
+    quiet_s: float
+    band_tolerance: float
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """One fault of `resilience.faults`: its kind, injection time and parameters."""
+
+    name: str
+    kind: str
+    at_s: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ResilienceSettings:
+    """One resilience run's settings: the load, the fault, the variant's restart policy."""
+
+    variant: str  # the resilience variant (resilience.variants)
+    bento_variant: str  # the Bento variant it serves
+    restart: str
+    fault: FaultSettings
+    scenario: ScenarioSettings
+    rate_rps: float | None  # absolute, over the scenario's own rate
+    duration_s: float
+    warmup_s: float
+    probe_interval_s: float
+    recovery: RecoverySettings
+
+    @classmethod
+    def of(cls, config: dict[str, Any], variant: str, fault: str) -> ResilienceSettings:
+        resilience = config["resilience"]
+        fault_config = dict(resilience["faults"][fault])
+        kind = fault_config.pop("kind")
+        at_s = float(fault_config.pop("at_s"))
+        chosen = resilience["variants"][variant]
+        return cls(
+            variant=variant,
+            bento_variant=chosen["variant"],
+            restart=chosen["restart"],
+            fault=FaultSettings(fault, kind, at_s, fault_config),
+            scenario=ScenarioSettings.of(config, resilience["scenario"]),
+            rate_rps=resilience["rate_rps"],
+            duration_s=float(resilience["duration_s"]),
+            warmup_s=float(resilience["warmup_s"]),
+            probe_interval_s=float(resilience["probe_interval_s"]),
+            recovery=RecoverySettings(**resilience["recovery"]),
+        )
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.rate_rps is None and self.scenario.needs_reference
+
+
+# --------------------------------------------------------------------------------- analysis
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """`analysis` and the master seed: the statistics of the tables and the report."""
+
+    ci_level: float = 0.95
+    bootstrap_resamples: int = 10000
+    alpha: float = 0.05
+    seed: int = 0
+
+    @classmethod
+    def of(cls, config: dict[str, Any]) -> AnalysisSettings:
+        analysis = config["analysis"]
+        return cls(
+            ci_level=float(analysis["ci_level"]),
+            bootstrap_resamples=int(analysis["bootstrap_resamples"]),
+            alpha=float(analysis["alpha"]),
+            seed=int(config["seed"]),
+        )

@@ -75,8 +75,16 @@ start() {
             die "a dockerd runs (not started by this script) but does not answer; not touching it"
         fi
         echo "dockerd.sh: starting dockerd (storage driver $STORAGE_DRIVER, log $LOGFILE)" >&2
-        # setsid: the daemon outlives this script and the caller's process group.
-        setsid dockerd --storage-driver "$STORAGE_DRIVER" >>"$LOGFILE" 2>&1 </dev/null &
+        # setsid: the daemon outlives this script and the caller's process group. Every file
+        # descriptor but 0-2 is closed first: a caller's lock (`flock LOCK containers/dockerd.sh`)
+        # would otherwise be held by the daemon for as long as it runs.
+        (
+            for fd in /proc/$BASHPID/fd/*; do
+                fd=${fd##*/}
+                [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
+            done
+            exec setsid dockerd --storage-driver "$STORAGE_DRIVER" >>"$LOGFILE" 2>&1 </dev/null
+        ) &
         pid=$!
         echo "$pid" >"$PIDFILE"
     fi

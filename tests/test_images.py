@@ -1,0 +1,307 @@
+"""Container images (servebench.images): the requirement sets of the wheelhouse, the run flags
+derived from the K3s pod spec, and, where Docker runs, the tiny optimized image started with the
+pod's security settings (probes, the service's fuzz cases, nothing written outside the emptyDirs).
+
+The Docker test builds the base image, the wheelhouse and the image under results/test/ the
+first time (debootstrap needs root and apt's Debian mirror; a few minutes) and reuses them
+afterwards. It starts a container: run it under the heavy-command lock, e.g.
+`flock /tmp/servebench-heavy.lock .venv/bin/python -m pytest tests/test_images.py`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from bento_testbed import post_json, tiny_testbed
+
+from servebench import images
+from servebench.config import load_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY_RESULTS = REPO_ROOT / "results" / "test"
+READY_TIMEOUT_S = 180.0
+
+# ------------------------------------------------------------------------ without Docker
+
+
+def test_image_ref_is_the_tag_the_k3s_overlays_use():
+    import yaml
+
+    # The committed overlays name each variant's image [<registry>/]<repository>/<Bento name>.
+    for variant in ("baseline", "optimized"):
+        overlay = REPO_ROOT / "k3s" / "overlays" / variant / "kustomization.yaml"
+        image = yaml.safe_load(overlay.read_text(encoding="utf-8"))["images"][0]
+        ref = images.image_ref(f"sentiment-{variant}:{image['newTag']}")
+        assert ref == f"{image['newName']}:{image['newTag']}"
+    assert images.image_ref("sentiment-optimized:abc", "servebench", "registry.example:5000/") == (
+        "registry.example:5000/servebench/sentiment-optimized:abc"
+    )
+    with pytest.raises(images.ImageBuildError, match="no version"):
+        images.image_ref("sentiment-optimized")
+
+
+def test_runtime_requirements_come_from_the_bento_files_and_the_lock():
+    lock_text = images.LOCK_FILE.read_text(encoding="utf-8")
+    bentoml_pin = next(line for line in lock_text.splitlines() if line.startswith("bentoml=="))
+    torch_runtime = images.runtime_requirements("pytorch")
+    onnx_runtime = images.runtime_requirements("onnx-int8")
+    assert torch_runtime[0] == onnx_runtime[0] == bentoml_pin
+    # pip options (the PyTorch index URL) never reach the wheelhouse's request.
+    assert not any(line.startswith("-") for line in torch_runtime + onnx_runtime)
+    assert any(line.startswith("torch==2.13.0") for line in torch_runtime)
+    # The optimized variant's image carries ONNX Runtime and neither torch nor transformers.
+    assert any(line.startswith("onnxruntime==") for line in onnx_runtime)
+    assert not any(line.startswith(("torch", "transformers")) for line in onnx_runtime)
+
+
+def test_wheel_pin_reads_wheel_file_names():
+    assert images.wheel_pin("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl") == (
+        "torch==2.13.0+cpu"
+    )
+    assert images.wheel_pin("typing_extensions-4.15.0-py3-none-any.whl") == (
+        "typing-extensions==4.15.0"
+    )
+    with pytest.raises(images.ImageBuildError, match="not a wheel"):
+        images.wheel_pin("numpy-2.4.6.tar.gz")
+
+
+def test_quantities():
+    assert images.memory_bytes("1536Mi") == 1536 * 2**20
+    assert images.memory_bytes("3Gi") == 3 * 2**30
+    assert images.memory_bytes("512M") == 512 * 10**6
+    assert images.memory_bytes(1000) == 1000
+    assert images.cpu_cores("500m") == 0.5
+    assert images.cpu_cores("2") == 2.0
+    with pytest.raises(images.ImageBuildError, match="memory quantity"):
+        images.memory_bytes("lots")
+    with pytest.raises(images.ImageBuildError, match="CPU quantity"):
+        images.cpu_cores("fast")
+
+
+def test_container_settings_are_the_pod_specs(monkeypatch):
+    monkeypatch.setattr(images, "docker_exe", lambda: "docker")
+    deployment = images.load_deployment()
+    settings = images.container_settings(deployment)
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert settings["user"] == (
+        f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}"
+    )
+    # The image is built for that user (BentoML's uid/gid, which the pod spec names).
+    assert settings["user"] == f"{images.BENTO_UID}:{images.BENTO_UID}"
+    assert settings["writable_paths"] == sorted(m["mountPath"] for m in container["volumeMounts"])
+    assert all(
+        path == "/tmp" or path.startswith(images.BENTO_HOME + "/")
+        for path in settings["writable_paths"]
+    )
+    assert settings["port"] == images.CONTAINER_PORT
+    assert settings["probes"]["readiness"]["path"] == "/readyz"
+    assert settings["probes"]["liveness"]["path"] == "/livez"
+    assert settings["probes"]["startup"]["port"] == images.CONTAINER_PORT
+    args = images.docker_run_args(settings, "img:1", host_port=4321, cpuset=[0], name="x")
+    joined = " ".join(args)
+    for flag in (
+        "--read-only",
+        "--cap-drop ALL",
+        "--security-opt no-new-privileges",
+        "--user 1034:1034",
+        "--cpuset-cpus 0",
+        "--cpus 1",
+        f"--memory {3 * 2**30}",
+        "--publish 127.0.0.1:4321:3000",
+        "--tmpfs /tmp:",
+        "--tmpfs /home/bentoml/.cache:",
+    ):
+        assert flag in joined, flag
+    assert args[-1] == "img:1"
+
+
+def test_changing_the_pod_spec_changes_the_container_flags(monkeypatch):
+    monkeypatch.setattr(images, "docker_exe", lambda: "docker")
+    deployment = copy.deepcopy(images.load_deployment())
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    pod["securityContext"]["runAsUser"] = 2000
+    pod["securityContext"]["runAsGroup"] = 3000
+    container["securityContext"]["readOnlyRootFilesystem"] = False
+    container["securityContext"]["allowPrivilegeEscalation"] = True
+    container["securityContext"]["capabilities"] = {"drop": ["NET_RAW"]}
+    container["resources"]["limits"] = {"cpu": "1500m", "memory": "1Gi"}
+    container["volumeMounts"].append({"name": "scratch", "mountPath": "/scratch"})
+    pod["volumes"].append({"name": "scratch", "emptyDir": {}})
+    settings = images.container_settings(deployment)
+    args = images.docker_run_args(settings, "img:1", host_port=4321)
+    joined = " ".join(args)
+    assert "--read-only" not in args and "no-new-privileges" not in joined
+    assert "--user 2000:3000" in joined and "--cap-drop NET_RAW" in joined
+    assert "--cpus 1.5" in joined and f"--memory {2**30}" in joined
+    assert "--tmpfs /scratch:" in joined
+    pod["volumes"].append({"name": "config", "configMap": {"name": "c"}})
+    with pytest.raises(images.ImageBuildError, match="other than emptyDir"):
+        images.container_settings(deployment)
+
+
+def test_dockerfile_installs_from_the_wheelhouse_only():
+    text = images.render_dockerfile("servebench-base:abc", "onnx-int8", ["/entry.sh"])
+    assert "{{" not in text
+    assert text.count("FROM servebench-base:abc") == 2
+    assert "--no-index" in text and "--find-links /wheels" in text
+    assert f"USER {images.BENTO_UID}:{images.BENTO_UID}" in text
+    assert f"EXPOSE {images.CONTAINER_PORT}" in text
+    assert 'ENTRYPOINT ["/entry.sh"]' in text
+    # The final stage copies the venv, not the wheels.
+    final = text.split("FROM servebench-base:abc", 2)[2]
+    assert "/wheels" not in final
+
+
+# --------------------------------------------------------------------------- with Docker
+
+
+def _docker(*args: str, check: bool = True, timeout_s: float = 60) -> str:
+    result = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)}: {result.stderr.strip()[-500:]}")
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def optimized_image(tmp_path_factory) -> dict:
+    reason = images.docker_available()
+    if reason is not None:
+        pytest.skip(f"Docker cannot run here: {reason} (containers/dockerd.sh starts it)")
+    base_recorded = images.base_record_path(TINY_RESULTS).is_file()
+    if not base_recorded and (os.geteuid() != 0 or not Path("/usr/sbin/debootstrap").exists()):
+        pytest.skip("no base image recorded and debootstrap (as root) is not available")
+    # The test bed's Bento is built from the source tree in this session (the workflow's under
+    # results/test/bentos/ may be older than the code); the same Bento gives the same image tag,
+    # so an unchanged service reuses its image.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    record = tiny_testbed(tmp_path_factory).records["optimized"]
+    try:
+        base = images.build_base_image(TINY_RESULTS)
+        wheels = images.build_wheelhouse(TINY_RESULTS, [record["settings"]["runtime"]])
+        return images.build_bento_image(record, base, wheels, TINY_RESULTS)
+    except images.ImageBuildError as error:
+        pytest.fail(str(error))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def _wait_ready(url: str, container: str) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < READY_TIMEOUT_S:
+        state = json.loads(_docker("inspect", "--format", "{{json .State}}", container))
+        if not state["Running"]:
+            logs = subprocess.run(
+                ["docker", "logs", "--tail", "30", container], capture_output=True, text=True
+            )
+            pytest.fail(f"the container exited ({state['ExitCode']}):\n{logs.stderr[-3000:]}")
+        try:
+            if _get(url + "/readyz") == 200:
+                return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"/readyz did not answer 200 within {READY_TIMEOUT_S:.0f} s")
+
+
+def _proc_status(container: str) -> dict[str, str]:
+    text = _docker("exec", container, "cat", "/proc/1/status")
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
+
+
+@pytest.mark.e2e
+def test_optimized_image_serves_with_the_pods_security_settings(optimized_image):
+    from test_service import _bad_requests
+
+    config = load_config(REPO_ROOT / ".test" / "config.yaml")
+    settings = images.container_settings(images.load_deployment())
+    port = free_port()
+    args = images.docker_run_args(
+        settings,
+        optimized_image["image"],
+        host_port=port,
+        cpuset=config["cpus"]["server"],
+        name=f"servebench-test-images-{os.getpid()}",
+    )
+    container = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert container.returncode == 0, container.stderr
+    container_id = container.stdout.strip()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, container_id)
+        assert _get(url + "/livez") == 200
+        status, answer = post_json(url + "/classify", {"text": "a wonderful friendly service"})
+        assert status == 200 and answer["label"] in answer["scores"], answer
+
+        limits = json.loads(
+            _docker("exec", container_id, "cat", f"{images.BENTO_PATH}/src/variant.json")
+        )["limits"]
+        # The service tests' fuzz cases (their messages are checked there, on the same code).
+        for path, body, _hint in _bad_requests(limits):
+            status, answer = post_json(url + path, body)
+            assert 400 <= status < 500, (path, body[:60], status, answer)
+            assert isinstance(answer, dict) and answer.get("error"), (path, body[:60], answer)
+        status, answer = post_json(url + "/classify_batch", {"texts": ["fine", "awful"]})
+        assert status == 200 and len(answer) == 2
+
+        # What the kernel says about the server's process: the pod's user, no capabilities,
+        # no privilege escalation.
+        proc = _proc_status(container_id)
+        uid, gid = settings["user"].split(":")
+        assert proc["Uid"].split()[0] == uid and proc["Gid"].split()[0] == gid
+        assert int(proc["CapEff"], 16) == 0 and int(proc["CapBnd"], 16) == 0
+        assert proc["NoNewPrivs"] == "1"
+        host = json.loads(_docker("inspect", "--format", "{{json .HostConfig}}", container_id))
+        assert host["ReadonlyRootfs"] is True and host["CpusetCpus"] == ",".join(
+            map(str, config["cpus"]["server"])
+        )
+        bindings = host["PortBindings"][f"{settings['port']}/tcp"]
+        assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]
+        # The root filesystem refuses writes; the emptyDir paths take them.
+        refused = subprocess.run(
+            ["docker", "exec", container_id, "touch", f"{images.BENTO_PATH}/x"],
+            capture_output=True,
+            text=True,
+        )
+        assert refused.returncode != 0 and "read-only" in refused.stderr.lower()
+        for path in settings["writable_paths"]:
+            _docker("exec", container_id, "touch", f"{path}/written-by-test")
+        # Nothing changed outside the writable mounts (docker diff lists the image's changes;
+        # tmpfs mounts are not part of it).
+        changes = [line.split(" ", 1) for line in _docker("diff", container_id).splitlines()]
+        outside = [
+            path
+            for _, path in changes
+            if not any(
+                path == mount or path.startswith(mount + "/") or mount.startswith(path + "/")
+                for mount in settings["writable_paths"]
+            )
+        ]
+        assert outside == [], changes
+    finally:
+        _docker("rm", "--force", container_id, check=False)
+    assert container_id not in _docker("ps", "--all", "--quiet", "--no-trunc")

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
+import socket
 import sys
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -44,7 +48,7 @@ UNICODE_TEXTS = [
     [
         ("", "empty"),
         ("   \n\t ", "whitespace"),
-        ("x" * 11, "more than the limit of 10"),
+        ("x" * 11, "over the limit max_text_chars = 10"),
         ("ok \ud800", "lone surrogate"),
     ],
 )
@@ -97,6 +101,157 @@ def test_sub_batch_size_zero_or_small_batch_runs_one_padded_batch():
         classifier = _FakeClassifier()
         sentiment_inference.predict_proba_sorted(classifier, texts, size)
         assert classifier.calls == [texts]
+
+
+def test_text_count_and_unknown_fields_name_the_limit_or_the_field():
+    assert sentiment_inference.check_text_count(["a"] * 3, 3) == ["a"] * 3
+    with pytest.raises(ValueError, match="4 items, over the limit max_batch_texts = 3"):
+        sentiment_inference.check_text_count(["a"] * 4, 3)
+    with pytest.raises(ValueError, match="at least 1"):
+        sentiment_inference.check_text_count([], 3)
+    assert sentiment_inference.check_fields({"text": "a"}, ("text",), "/x") == {"text": "a"}
+    with pytest.raises(ValueError, match="unknown fields 'extra', 'b': /x takes only 'text'"):
+        sentiment_inference.check_fields({"text": "a", "extra": 1, "b": 2}, ("text",), "/x")
+
+
+def test_body_limit_holds_the_most_verbose_valid_body_and_little_more():
+    limits = sentiment_inference.body_limits(max_text_chars=100, max_batch_texts=8)
+    # Astral-plane characters escaped as surrogate pairs (json.dumps' default), pretty-printed.
+    text = "😀" * 100
+    largest = json.dumps({"texts": [text] * 8}, indent=2).encode()
+    assert len(largest) > 8 * 100 * 12  # 12 bytes per character
+    assert len(largest) <= limits["/classify_batch"].max_bytes < len(largest) + 70_000
+    largest_one = json.dumps({"text": text}).encode()
+    assert len(largest_one) <= limits["/classify"].max_bytes < len(largest_one) + 70_000
+    assert "max_batch_texts 8 x max_text_chars 100" in limits["/classify_batch"].derivation
+
+
+def test_free_memory_is_released_after_large_requests_only():
+    assert not sentiment_inference.release_free_memory(["x" * 100] * 10)
+    large = ["x" * 10_000] * 5
+    assert sentiment_inference.release_free_memory(large) is sys.platform.startswith("linux")
+
+
+def _asgi_call(middleware, path, messages, headers=()):
+    """Run `middleware` on one request whose body arrives as `messages`; return what the app
+    received (None if it was not called), what was sent, and how many messages were read."""
+    read, sent, got = [], [], {}
+
+    async def receive():
+        read.append(1)
+        if len(read) <= len(messages):
+            return messages[len(read) - 1]
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    async def app(scope, receive, send):
+        got["body"] = await receive()
+
+    middleware.app = app
+    scope = {"type": "http", "path": path, "headers": list(headers)}
+    asyncio.run(middleware(scope, receive, send))
+    return got.get("body"), sent, len(read)
+
+
+def _chunks(n, size, last=True):
+    return [
+        {"type": "http.request", "body": b"x" * size, "more_body": not (last and i == n - 1)}
+        for i in range(n)
+    ]
+
+
+def test_request_limits_middleware_answers_413_before_reading_past_the_limit():
+    limits = {"/classify": sentiment_inference.BodyLimit(1000, "how it is derived")}
+    middleware = sentiment_inference.RequestLimitsMiddleware(None, limits)
+    # A declared Content-Length over the limit: 413, and not one body message read.
+    got, sent, read = _asgi_call(
+        middleware, "/classify", _chunks(1, 10), headers=[(b"content-length", b"1001")]
+    )
+    assert got is None and read == 0
+    assert sent[0]["status"] == 413 and (b"connection", b"close") in sent[0]["headers"]
+    answer = json.loads(sent[1]["body"])
+    assert answer["max_body_bytes"] == 1000
+    assert "max_body_bytes = 1000 (how it is derived)" in answer["error"]
+    assert "Content-Length is 1001" in answer["error"]
+    # A chunked body: read until it passes the limit (the 4th of 300-byte chunks), no further.
+    got, sent, read = _asgi_call(middleware, "/classify", _chunks(100, 300, last=False))
+    assert got is None and read == 4 and sent[0]["status"] == 413
+    # At the limit: the app gets the whole body as one message.
+    got, sent, read = _asgi_call(middleware, "/classify", _chunks(4, 250))
+    assert got == {"type": "http.request", "body": b"x" * 1000, "more_body": False}
+    assert sent == []
+    # Other routes pass untouched.
+    got, sent, read = _asgi_call(middleware, "/metrics", _chunks(100, 300))
+    assert got == _chunks(100, 300)[0] and read == 1
+
+
+def test_passes_hold_at_most_the_token_and_count_limits():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        lengths = rng.integers(1, 513, size=int(rng.integers(1, 80)))
+        size, budget = int(rng.choice([0, 1, 4, 16])), int(rng.choice([0, 512, 2048]))
+        passes = sentiment_inference.plan_passes(lengths, size, budget)
+        assert sorted(np.concatenate(passes).tolist()) == list(range(len(lengths)))
+        for indices in passes:
+            assert size <= 0 or len(indices) <= size
+            padded = len(indices) * lengths[indices].max()
+            assert budget <= 0 or padded <= budget or len(indices) == 1
+    # The largest valid request: 64 texts truncated to 512 tokens, 4 x 512 tokens per pass.
+    passes = sentiment_inference.plan_passes(np.full(64, 512), 0, 2048)
+    assert [len(indices) for indices in passes] == [4] * 16
+
+
+class _FakeRuntime(_FakeClassifier):
+    """A fake with the runtime's truncation at `max_length` tokens and a clock that each
+    forward pass advances by one second per text."""
+
+    def __init__(self, max_length):
+        super().__init__()
+        self.max_length = max_length
+        self.now_s = 0.0
+
+    def _truncate(self, texts):
+        return [" ".join(text.split()[: self.max_length]) for text in texts]
+
+    def encode(self, texts):
+        return super().encode(self._truncate(texts))
+
+    def predict_proba(self, texts):
+        self.now_s += len(texts)
+        return super().predict_proba(self._truncate(texts))
+
+
+def test_the_largest_request_runs_in_bounded_passes_even_without_sub_batches():
+    runtime = _FakeRuntime(max_length=50)
+    texts = [" ".join(["w"] * (100 + i)) for i in range(64)]  # all truncated to 50 tokens
+    expected = _FakeRuntime(max_length=50).predict_proba(texts)
+    got = sentiment_inference.predict_proba_sorted(runtime, texts, 0, max_pass_tokens=4 * 50)
+    np.testing.assert_array_equal(got, expected)
+    assert [len(call) for call in runtime.calls] == [4] * 16
+    assert max(len(call) * 50 for call in runtime.calls) <= 200
+    # A batch within both limits still runs as it comes, one padded batch.
+    short = _FakeRuntime(max_length=50)
+    texts = ["a b c", "d", "e f"] * 10
+    sentiment_inference.predict_proba_sorted(short, texts, 0, max_pass_tokens=200)
+    assert short.calls == [texts]
+
+
+def test_inference_stops_at_the_first_pass_after_the_deadline():
+    runtime = _FakeRuntime(max_length=50)
+    texts = [" ".join(["w"] * 50)] * 64
+    with pytest.raises(sentiment_inference.DeadlineExceeded, match="12 of 64 texts done"):
+        sentiment_inference.predict_proba_sorted(
+            runtime, texts, 0, 200, deadline_s=10.0, clock=lambda: runtime.now_s
+        )
+    # Passes of 4 texts (4 s each): at 8 s before the deadline, at 12 s past it.
+    assert len(runtime.calls) == 3 and runtime.now_s == 12.0
+    # A request whose deadline passed while it waited does no work at all.
+    late = _FakeRuntime(max_length=50)
+    with pytest.raises(sentiment_inference.DeadlineExceeded, match="0 of 1 texts"):
+        sentiment_inference.predict_proba_sorted(late, ["a"], 0, 200, 1.0, clock=lambda: 2.0)
+    assert late.calls == []
 
 
 def test_to_predictions_follows_the_http_contract():
@@ -246,7 +401,10 @@ def test_answers_equal_the_in_process_model(served, testbed):
     status, answers = post_json(server.url + "/classify_batch", {"texts": texts})
     assert status == 200, answers
     expected_proba = sentiment_inference.predict_proba_sorted(
-        classifier, texts, spec["sub_batch_size"]
+        classifier,
+        texts,
+        spec["sub_batch_size"],
+        sentiment_inference.PASS_TEXTS_AT_MAX_LENGTH * classifier.max_length,
     )
     expected = sentiment_inference.to_predictions(classifier.labels, expected_proba)
     assert [a["label"] for a in answers] == [e["label"] for e in expected]
@@ -282,7 +440,7 @@ def _bad_requests(limits):
         ("/classify", b'{"text": 1.5}', "string"),
         ("/classify", b'{"text": ""}', "empty"),
         ("/classify", b'{"text": "  \\n\\t "}', "whitespace"),
-        ("/classify", json.dumps({"text": too_long}).encode(), "limit"),
+        ("/classify", json.dumps({"text": too_long}).encode(), "max_text_chars"),
         ("/classify", b'{"text": "\xff\xfe ok"}', "unicode"),
         ("/classify", b'{"text": "\\ud800"}', "json_invalid"),
         ("/classify", b'{"text": NaN}', "string"),
@@ -294,12 +452,21 @@ def _bad_requests(limits):
         ("/classify_batch", b'{"texts": ["ok", null]}', "string"),
         ("/classify_batch", b'{"texts": ["ok", ""]}', "empty"),
         ("/classify_batch", b'{"texts": [" "]}', "whitespace"),
-        ("/classify_batch", json.dumps({"texts": too_many}).encode(), "at most"),
-        ("/classify_batch", json.dumps({"texts": [too_long]}).encode(), "limit"),
+        ("/classify_batch", json.dumps({"texts": too_many}).encode(), "max_batch_texts"),
+        ("/classify_batch", json.dumps({"texts": [too_long]}).encode(), "max_text_chars"),
         ("/classify_batch", b'{"texts": [["a"]]}', "string"),
         ("/classify_batch", b'{"texts": ["\xc3\x28"]}', "unicode"),
         ("/classify_batch", b'{"texts": [', "json_invalid"),
         ("/classify_batch", b'{"text": "ok"}', "texts"),
+        # Unknown fields are refused, by name.
+        ("/classify", b'{"text": "fine", "extra": 1}', "unknown field 'extra'"),
+        ("/classify", b'{"text": "fine", "texts": ["a"]}', "unknown field 'texts'"),
+        ("/classify_batch", b'{"texts": ["fine"], "extra": 1}', "unknown field 'extra'"),
+        (
+            "/classify_batch",
+            b'{"texts": ["ok"], "text": "a", "b": 2}',
+            "unknown fields 'text', 'b'",
+        ),
     ]
 
 
@@ -359,3 +526,121 @@ def test_adaptive_batching_forms_batches_under_concurrent_load(served, testbed):
     assert count >= 1
     assert single < count, "no batch larger than one request was formed"
     assert total_size / count > 1.0
+
+
+def _post_raw(url, path, *, chunked, total_bytes, chunk_bytes=64 * 1024, timeout_s=10.0):
+    """POST a body of `total_bytes` (declared in Content-Length, or sent chunked) over a raw
+    socket, and stop sending as soon as the server answers. Returns (status, JSON answer,
+    seconds from the end of the headers to the answer, body bytes sent)."""
+    parts = urlsplit(url)
+    framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {total_bytes}"
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Content-Type: application/json\r\n{framing}\r\n\r\n"
+    )
+    piece = b"x" * chunk_bytes
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout_s) as sock:
+        sock.sendall(head.encode())
+        started = time.monotonic()
+        sent = 0
+        while sent < total_bytes and not select.select([sock], [], [], 0)[0]:
+            data = b'{"texts": ["' + piece[12:] if sent == 0 else piece
+            try:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+            except OSError:  # the server answered and closed the connection
+                break
+            sent += len(data)
+        raw = b""
+        try:
+            while True:
+                received = sock.recv(65536)
+                if not received:
+                    break
+                raw += received
+                head_end = raw.find(b"\r\n\r\n")
+                if head_end >= 0:
+                    headers = raw[:head_end].decode("latin-1").lower()
+                    length = int(headers.split("content-length:")[1].split()[0])
+                    if len(raw) >= head_end + 4 + length:
+                        break
+        except ConnectionResetError:
+            pass  # after the answer: the server does not read the rest of the body
+        elapsed_s = time.monotonic() - started
+    status = int(raw.split(b" ", 2)[1]) if raw else 0
+    body = raw.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in raw else b""
+    return status, json.loads(body) if body else None, elapsed_s, sent
+
+
+def _memory(server):
+    """Worker PIDs and the RSS of all the server's processes together."""
+    processes = server.processes()
+    return sorted(p.pid for p in processes), sum(p.memory_info().rss for p in processes)
+
+
+@pytest.mark.e2e
+def test_oversized_bodies_get_413_before_they_are_read(served, testbed):
+    variant, server = served
+    limits = testbed.records[variant]["settings"]["limits"]
+    body_limits = sentiment_inference.body_limits(
+        limits["max_text_chars"], limits["max_batch_texts"]
+    )
+    status, _ = post_json(server.url + "/classify_batch", {"texts": ["warm up"]})
+    assert status == 200
+    pids_before, rss_before = _memory(server)
+    oversized = 64 * 1024 * 1024
+    for path, chunked, repeat in [
+        ("/classify_batch", False, 3),
+        ("/classify_batch", True, 3),
+        ("/classify", False, 1),
+        ("/classify", True, 1),
+    ]:
+        limit = body_limits[path].max_bytes
+        for _ in range(repeat):
+            status, answer, elapsed_s, sent = _post_raw(
+                server.url, path, chunked=chunked, total_bytes=oversized
+            )
+            what = (variant, path, "chunked" if chunked else "content-length")
+            assert status == 413, (what, status, answer)
+            assert f"max_body_bytes = {limit}" in answer["error"], (what, answer)
+            assert answer["max_body_bytes"] == limit
+            assert elapsed_s < 1.0, (what, elapsed_s)
+            # Answered long before the body was sent (what was sent includes what the
+            # sockets' kernel buffers took in meanwhile, a few MB on loopback).
+            assert sent < oversized / 4, (what, sent)
+    pids_after, rss_after = _memory(server)
+    assert pids_after == pids_before
+    # The server never held more than one route limit (7.7 MB) of the 64 MB bodies at a time.
+    assert rss_after - rss_before < 16 * 1024 * 1024, (rss_before, rss_after)
+    status, answer = post_json(server.url + "/classify_batch", {"texts": ["still serving"]})
+    assert status == 200 and len(answer) == 1
+
+
+@pytest.mark.e2e
+def test_largest_valid_request_is_answered_and_one_text_more_is_refused(served, testbed):
+    """The largest request within every limit, in its most verbose JSON: texts of
+    max_text_chars astral-plane characters (12 bytes each escaped), as many as the token limit
+    admits at the model's max_length. The largest body the character limits allow (7.7 MB,
+    max_batch_texts of them) is within the body limit but over the token limit: a 400."""
+    variant, server = served
+    record = testbed.records[variant]
+    limits = record["settings"]["limits"]
+    max_length = int(record["model_provenance"]["max_length"])
+    max_tokens = sentiment_inference.request_token_limit(max_length, limits["max_batch_texts"])
+    text = "\U0001f600" * limits["max_text_chars"]
+    texts = [text] * (max_tokens // max_length)
+    status, answer = post_json(server.url + "/classify_batch", {"texts": texts}, timeout_s=120)
+    assert status == 200, answer
+    assert len(answer) == len(texts) and all(a["label"] for a in answer)
+    pids_before, rss_before = _memory(server)
+    for count in (len(texts) + 1, limits["max_batch_texts"]):
+        body = json.dumps({"texts": [text] * count}).encode()
+        status, answer = post_json(server.url + "/classify_batch", body, timeout_s=120)
+        assert status == 400, (count, status, answer)
+        assert f"max_request_tokens = {max_tokens}" in json.dumps(answer), answer
+    # Tokenizing them took hundreds of MB (the tokenizer keeps what truncation cuts off); it
+    # went back to the OS.
+    pids_after, rss_after = _memory(server)
+    assert pids_after == pids_before
+    assert rss_after - rss_before < 48 * 1024 * 1024, (rss_before, rss_after)
+    limit = sentiment_inference.body_limits(limits["max_text_chars"], limits["max_batch_texts"])
+    assert len(body) <= limit["/classify_batch"].max_bytes

@@ -1,4 +1,4 @@
-"""Pure logic of the sentiment service: the variant spec, input checks, sorted sub-batches.
+"""Pure logic of the sentiment service: the variant spec, input and body limits, sub-batches.
 
 No BentoML import here, so the tests exercise this module directly. It is copied into every
 Bento next to `service.py` (the Bento is self-contained: no servebench install needed).
@@ -6,12 +6,15 @@ Bento next to `service.py` (the Bento is self-contained: no servebench install n
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,34 @@ VARIANT_FILE = "variant.json"
 # Overrides the Bento's variant.json, for running service.py from the source tree by hand.
 VARIANT_ENV = "SERVEBENCH_VARIANT_SPEC"
 PR_SET_PDEATHSIG = 1
+
+# The most bytes one character of a text can take in a JSON body: a code point outside the
+# BMP written as an escaped surrogate pair, "\ud83d\ude00" (json.dumps' default). Raw UTF-8
+# takes at most 4, a "\u00e9" escape 6.
+JSON_BYTES_PER_CHAR = 12
+# Room for the JSON around the texts: braces, keys, quotes, commas, and some whitespace.
+BODY_ENVELOPE_BYTES = 64 * 1024
+# Padded tokens (texts x longest text) one forward pass may hold, in texts at the model's
+# max_length: bounds a pass's memory (attention grows with texts x length^2) and its time,
+# which is how long inference can go on after a request's deadline. Config key it would be:
+# service.max_pass_tokens (docs/service.md, "Limits").
+PASS_TEXTS_AT_MAX_LENGTH = 4
+# Tokens one request may hold after truncation, in texts at the model's max_length. Characters
+# alone do not bound the cost: 64 texts of 10,000 characters are 64 x 512 tokens, about 97 s of
+# one core with roberta-base in fp32, past any timeout; 16 x 512 take about 25 s. Config key
+# it would be: service.max_request_tokens (docs/service.md, "Limits").
+REQUEST_TEXTS_AT_MAX_LENGTH = 16
+# After a request of at least this many characters, free memory goes back to the OS: the
+# tokenizer keeps every part truncation cut off (64 texts of 10,000 emoji: ~180 MB), and long
+# passes leave large buffers; glibc holds on to both (measured: docs/service.md, "Limits").
+TRIM_AFTER_CHARS = 50_000
+
+# When the API request being handled arrived (time.monotonic()), set by RequestLimitsMiddleware.
+# A context variable reaches the worker thread BentoML runs a sync API in (anyio copies the
+# context), but not BentoML's batch dispatcher: batched calls use their own start time.
+REQUEST_STARTED_S: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "servebench_request_started_s", default=None
+)
 
 
 def load_spec(service_dir: Path) -> dict[str, Any]:
@@ -45,13 +76,30 @@ def die_with_parent() -> None:
         pass
 
 
+def release_free_memory(texts: Sequence[str], min_chars: int = TRIM_AFTER_CHARS) -> bool:
+    """After large `texts`, give the C allocator's free memory back to the OS (glibc's
+    malloc_trim; 2-35 ms); True when it did."""
+    return sum(len(text) for text in texts) >= min_chars and malloc_trim()
+
+
+def malloc_trim() -> bool:
+    """glibc's malloc_trim(0): free heap memory back to the OS; False where there is none."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        return False
+    return True
+
+
 def check_text(text: str, max_text_chars: int) -> str:
     """Reject what the model cannot classify meaningfully; ValueError names the problem."""
     if not text.strip():
         raise ValueError("text is empty or whitespace-only")
     if len(text) > max_text_chars:
         raise ValueError(
-            f"text has {len(text)} characters, more than the limit of {max_text_chars}"
+            f"text has {len(text)} characters, over the limit max_text_chars = {max_text_chars}"
         )
     try:
         text.encode("utf-8")
@@ -81,28 +129,248 @@ class JsonBodyMiddleware:
         await self.app(scope, receive, send)
 
 
+def check_text_count(texts: Any, max_batch_texts: int) -> Any:
+    """Refuse a list of more than `max_batch_texts` texts before any text is validated."""
+    if isinstance(texts, list):
+        if not texts:
+            raise ValueError(
+                f"texts is empty: send at least 1 and at most max_batch_texts = {max_batch_texts}"
+            )
+        if len(texts) > max_batch_texts:
+            raise ValueError(
+                f"texts has {len(texts)} items, over the limit max_batch_texts = "
+                f"{max_batch_texts} (send at most {max_batch_texts} per request)"
+            )
+    return texts
+
+
+def request_token_limit(max_length: int, max_batch_texts: int) -> int:
+    """Tokens (after truncation at `max_length` per text) one request may hold."""
+    return min(REQUEST_TEXTS_AT_MAX_LENGTH, max_batch_texts) * max_length
+
+
+def check_request_tokens(classifier: Any, texts: Sequence[str], max_request_tokens: int) -> None:
+    """Refuse texts that hold more than `max_request_tokens` tokens, after the runtime's
+    truncation at its max_length per text; tokenizes only when the texts could be over."""
+    max_length = int(classifier.max_length)
+    if len(texts) * max_length <= max_request_tokens:
+        return
+    tokens = int(token_lengths(classifier, texts).sum())
+    if tokens > max_request_tokens:
+        raise ValueError(
+            f"texts hold {tokens} tokens ({len(texts)} texts, each truncated at max_length = "
+            f"{max_length}), over the limit max_request_tokens = {max_request_tokens}"
+        )
+
+
+def check_fields(data: Any, allowed: Sequence[str], route: str) -> Any:
+    """Refuse a JSON object with a field the API does not take, naming the field."""
+    if isinstance(data, dict):
+        unknown = [key for key in data if key not in allowed]
+        if unknown:
+            names = ", ".join(repr(key) for key in unknown)
+            takes = ", ".join(repr(key) for key in allowed)
+            raise ValueError(
+                f"unknown field{'s' if len(unknown) > 1 else ''} {names}: {route} takes only {takes}"
+            )
+    return data
+
+
+@dataclass(frozen=True)
+class BodyLimit:
+    """The largest body a valid request to one route can have, and how it is derived."""
+
+    max_bytes: int
+    derivation: str
+
+
+def body_limits(max_text_chars: int, max_batch_texts: int) -> dict[str, BodyLimit]:
+    """Body limit of each API route, from the input limits: every text at its longest, in
+    its most verbose JSON, plus an envelope."""
+    one = max_text_chars * JSON_BYTES_PER_CHAR
+    return {
+        "/classify": BodyLimit(
+            one + BODY_ENVELOPE_BYTES,
+            f"max_text_chars {max_text_chars} x {JSON_BYTES_PER_CHAR} bytes per character "
+            f"+ {BODY_ENVELOPE_BYTES} bytes of envelope",
+        ),
+        "/classify_batch": BodyLimit(
+            max_batch_texts * one + BODY_ENVELOPE_BYTES,
+            f"max_batch_texts {max_batch_texts} x max_text_chars {max_text_chars} x "
+            f"{JSON_BYTES_PER_CHAR} bytes per character + {BODY_ENVELOPE_BYTES} bytes of envelope",
+        ),
+    }
+
+
+def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
+    for key, value in headers:
+        if key.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the HTTP server refuses it before the app sees it
+    return None
+
+
+class RequestLimitsMiddleware:
+    """ASGI middleware: a 413 to a body over its route's limit, before the body is read.
+
+    BentoML reads a whole body into memory before any validation, so a large body (a 500 MB
+    upload, or a chunked one that never ends) would be held by the worker. Here a declared
+    Content-Length over the limit is answered at once, without reading a byte; a body without
+    one (Transfer-Encoding: chunked) is read up to the limit, and answered 413 as soon as it
+    passes it. The connection is closed after a 413, so the rest is never read. A body within
+    the limit is handed to BentoML whole. Also records when the request arrived
+    (REQUEST_STARTED_S), which the service turns into a deadline.
+    """
+
+    def __init__(self, app: Any, limits: Mapping[str, BodyLimit]) -> None:
+        self.app = app
+        self.limits = dict(limits)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        limit = self.limits.get(scope.get("path", "")) if scope.get("type") == "http" else None
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        REQUEST_STARTED_S.set(time.monotonic())
+        declared = _content_length(scope.get("headers", []))
+        if declared is not None and declared > limit.max_bytes:
+            await self._reject(scope, send, limit, f"its Content-Length is {declared} bytes")
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left: nobody to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit.max_bytes:
+                chunks.clear()
+                await self._reject(scope, send, limit, f"more than {limit.max_bytes} bytes arrived")
+                malloc_trim()  # the limit's worth of chunks just freed
+                return
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        del chunks
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: waits for a disconnect
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _reject(scope: dict[str, Any], send: Any, limit: BodyLimit, why: str) -> None:
+        message = (
+            f"request body too large for {scope['path']}: {why}, over the limit max_body_bytes "
+            f"= {limit.max_bytes} ({limit.derivation})"
+        )
+        body = json.dumps(
+            {"error": message, "limit": "max_body_bytes", "max_body_bytes": limit.max_bytes}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    # The rest of the body is not read: the connection cannot carry on.
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
 def token_lengths(classifier: Any, texts: Sequence[str]) -> np.ndarray:
     """Number of real (non-padding) tokens of each text, after truncation."""
     _, attention_mask = classifier.encode(texts)
     return attention_mask.sum(axis=1)
 
 
-def predict_proba_sorted(classifier: Any, texts: Sequence[str], sub_batch_size: int) -> np.ndarray:
-    """Probabilities of `texts`, computed on sub-batches of texts of similar token length.
+class DeadlineExceeded(RuntimeError):
+    """The request's deadline passed between two forward passes: its answer is no use."""
+
+
+def plan_passes(lengths: np.ndarray, sub_batch_size: int, max_pass_tokens: int) -> list[np.ndarray]:
+    """Indices of the texts of each forward pass: sorted by token length, at most
+    `sub_batch_size` texts (0: no count limit) and at most `max_pass_tokens` padded tokens
+    (texts x longest; 0: no token limit) per pass. A text longer than the token limit on its
+    own gets a pass of its own."""
+    order = np.argsort(lengths, kind="stable")
+    passes: list[np.ndarray] = []
+    start = 0
+    for end in range(1, len(order) + 1):
+        if end < len(order):
+            count = end + 1 - start
+            longest = int(lengths[order[end]])  # sorted: the next text is the longest
+            fits_count = sub_batch_size <= 0 or count <= sub_batch_size
+            fits_tokens = max_pass_tokens <= 0 or count * longest <= max_pass_tokens
+            if fits_count and fits_tokens:
+                continue
+        passes.append(order[start:end])
+        start = end
+    return passes
+
+
+def predict_proba_sorted(
+    classifier: Any,
+    texts: Sequence[str],
+    sub_batch_size: int,
+    max_pass_tokens: int = 0,
+    deadline_s: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> np.ndarray:
+    """Probabilities of `texts`, computed in forward passes of bounded size.
 
     A padded batch costs as if every text were as long as its longest one; on a CPU that waste
     outweighs what a large batch saves. Sorting by length and running small sub-batches keeps
-    padding low. Rows come back in the order of `texts`. sub_batch_size 0 (or a batch not
-    larger than it) runs the batch as one padded batch.
+    padding low. Rows come back in the order of `texts`. A batch of at most `sub_batch_size`
+    texts (any number for 0) that holds at most `max_pass_tokens` padded tokens runs as it
+    comes, one padded batch; a larger one is sorted and cut into passes within both limits
+    (`plan_passes`), so even the largest valid request (64 texts at the model's max_length)
+    never becomes one padded 64 x 512 batch. Before each pass, the clock is checked against
+    `deadline_s` (DeadlineExceeded): inference goes on at most one pass past a deadline.
     """
-    if sub_batch_size <= 0 or len(texts) <= sub_batch_size:
+    n = len(texts)
+    within_count = sub_batch_size <= 0 or n <= sub_batch_size
+    max_length = getattr(classifier, "max_length", None)
+    if within_count and (
+        max_pass_tokens <= 0 or (max_length is not None and n * max_length <= max_pass_tokens)
+    ):
+        _check_deadline(deadline_s, clock, done=0, total=n)
         return classifier.predict_proba(list(texts))
-    order = np.argsort(token_lengths(classifier, texts), kind="stable")
-    probabilities = np.empty((len(texts), len(classifier.labels)), dtype=np.float64)
-    for start in range(0, len(order), sub_batch_size):
-        chunk = order[start : start + sub_batch_size]
+    lengths = token_lengths(classifier, texts)
+    if within_count and n * int(lengths.max(initial=0)) <= max_pass_tokens:
+        _check_deadline(deadline_s, clock, done=0, total=n)
+        return classifier.predict_proba(list(texts))
+    probabilities = np.empty((n, len(classifier.labels)), dtype=np.float64)
+    done = 0
+    for chunk in plan_passes(lengths, sub_batch_size, max_pass_tokens):
+        _check_deadline(deadline_s, clock, done=done, total=n)
         probabilities[chunk] = classifier.predict_proba([texts[i] for i in chunk])
+        done += len(chunk)
     return probabilities
+
+
+def _check_deadline(
+    deadline_s: float | None, clock: Callable[[], float], done: int, total: int
+) -> None:
+    if deadline_s is not None and clock() > deadline_s:
+        raise DeadlineExceeded(
+            f"the request's deadline (timeout_s) passed with {done} of {total} texts done: "
+            "stopped before the next forward pass"
+        )
 
 
 def to_predictions(labels: Sequence[str], probabilities: np.ndarray) -> list[dict[str, Any]]:

@@ -8,22 +8,34 @@ sorted sub-batches, workers, threads, gc.freeze, traffic limits, input limits) i
 
 HTTP contract (docs/service.md): POST /classify {"text": ...} -> one prediction;
 POST /classify_batch {"texts": [...]} -> a list of predictions; /readyz, /livez, /metrics are
-BentoML's own. Bad input gets a 400 with a JSON message; the worker keeps serving.
+BentoML's own. Bad input gets a 400 with a JSON message (an unknown field too), a body over the
+route's limit a 413 before it is read; the message names the limit. The worker keeps serving.
 """
 
 import gc
 import logging
 import os
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from sentiment_inference import (
+    PASS_TEXTS_AT_MAX_LENGTH,
+    REQUEST_STARTED_S,
+    DeadlineExceeded,
     JsonBodyMiddleware,
+    RequestLimitsMiddleware,
+    body_limits,
+    check_fields,
+    check_request_tokens,
     check_text,
+    check_text_count,
     die_with_parent,
     load_spec,
     predict_proba_sorted,
+    release_free_memory,
+    request_token_limit,
     to_predictions,
 )
 
@@ -47,19 +59,74 @@ except ModuleNotFoundError:  # running from the source tree
 logger = logging.getLogger("bentoml.service.sentiment")
 
 LIMITS = SPEC["limits"]
+MAX_TEXT_CHARS = int(LIMITS["max_text_chars"])
+MAX_BATCH_TEXTS = int(LIMITS["max_batch_texts"])
 BATCHING = SPEC["batching"]
 SUB_BATCH_SIZE = int(SPEC.get("sub_batch_size", 0))
+TIMEOUT_S = float(SPEC["timeout_s"])
 
 
 def _valid_text(text: str) -> str:
-    return check_text(text, int(LIMITS["max_text_chars"]))
+    return check_text(text, MAX_TEXT_CHARS)
+
+
+def _valid_count(texts: Any) -> Any:
+    return check_text_count(texts, MAX_BATCH_TEXTS)
 
 
 # strict: a number or null is a wrong type, never coerced to a string.
 Text = Annotated[str, Field(strict=True), AfterValidator(_valid_text)]
+# The count is checked before the texts are (BeforeValidator), with a message naming the limit;
+# min_length / max_length stay for the OpenAPI schema.
 TextList = Annotated[
-    list[Text], Field(strict=True, min_length=1, max_length=int(LIMITS["max_batch_texts"]))
+    list[Text],
+    Field(strict=True, min_length=1, max_length=MAX_BATCH_TEXTS),
+    BeforeValidator(_valid_count),
 ]
+
+
+class ClassifyInput(bentoml.IODescriptor):
+    """{"text": ...}; any other field is refused (400), named in the message."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: Text
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any) -> Any:
+        return check_fields(data, ("text",), "/classify")
+
+
+class ClassifyBatchInput(bentoml.IODescriptor):
+    """{"texts": [...]}; any other field is refused (400), named in the message, and so are
+    texts over the request's token limit."""
+
+    model_config = ConfigDict(extra="forbid")
+    texts: TextList
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any) -> Any:
+        return check_fields(data, ("texts",), "/classify_batch")
+
+    @model_validator(mode="after")
+    def _within_token_limit(self) -> "ClassifyBatchInput":
+        # Per request, before BentoML's batcher merges requests (a batched call cannot tell
+        # them apart). Tokenizes only a request that could be over (more than
+        # REQUEST_TEXTS_AT_MAX_LENGTH texts); at worst (64 x 10,000 characters) about 1 s.
+        classifier = LOADED.get("classifier")
+        if classifier is not None:
+            limit = request_token_limit(int(classifier.max_length), MAX_BATCH_TEXTS)
+            try:
+                check_request_tokens(classifier, self.texts, limit)
+            except ValueError:
+                release_free_memory(self.texts)  # what tokenizing it left behind
+                raise
+        return self
+
+
+# The worker's runtime, set when the service is created, for the token check of validation.
+LOADED: dict[str, Any] = {}
 
 
 class Prediction(BaseModel):
@@ -82,6 +149,11 @@ class SentimentService:
     def __init__(self) -> None:
         self.classifier = runtime.load_runtime(self.model.path, threads=THREADS or None)
         self.labels = list(self.classifier.labels)
+        LOADED["classifier"] = self.classifier
+        # A forward pass holds at most this many padded tokens (texts x longest text): the
+        # largest valid request (max_batch_texts texts truncated to max_length tokens) runs
+        # in passes of PASS_TEXTS_AT_MAX_LENGTH texts, never as one padded batch.
+        self.max_pass_tokens = PASS_TEXTS_AT_MAX_LENGTH * int(self.classifier.max_length)
         # Warm-up: the first call of a runtime allocates its buffers.
         self._predict(["warm-up", "a somewhat longer warm-up text for the model"])
         if SPEC.get("gc_freeze"):
@@ -90,41 +162,71 @@ class SentimentService:
             gc.collect()
             gc.freeze()
         logger.info(
-            "variant %s: runtime %s, threads %s, batching %s, sub-batch %s, gc.freeze %s",
+            "variant %s: runtime %s, threads %s, batching %s, sub-batch %s, gc.freeze %s, "
+            "max %d tokens per text (truncation), %d per request, %d padded tokens per "
+            "forward pass, body limits %s",
             SPEC["variant"],
             SPEC["runtime"],
             THREADS or "default",
             BATCHING,
             SUB_BATCH_SIZE,
             SPEC.get("gc_freeze"),
+            self.classifier.max_length,
+            request_token_limit(int(self.classifier.max_length), MAX_BATCH_TEXTS),
+            self.max_pass_tokens,
+            {path: limit.max_bytes for path, limit in BODY_LIMITS.items()},
         )
 
-    def _predict(self, texts: list[str]) -> list[dict]:
-        probabilities = predict_proba_sorted(self.classifier, texts, SUB_BATCH_SIZE)
+    def _predict(self, texts: list[str], started_s: float | None = None) -> list[dict]:
+        """`started_s`: when the request arrived; inference stops (DeadlineExceeded) at the
+        first forward pass that would start timeout_s after it, when BentoML has answered 504
+        already, so that a timed-out request leaves at most one pass of work behind."""
+        deadline_s = None if started_s is None else started_s + TIMEOUT_S
+        try:
+            probabilities = predict_proba_sorted(
+                self.classifier, texts, SUB_BATCH_SIZE, self.max_pass_tokens, deadline_s
+            )
+        except DeadlineExceeded as error:
+            logger.warning("%d texts: %s", len(texts), error)
+            raise
+        finally:
+            release_free_memory(texts)
         return to_predictions(self.labels, probabilities)
 
-    @bentoml.api(route="/classify")
+    @bentoml.api(route="/classify", input_spec=ClassifyInput)
     def classify(self, text: Text) -> Prediction:
-        return Prediction(**self._predict([text])[0])
+        return Prediction(**self._predict([text], _request_started_s())[0])
 
     if BATCHING["enabled"]:
         # Concurrent requests (each a list of texts) are merged into one list by BentoML's
         # adaptive batcher; the answers are split back per request.
         @bentoml.api(
             route="/classify_batch",
+            input_spec=ClassifyBatchInput,
             batchable=True,
             batch_dim=0,
             max_batch_size=int(BATCHING["max_batch_size"]),
             max_latency_ms=int(BATCHING["max_latency_ms"]),
         )
         def classify_batch(self, texts: TextList) -> list[Prediction]:
-            return [Prediction(**p) for p in self._predict(texts)]
+            # Merged from several requests in BentoML's dispatcher, whose context is not any
+            # one request's: the deadline counts from the batch's start (each of its requests
+            # arrived before it, so no later deadline than theirs is ever enforced early).
+            return [Prediction(**p) for p in self._predict(texts, time.monotonic())]
 
     else:
 
-        @bentoml.api(route="/classify_batch")
+        @bentoml.api(route="/classify_batch", input_spec=ClassifyBatchInput)
         def classify_batch(self, texts: TextList) -> list[Prediction]:
-            return [Prediction(**p) for p in self._predict(texts)]
+            return [Prediction(**p) for p in self._predict(texts, _request_started_s())]
 
 
+def _request_started_s() -> float:
+    """When the request being handled arrived (RequestLimitsMiddleware), else now."""
+    started_s = REQUEST_STARTED_S.get()
+    return time.monotonic() if started_s is None else started_s
+
+
+BODY_LIMITS = body_limits(MAX_TEXT_CHARS, MAX_BATCH_TEXTS)
+SentimentService.add_asgi_middleware(RequestLimitsMiddleware, limits=BODY_LIMITS)
 SentimentService.add_asgi_middleware(JsonBodyMiddleware)

@@ -31,6 +31,7 @@ LAYERS = {
         "cpus",
         "net",
         "arrivals",
+        "quantiles",
     ),
     "domain": ("payloads", "model", "loadgen", "bento", "images"),
     "deploy": ("deploy",),

@@ -91,7 +91,7 @@ def test_scenario_needs_exactly_one_rate():
     both = {"scenarios": {"steady": {"rate_rps": 3.0}}}
     problems = config_errors(deep_merge(load_yaml(DEFAULT), both))
     assert problems == [
-        "'scenarios.steady': give either 'rate_rps' or 'rate_of_baseline_capacity', not both"
+        "'scenarios.steady': give either 'rate_rps' or 'utilization', not both"
     ]
 
 

@@ -627,20 +627,23 @@ def test_run_scenario_with_target_k3s_deploys_through_the_k3s_driver(tmp_path, f
     record_path.write_text(json.dumps(_record(tmp_path)))
     seen = {}
 
-    def fake_loadtest(**kwargs):
+    def fake_loadtest(measured_cpus, foreign_cpu_max_percent, min_requests, **kwargs):
         seen["host"] = kwargs["host"]
+        seen["measured_cpus"] = measured_cpus
         return RunSummary(valid=True, throughput_rps=1.0)
 
-    monkeypatch.setattr(scenario_job, "logged_loadtest", fake_loadtest)
+    monkeypatch.setattr(scenario_job, "measured_loadtest", fake_loadtest)
     out = tmp_path / "runs" / "k3s" / "baseline" / "steady" / "rep0"
     spec = RunSpec("k3s", "baseline", "steady", 0)
     capacity = tmp_path / "capacity.json"
-    capacity.write_text(json.dumps({"capacity_rps": 10.0}))
+    capacity.write_text(json.dumps({"saturation_rps": 10.0}))
     summary = scenario_job.run_scenario(
         config, spec, record_path, tmp_path / "payloads.csv", out, capacity
     )
     assert summary.valid is True, summary
     assert seen["host"].startswith("http://127.0.0.1:")
+    # The pods are not on this machine's server cores: only the generator's are measured.
+    assert seen["measured_cpus"] == tuple(config["cpus"]["loadgen"])
     meta = json.loads((out / "meta.json").read_text())
     assert meta["target"] == "k3s" and meta["valid"] is True
     assert (out / "deploy.log").is_file() and (out / "resources.csv").is_file()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from servebench.config import apply_defaults, deep_merge, load_config
-from servebench.jobs.calibrate import calibration_rates_rps, capacity_from_steps, step_row
+from servebench.jobs.calibrate import Step, bracket, judge_step
 from servebench.matrix import abba_order, derived_seed, run_matrix, run_seed
 from servebench.records import RunSummary
 from servebench.settings import CalibrationSettings, ScenarioSettings
@@ -70,57 +70,73 @@ def _scenario(**given):
     return ScenarioSettings.of(config, "x")
 
 
-def test_relative_rate_needs_a_capacity():
-    relative = _scenario(rate_of_baseline_capacity=0.5, duration_s=10)
+def test_a_utilization_needs_the_reference_saturation():
+    relative = _scenario(utilization=0.5, duration_s=10)
     assert relative.offered_rate_rps(40.0) == 20.0
     assert _scenario(rate_rps=0.5, duration_s=10).offered_rate_rps(None) == 0.5
-    with pytest.raises(ValueError, match="capacity"):
+    with pytest.raises(ValueError, match="saturation"):
         relative.offered_rate_rps(None)
 
 
 CALIBRATION = CalibrationSettings(
-    start_rate_rps=2.0,
-    rate_factor=1.5,
-    max_steps=4,
-    step_duration_s=10,
-    achieved_rate_tolerance=0.05,
     slo_p99_ms=200,
+    achieved_rate_tolerance=0.05,
+    max_error_rate=0.01,
+    min_step_requests=100,
+    min_step_duration_s=8,
+    step_warmup_s=2,
+    unloaded_requests=20,
+    start_utilization=0.25,
+    ramp_factor=2.0,
+    bracket_precision=0.05,
+    max_steps=30,
 )
 
 
-def _summary(throughput_rps, p99_ms, rejected=0, ok=100, offered_rps=None):
+def _summary(answered_rps, p99_all_ms, rejected=0, ok=100, offered_rps=10.0, valid=True):
     return RunSummary.from_dict(
         {
-            "throughput_rps": throughput_rps,
+            "throughput_rps": answered_rps,
             "offered_rate_rps": offered_rps,
-            "latency_p50_ms": p99_ms / 2 if p99_ms else None,
-            "latency_p99_ms": p99_ms,
+            "latency_all_p99_ms": p99_all_ms,
             "counts": {"ok": ok, "rejected": rejected, "failed": 0, "timeout": 0, "dropped": 0},
-            "valid": True,
+            "valid": valid,
+            "invalid_reasons": [] if valid else ["send-lag p99 9 ms exceeds 5 ms"],
         }
     )
 
 
-def test_ramp_rates():
-    assert calibration_rates_rps(CALIBRATION) == [2.0, 3.0, 4.5, 6.75]
+def test_a_step_keeps_up_within_tolerance_and_meets_the_slo_on_all_requests():
+    def judge(summary, alive=True):
+        return judge_step(summary, CALIBRATION, alive)[:2]
 
-
-def test_step_is_sustained_only_within_rate_tolerance_and_slo():
-    assert step_row(10.0, _summary(9.6, 150.0), CALIBRATION)["sustained"]
-    assert not step_row(10.0, _summary(9.4, 150.0), CALIBRATION)["sustained"]
-    assert not step_row(10.0, _summary(10.0, 250.0), CALIBRATION)["sustained"]
-    assert not step_row(10.0, _summary(0.0, None, ok=0), CALIBRATION)["sustained"]
+    assert judge(_summary(9.6, 150.0)) == (True, True)
+    assert judge(_summary(9.4, 150.0)) == (False, False)  # answered < 95 % of offered
+    assert judge(_summary(10.0, 250.0)) == (True, False)  # keeps up, misses the SLO
+    assert judge(_summary(10.0, None)) == (True, False)  # the p99 is a failed request
+    assert judge(_summary(10.0, 150.0, rejected=2, ok=98)) == (False, False)  # 2 % rejected
+    assert judge(_summary(10.0, 150.0, valid=False)) == (False, False)  # generator off schedule
+    assert judge(_summary(10.0, 150.0), alive=False) == (False, False)
     # Judged against what the seeded schedule really offered in the window.
-    assert step_row(10.0, _summary(8.0, 150.0, offered_rps=8.2), CALIBRATION)["sustained"]
-    assert not step_row(10.0, _summary(10.0, 150.0, offered_rps=11.0), CALIBRATION)["sustained"]
-    row = step_row(10.0, _summary(5.0, 150.0, rejected=50, ok=50), CALIBRATION)
-    assert row["rejection_rate"] == 0.5
+    assert judge(_summary(8.0, 150.0, offered_rps=8.2)) == (True, True)
+    reasons = judge_step(_summary(9.0, 150.0), CALIBRATION, True)[2]
+    assert reasons == ["answered 9 of 10 req/s offered"]
 
 
-def test_capacity_is_the_highest_sustained_rate():
+def _step(rate, keeps_up, meets_slo):
+    return Step(0, "ramp", rate, RunSummary(), keeps_up, meets_slo, [], 1.0)
+
+
+def test_a_bracket_needs_every_lower_rate_to_pass_and_every_step_at_a_rate():
     steps = [
-        step_row(rate, _summary(rate, p99), CALIBRATION)
-        for rate, p99 in [(2.0, 50), (3.0, 80), (4.5, 260), (6.75, 190)]
+        _step(2, True, True),
+        _step(4, True, True),
+        _step(8, True, False),
+        _step(16, False, False),
     ]
-    assert capacity_from_steps(steps) == 6.75
-    assert capacity_from_steps(steps[2:3]) is None
+    assert bracket(steps, lambda s: s.keeps_up) == (8, 16)
+    assert bracket(steps, lambda s: s.meets_slo) == (4, 8)
+    # A lucky pass above a failure does not count; a failed repeat at a rate fails the rate.
+    steps += [_step(6, True, False), _step(12, True, True), _step(4, True, False)]
+    assert bracket(steps, lambda s: s.meets_slo) == (2, 4)
+    assert bracket([_step(2, False, False)], lambda s: s.keeps_up) == (None, 2)

@@ -22,11 +22,14 @@ from servebench import arrivals, layout
 from servebench.analysis import tables as analysis_tables
 from servebench.analysis.figures import BATCH_SIZE_COUNT, BATCH_SIZE_SUM
 from servebench.config import load_config
+from servebench.jobs.calibrate import SearchResult, Step, judge_step
+from servebench.jobs.calibrate import write_calibration as write_calibration_files
 from servebench.loadgen.summary import request_table, summarize
 from servebench.matrix import derived_seed, run_matrix, run_seed
 from servebench.provenance import environment, stable_hash, write_json
+from servebench.records import RunSummary
 from servebench.report import browser, html
-from servebench.settings import model_runtimes
+from servebench.settings import CalibrationSettings, model_runtimes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAME = "synthetic-roberta-test"
@@ -54,7 +57,7 @@ def analysis_config(
     config["experiment"]["variants"] = list(variants)
     for name in config["experiment"]["scenarios"]:
         config["scenarios"][name].update(repetitions=repetitions, duration_s=duration_s)
-    config["analysis"] = {"ci_level": 0.95, "bootstrap_resamples": 2000, "alpha": 0.05}
+    config["analysis"] = {**config["analysis"], "ci_level": 0.95, "alpha": 0.05}
     return config
 
 
@@ -177,43 +180,31 @@ def _write_monitoring(run_dir: Path, table: pd.DataFrame, variant: str, config: 
 
 
 def write_calibration(results_dir: Path, config: dict, variant: str) -> None:
+    """A calibration search's files, written by the search's own code from simulated steps of
+    a server whose saturation throughput is `saturation` (an M/M/1-like p99)."""
     folder = results_dir / "calibration" / "local" / variant
     folder.mkdir(parents=True, exist_ok=True)
-    capacity = REFERENCE_CAPACITY_RPS * SERVICE_MEDIAN_MS["baseline"] / SERVICE_MEDIAN_MS[variant]
-    rows = []
+    calibration = CalibrationSettings.of(config)
+    saturation = REFERENCE_CAPACITY_RPS * SERVICE_MEDIAN_MS["baseline"] / SERVICE_MEDIAN_MS[variant]
+    result = SearchResult(unloaded_ms=[SERVICE_MEDIAN_MS[variant]] * 20, confirmed=True)
     for rate in (5.0, 10.0, 20.0, 40.0, 80.0, 160.0):
-        load = rate / (capacity * 1.2)
+        load = rate / saturation
+        answered = min(rate, saturation)
         p99 = SERVICE_MEDIAN_MS[variant] * 2.3 / max(1.0 - load, 0.02)
-        achieved = min(rate, capacity * 1.2)
-        sustained = achieved >= rate * 0.95 and p99 <= config["calibration"]["slo_p99_ms"]
-        rows.append(
-            {
-                "offered_rate_rps": rate,
-                "achieved_rate_rps": achieved,
-                "p50_ms": p99 / 2.3,
-                "p99_ms": p99,
-                "service_p99_ms": p99 * 0.9,
-                "rejection_rate": 0.0,
-                "error_rate": 0.0,
-                "generator_valid": True,
-                "sustained": sustained,
-            }
+        summary = RunSummary(
+            valid=True,
+            offered_rate_rps=rate,
+            throughput_rps=answered,
+            latency_p50_ms=p99 / 2.3,
+            latency_p99_ms=p99,
+            latency_all_p99_ms=p99,
+            counts={"ok": 200},
         )
-    steps = pd.DataFrame(rows)
-    steps.to_csv(folder / "steps.csv", index=False)
-    sustained = steps.loc[steps["sustained"], "offered_rate_rps"]
-    write_json(
-        folder / "capacity.json",
-        {
-            "variant": variant,
-            "target": "local",
-            "capacity_rps": float(sustained.max()) if len(sustained) else None,
-            "slo_p99_ms": config["calibration"]["slo_p99_ms"],
-            "achieved_rate_tolerance": 0.05,
-            "steps_run": len(steps),
-            "note": None,
-        },
-    )
+        keeps_up, meets_slo, reasons = judge_step(summary, calibration, True)
+        result.steps.append(
+            Step(len(result.steps), "ramp", rate, summary, keeps_up, meets_slo, reasons, 10.0)
+        )
+    write_calibration_files(result, calibration, folder, {"variant": variant, "target": "local"})
 
 
 def write_model(results_dir: Path) -> Path:
@@ -304,7 +295,7 @@ def build_results_tree(
             )
             write_json(run_dir / "meta.json", {"variant": spec.variant, "valid": False})
             continue
-        rate = config["scenarios"][spec.scenario]["rate_of_baseline_capacity"]
+        rate = config["scenarios"][spec.scenario]["utilization"]
         write_run(run_dir, config, spec, rate * REFERENCE_CAPACITY_RPS)
         if key in invalid:
             summary = json.loads((run_dir / "summary.json").read_text())
@@ -378,21 +369,23 @@ def test_comparison_finds_the_simulated_speedup(rendered):
     p50 = comparison[(comparison["metric"] == "latency_p50_ms")].set_index("scenario")
     # simulated: optimized's service time is a third of baseline's
     assert p50.loc["steady", "ratio"] == pytest.approx(1 / 3, rel=0.1)
-    assert p50.loc["steady", "ratio_ci_low"] <= p50.loc["steady", "ratio"]
+    assert p50.loc["steady", "ci_low"] <= p50.loc["steady", "ratio"] <= p50.loc["steady", "ci_high"]
     assert p50.loc["steady", "verdict_class"] == "better"
     assert "faster" in p50.loc["steady", "verdict"]
     assert p50.loc["steady", "cliffs_delta"] < -0.9
-    assert p50.loc["steady", "bootstrap"] == "paired"
-    # bursty: reps 1 (baseline failed) and 2 (optimized invalid) are out: unpaired
-    assert p50.loc["bursty", "bootstrap"] == "" or p50.loc["bursty", "n_reps_reference"] == 2
-    assert (comparison["rep_p_holm"].dropna() >= comparison["rep_p_value"].dropna()).all()
+    assert p50.loc["steady", "design"] == "paired"
+    # bursty: reps 1 (baseline failed) and 2 (optimized invalid) are out: one pair left, so
+    # the test is the unpaired one, named as such
+    assert p50.loc["bursty", "design"] == "unpaired" and "Welch" in p50.loc["bursty", "test"]
+    assert (comparison["p_holm"].dropna() >= comparison["p_value"].dropna()).all()
 
 
 def test_capacity_and_ablation_tables(rendered):
     _, results_dir, _ = rendered
     capacity = pd.read_csv(results_dir / "tables" / "capacity.csv").set_index("variant")
-    assert capacity.loc["baseline", "speedup_vs_reference"] == pytest.approx(1.0)
-    assert capacity.loc["optimized", "speedup_vs_reference"] > 1.0
+    assert capacity.loc["baseline", "saturation_vs_reference"] == pytest.approx(1.0)
+    assert capacity.loc["optimized", "saturation_vs_reference"] == pytest.approx(80 / 40)
+    assert capacity.loc["optimized", "capacity_rps"] > capacity.loc["baseline", "capacity_rps"]
     ablation = pd.read_csv(results_dir / "tables" / "ablation.csv")
     # no ablation variant ran in this study: one note row per level, no shares
     assert set(ablation["variant"]) == {
@@ -428,7 +421,7 @@ def test_report_is_self_contained_and_complete(rendered):
     for text in ("send-lag p99 9.10 ms", "ServerStartError", "faster", "How to reproduce"):
         assert text in page, text
     # the captions of the tables and figures are there
-    assert "Cliff" in page and "bootstrap" in page
+    assert "Cliff" in page and "paired t-test" in page and "bootstrap" not in page
 
 
 def test_ablation_shares_when_the_ablation_variants_ran(tmp_path):
@@ -445,7 +438,7 @@ def test_ablation_shares_when_the_ablation_variants_ran(tmp_path):
     assert shares["service"] == pytest.approx(8 / 20, abs=0.08)
     assert math.isnan(shares["deployment"])
     assert "not run" in p50.set_index("level").loc["deployment", "note"]
-    capacity_rows = ablation[ablation["metric"] == "capacity_rps"]
+    capacity_rows = ablation[ablation["metric"] == "saturation_rps"]
     assert len(capacity_rows) >= 3
 
 

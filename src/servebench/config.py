@@ -78,7 +78,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 def _one_of_hint(error: jsonschema.ValidationError) -> str:
     instance = error.instance if isinstance(error.instance, dict) else {}
-    pairs = [("rate_rps", "rate_of_baseline_capacity"), ("duration_s", "requests"), ("cv", "shape")]
+    pairs = [("rate_rps", "utilization"), ("duration_s", "requests"), ("cv", "shape")]
     for first, second in pairs:
         names = {first, second}
         if any(

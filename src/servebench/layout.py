@@ -152,5 +152,15 @@ class Layout:
         return self.path("report.html")
 
     @property
+    def status_json(self) -> Path:
+        """Whether the study produced what it planned (servebench.analysis.status)."""
+        return self.path("status.json")
+
+    @property
+    def study_ok(self) -> Path:
+        """Written only when the study's status has no problem: the last target of `all`."""
+        return self.path("study.ok")
+
+    @property
     def benchmarks_dir(self) -> Path:
         return self.path("benchmarks")

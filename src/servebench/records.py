@@ -35,7 +35,9 @@ class RunSummary:
     """summary.json of one load test: the schedule, rates, latency statistics and validity.
 
     Latency is measured from the scheduled send time (`latency_*`, no coordinated omission) and
-    from the actual send (`service_*`); both over the measured (post-warm-up) ok requests.
+    from the actual send (`service_*`); both over the measured (post-warm-up) ok requests, as
+    order statistics, each percentile with its distribution-free 95 % interval in `*_ci_ms`
+    (None: too few requests for one). `latency_all_*` count every measured request.
     A run that failed before it could measure has only `valid`, `invalid_reasons`, `error`.
     """
 
@@ -69,20 +71,32 @@ class RunSummary:
     send_lag_p90_ms: float | None = None
     send_lag_p95_ms: float | None = None
     send_lag_p99_ms: float | None = None
+    send_lag_min_ms: float | None = None
     send_lag_max_ms: float | None = None
     send_lag_mean_ms: float | None = None
+    send_lag_ci_ms: dict[str, list[float] | None] = field(default_factory=dict)
     latency_p50_ms: float | None = None
     latency_p90_ms: float | None = None
     latency_p95_ms: float | None = None
     latency_p99_ms: float | None = None
+    latency_min_ms: float | None = None
     latency_max_ms: float | None = None
     latency_mean_ms: float | None = None
+    latency_ci_ms: dict[str, list[float] | None] = field(default_factory=dict)
     service_p50_ms: float | None = None
     service_p90_ms: float | None = None
     service_p95_ms: float | None = None
     service_p99_ms: float | None = None
+    service_min_ms: float | None = None
     service_max_ms: float | None = None
     service_mean_ms: float | None = None
+    service_ci_ms: dict[str, list[float] | None] = field(default_factory=dict)
+    # over every measured request, one not answered ok counting as infinitely slow (None:
+    # the percentile is such a request): what an SLO judges
+    latency_all_p50_ms: float | None = None
+    latency_all_p99_ms: float | None = None
+    # what else ran on the measured cores (servebench.cpus.ForeignCpu; set by the jobs)
+    foreign_cpu_percent: float | None = None
     # requests by outcome
     counts: dict[str, int] = field(default_factory=dict)
     counts_including_warmup: dict[str, int] = field(default_factory=dict)
@@ -134,6 +148,12 @@ class RunSummary:
     def rejection_rate(self) -> float | None:
         n = self.n_measured
         return int(self.counts.get("rejected", 0)) / n if n else None
+
+    @property
+    def failure_rate(self) -> float | None:
+        """Every measured request not answered ok (errors and rejections) per measured one."""
+        n = self.n_measured
+        return (n - int(self.counts.get("ok", 0))) / n if n else None
 
 
 SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(RunSummary))

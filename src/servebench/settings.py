@@ -9,6 +9,7 @@ these small, frozen settings, and every layer below takes only what it needs fro
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,8 +70,8 @@ class ScenarioSettings:
     arrival: str
     cv: float | None
     shape: float | None
-    rate_rps: float | None  # absolute, or None when relative to the reference variant
-    rate_of_reference: float | None
+    rate_rps: float | None  # absolute, or None when a utilization of the reference variant
+    utilization: float | None  # a fraction of the reference variant's saturation throughput
     duration_s: float | None
     requests: int | None
     warmup_s: float
@@ -85,7 +86,7 @@ class ScenarioSettings:
             cv=scenario.get("cv"),
             shape=scenario.get("shape"),
             rate_rps=scenario.get("rate_rps"),
-            rate_of_reference=scenario.get("rate_of_baseline_capacity"),
+            utilization=scenario.get("utilization"),
             duration_s=scenario.get("duration_s"),
             requests=scenario.get("requests"),
             warmup_s=float(scenario["warmup_s"]),
@@ -94,43 +95,64 @@ class ScenarioSettings:
 
     @property
     def needs_reference(self) -> bool:
-        """The rate is a fraction of the reference variant's calibrated capacity."""
+        """The rate is a fraction of the reference variant's saturation throughput."""
         return self.rate_rps is None
 
-    def offered_rate_rps(self, reference_capacity_rps: float | None) -> float:
-        """The scenario's mean arrival rate: absolute, or a fraction of the reference's."""
+    def offered_rate_rps(self, reference_saturation_rps: float | None) -> float:
+        """The scenario's mean arrival rate: absolute, or a utilization of the reference's
+        saturation throughput (which exists on any machine, unlike an SLO capacity)."""
         if self.rate_rps is not None:
             return float(self.rate_rps)
-        if reference_capacity_rps is None or reference_capacity_rps <= 0:
+        if reference_saturation_rps is None or reference_saturation_rps <= 0:
             raise ValueError(
-                "the scenario's rate is relative to the reference variant's capacity, "
-                "but no positive capacity was measured"
+                "the scenario's rate is a utilization of the reference variant's saturation "
+                "throughput, but its calibration measured none"
             )
-        assert self.rate_of_reference is not None
-        return float(self.rate_of_reference) * reference_capacity_rps
+        assert self.utilization is not None
+        return float(self.utilization) * reference_saturation_rps
+
+    def duration_for(self, rate_rps: float, min_requests: int) -> float:
+        """The schedule's length: the configured one, longer when the rate is too low for
+        `min_requests` measured requests."""
+        assert self.duration_s is not None
+        cv = self.cv if self.cv is not None else (1 / math.sqrt(self.shape) if self.shape else 1.0)
+        if self.arrival == "exponential":
+            cv = 1.0
+        measured_s = seconds_for_requests(rate_rps, min_requests, cv)
+        return max(float(self.duration_s), self.warmup_s + measured_s)
+
+
+def seconds_for_requests(rate_rps: float, requests: int, cv: float = 1.0) -> float:
+    """How long a random schedule at `rate_rps` (interarrival CV `cv`) must run to hold at
+    least `requests` arrivals with high probability: long enough for `requests` to lie about
+    3 standard deviations below the expected count (a renewal count over T has variance about
+    cv^2 rate T)."""
+    spread = 3.0 * max(cv, 1.0) * math.sqrt(requests)
+    return (requests + spread) / rate_rps
 
 
 @dataclass(frozen=True)
 class CalibrationSettings:
-    """`calibration`: the ramp of offered rates and what a sustained step is."""
+    """`calibration`: the search for saturation throughput and capacity at the SLO
+    (servebench.jobs.calibrate)."""
 
-    start_rate_rps: float
-    rate_factor: float
-    max_steps: int
-    step_duration_s: float
-    achieved_rate_tolerance: float
     slo_p99_ms: float
+    achieved_rate_tolerance: float
+    max_error_rate: float
+    min_step_requests: int
+    min_step_duration_s: float
+    step_warmup_s: float
+    unloaded_requests: int
+    start_utilization: float
+    ramp_factor: float
+    bracket_precision: float
+    max_steps: int
 
     @classmethod
     def of(cls, config: dict[str, Any]) -> CalibrationSettings:
         calibration = config["calibration"]
         return cls(
-            start_rate_rps=float(calibration["start_rate_rps"]),
-            rate_factor=float(calibration["rate_factor"]),
-            max_steps=int(calibration["max_steps"]),
-            step_duration_s=float(calibration["step_duration_s"]),
-            achieved_rate_tolerance=float(calibration["achieved_rate_tolerance"]),
-            slo_p99_ms=float(calibration["slo_p99_ms"]),
+            **{key: calibration[key] for key in cls.__dataclass_fields__},
         )
 
 
@@ -180,6 +202,8 @@ class K3sTarget:
     monitor_interval_s: float
     faults: dict[str, str]
     ready_timeout_s: float
+    # The pods run in the cluster, not on this machine's server cores: a run measures (and
+    # owns) only the generator's cores here.
     cpus: tuple[int, ...] = ()
     name: str = "k3s"
 
@@ -189,7 +213,6 @@ class K3sTarget:
         return cls(
             **{key: k3s[key] for key in cls.__dataclass_fields__ if key in k3s},
             ready_timeout_s=float(config["deploy"]["ready_timeout_s"]),
-            cpus=tuple(config["cpus"]["server"]),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -290,7 +313,6 @@ class AnalysisSettings:
     """`analysis` and the master seed: the statistics of the tables and the report."""
 
     ci_level: float = 0.95
-    bootstrap_resamples: int = 10000
     alpha: float = 0.05
     seed: int = 0
 
@@ -299,7 +321,6 @@ class AnalysisSettings:
         analysis = config["analysis"]
         return cls(
             ci_level=float(analysis["ci_level"]),
-            bootstrap_resamples=int(analysis["bootstrap_resamples"]),
             alpha=float(analysis["alpha"]),
             seed=int(config["seed"]),
         )

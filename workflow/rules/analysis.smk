@@ -83,3 +83,20 @@ rule figures:
         code=source_hash("analysis", "layout", "matrix", "records", "settings"),
     script:
         "../scripts/analysis_figures.py"
+
+
+rule study_status:
+    """Did the study produce what it planned (results/status.json; the report's banner)."""
+    input:
+        tables=list(TABLE_FILES.values()),
+        resilience=RESILIENCE_REPORT_INPUTS[:1],
+    output:
+        str(LAYOUT.status_json),
+    log:
+        results("logs", "analysis", "status.log"),
+    conda:
+        CONDA_ENV
+    params:
+        code=source_hash("analysis", "layout", "matrix"),
+    script:
+        "../scripts/study_status.py"

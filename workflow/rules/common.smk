@@ -45,6 +45,7 @@ def all_targets():
         + RESILIENCE_TARGETS
         + ANALYSIS_TARGETS
         + REPORT_TARGETS
+        + CHECK_TARGETS
     )
 
 

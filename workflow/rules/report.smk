@@ -14,6 +14,8 @@ REPORT_TEMPLATE_FILES = [
     str(REPORT_DIR / "items.yaml"),
 ] + [str(path) for path in sorted((REPORT_DIR / "captions").glob("*.rst"))]
 REPORT_TARGETS = [str(LAYOUT.report_html)]
+# The last target of `all`: it fails, one line per cause, when the study did not measure.
+CHECK_TARGETS = [str(LAYOUT.study_ok)]
 
 
 rule report_html:
@@ -25,6 +27,7 @@ rule report_html:
         model=ANALYSIS_INPUTS["model"],
         token_lengths=ANALYSIS_INPUTS["token_lengths"],
         resilience=RESILIENCE_REPORT_INPUTS,
+        status=str(LAYOUT.status_json),
         templates=REPORT_TEMPLATE_FILES,
     output:
         html=str(LAYOUT.report_html),
@@ -48,3 +51,19 @@ rule report:
     input:
         ANALYSIS_TARGETS,
         REPORT_TARGETS,
+
+
+rule check_study:
+    """Fail `all` (and `make all`) with one line per cause when the study did not produce what
+    it planned; the report, with the same causes in its banner, is there either way."""
+    input:
+        status=str(LAYOUT.status_json),
+        report=str(LAYOUT.report_html),
+    output:
+        str(LAYOUT.study_ok),
+    log:
+        results("logs", "analysis", "check_study.log"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/check_study.py"

@@ -215,7 +215,7 @@ def percentile_bars(
     ci_level: float = 0.95,
 ) -> list[Path]:
     """Latency percentiles (rows: from schedule, from send) per scenario (columns), bars per
-    variant, with the bootstrap CI over repetitions as error bars."""
+    variant, with the t-interval over repetitions as error bars."""
     plt = _pyplot()
     present = [s for s in scenarios if s in set(summary.get("scenario", []))]
     if summary.empty or not present:
@@ -267,7 +267,7 @@ def percentile_bars(
                 axes.grid(axis="x", visible=False)
         figure.suptitle(
             f"Latency percentiles: mean over repetitions, error bars {100 * ci_level:.0f}% "
-            "bootstrap CI (none with 1 repetition)"
+            "t-interval over repetitions (none with 1 repetition)"
         )
         figure.tight_layout(rect=(0, 0, 1, 0.95))
         _figure_legend(figure, axes_grid[0][0], columns=6)
@@ -280,8 +280,9 @@ def latency_throughput(
     out_base: Path,
     slo_p99_ms: float | None = None,
 ) -> list[Path]:
-    """The calibration ramp: p99 (and p50) latency against offered rate with the SLO and each
-    variant's capacity; achieved against offered rate (the diagonal is 'keeps up')."""
+    """Every step of each variant's calibration search: p99 over all requests (and p50) against
+    the rate really offered, with the SLO, the saturation throughput (dotted) and the capacity
+    at the SLO (dashed); answered against offered rate (the diagonal is 'keeps up')."""
     plt = _pyplot()
     usable = {
         v: (steps, capacity)
@@ -294,50 +295,41 @@ def latency_throughput(
         figure, (latency_axes, rate_axes) = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 2.8))
         top = 0.0
         for index, (variant, (steps, capacity)) in enumerate(usable.items()):
+            steps = steps.sort_values("offered_rate_rps", kind="stable")
             color = colors.get(variant, "grey")
             width = underlay_width(index, len(usable))
             marker = MARKERS[index % len(MARKERS)]
             size = 10 + 14 * (len(usable) - 1 - index)
             nominal = steps["offered_rate_rps"].to_numpy(dtype=float)
-            # What the generator actually offered in each step's measured window (short steps
-            # of a random schedule deviate from the ramp's nominal rate); sustained is judged
-            # against it, so the diagonal of the right panel is the criterion.
-            offered = nominal.copy()
-            if "realized_offered_rate_rps" in steps:
-                realized = pd.to_numeric(steps["realized_offered_rate_rps"], errors="coerce")
-                offered = np.where(np.isfinite(realized), realized, nominal)
-            sustained = (
-                steps["sustained"].astype(bool).to_numpy()
-                if "sustained" in steps
-                else np.ones(len(steps), dtype=bool)
-            )
-            p99 = pd.to_numeric(steps.get("p99_ms"), errors="coerce").to_numpy(dtype=float)
-            p50 = pd.to_numeric(steps.get("p50_ms"), errors="coerce").to_numpy(dtype=float)
+            realized = pd.to_numeric(steps["realized_offered_rate_rps"], errors="coerce")
+            offered = np.where(np.isfinite(realized), realized, nominal)
+            meets = steps["meets_slo"].astype(bool).to_numpy()
+            # A p99 that is a failed request has no value: drawn at the top of the axis.
+            p99 = pd.to_numeric(steps["p99_all_ms"], errors="coerce").to_numpy(dtype=float)
+            p50 = pd.to_numeric(steps["p50_ms"], errors="coerce").to_numpy(dtype=float)
             latency_axes.plot(offered, p99, "-", color=color, lw=width)
             latency_axes.plot(offered, p50, ":", color=color, lw=width)
             latency_axes.scatter(
-                offered[sustained], p99[sustained], color=color, s=size, marker=marker, zorder=3
+                offered[meets], p99[meets], color=color, s=size, marker=marker, zorder=3
             )
             latency_axes.scatter(
-                offered[~sustained],
-                p99[~sustained],
+                offered[~meets],
+                p99[~meets],
                 facecolors="white",
                 edgecolors=color,
                 marker=marker,
                 s=size,
                 zorder=3,
             )
-            achieved = steps["achieved_rate_rps"].to_numpy(dtype=float)
-            value = (capacity or {}).get("capacity_rps")
-            lower_bound = bool((capacity or {}).get("capacity_is_lower_bound"))
-            label = f"{variant}: capacity " + (
-                f"{'≥ ' if lower_bound else ''}{value:.3g} req/s"
-                if value is not None
-                else "none (no step sustained)"
+            answered = pd.to_numeric(steps["answered_rps"], errors="coerce").to_numpy(dtype=float)
+            capacity = capacity or {}
+            saturation, at_slo = capacity.get("saturation_rps"), capacity.get("capacity_rps")
+            label = f"{variant}: saturation {_rate(saturation)}, at SLO " + (
+                _rate(at_slo) if at_slo is not None else "unattainable"
             )
             rate_axes.plot(
                 offered,
-                achieved,
+                answered,
                 "-",
                 marker=marker,
                 color=color,
@@ -345,14 +337,13 @@ def latency_throughput(
                 ms=3 + 1.5 * (len(usable) - 1 - index),
                 label=label,
             )
-            top = max(top, float(np.nanmax(offered)), float(np.nanmax(achieved)))
-            if value is not None:
-                at = offered[np.isclose(nominal, value)]
-                value = float(at[0]) if len(at) else value
-                for axes in (latency_axes, rate_axes):
-                    axes.axvline(value, color=color, ls="--", lw=0.5 + 0.8 * width / 2)
+            top = max(top, float(np.nanmax(offered)), float(np.nanmax(answered)))
+            for value, style in ((saturation, ":"), (at_slo, "--")):
+                if value is not None:
+                    for axes in (latency_axes, rate_axes):
+                        axes.axvline(value, color=color, ls=style, lw=0.5 + 0.8 * width / 2)
             if slo_p99_ms is None:
-                slo_p99_ms = (capacity or {}).get("slo_p99_ms")
+                slo_p99_ms = capacity.get("slo_p99_ms")
         if slo_p99_ms is not None:
             latency_axes.axhline(
                 slo_p99_ms, color="black", lw=0.8, ls="-.", label=f"SLO: p99 ≤ {slo_p99_ms:g} ms"
@@ -361,19 +352,23 @@ def latency_throughput(
         _plain_log(latency_axes.yaxis)
         latency_axes.set_xlabel("offered rate, realized (req/s)")
         latency_axes.set_ylabel("latency (ms, log scale)")
-        latency_axes.plot([], [], "-", color="black", label="p99")
+        latency_axes.plot([], [], "-", color="black", label="p99, all requests")
         latency_axes.plot([], [], ":", color="black", label="p50")
         _legend(latency_axes, loc="best")
-        rate_axes.plot([0, top], [0, top], color="grey", lw=0.6, ls=":", label="achieved = offered")
+        rate_axes.plot([0, top], [0, top], color="grey", lw=0.6, ls=":", label="answered = offered")
         rate_axes.set_xlabel("offered rate, realized (req/s)")
-        rate_axes.set_ylabel("achieved rate, ok responses (req/s)")
+        rate_axes.set_ylabel("answered ok (req/s)")
         _legend(rate_axes, loc="upper left")
         figure.suptitle(
-            "Capacity calibration (filled: step sustained, hollow: not; dashed: capacity, "
-            "≥ a lower bound)"
+            "Calibration search, every step (filled: meets the SLO; dotted: saturation, "
+            "dashed: capacity at the SLO)"
         )
         figure.tight_layout()
         return save(figure, out_base)
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g} req/s"
 
 
 # --------------------------------------------------------------------------- workload

@@ -1,15 +1,29 @@
-"""Pure statistics of the study (no I/O): metrics, bootstrap intervals, tests, Holm, verdicts.
+"""Pure statistics of the study (no I/O): metrics, intervals over repetitions, the paired
+comparison, Holm, verdicts, Cliff's delta.
 
 The repetition is the statistical unit: requests within one run share the server's state (a
-queue, a batch, a GC pause), so they are not independent. Every per-variant number is the mean
-over valid repetitions of a per-run value (the run's p99, its throughput, ...).
+queue, a batch, a GC pause), so they are not independent, and a per-request test would be
+pseudo-replication. Every per-variant number is the mean over valid repetitions of a per-run
+value (the run's p99, its throughput, ...), with a t-interval over repetitions.
+
+Comparisons follow the design: every variant of a repetition ran the same seeded schedule, side
+by side (ABBA order), so the unit of a comparison is the repetition's pair. For a positive
+metric the model is the log ratio d_r = log(variant_r / reference_r): its mean over the
+repetitions estimates the log of the ratio, a paired t-test on the d_r gives the p-value, and
+the same t-distribution gives the ratio's interval exp(mean(d) +- t sd(d) / sqrt(n)). With too
+few matched repetitions the pairs are not there and an unpaired Welch test on the logs is used,
+named as such. Holm corrects the p-values within each metric's family (every scenario, variant
+and target of that metric). The verdict comes from the Holm-adjusted p-value, and the interval
+quoted beside it is the ratio's interval at the matching multiplicity-adjusted level
+1 - alpha * p / p_holm, which excludes 1 exactly when the adjusted p-value is below alpha: the
+sentence can never contradict its own interval.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,180 +42,132 @@ class Metric:
 
 
 LATENCY_METRICS = [
-    Metric(f"{kind}_p{q}_ms", f"{word} p{q}", "ms", "lower", kind)
+    Metric(f"{kind}_{stat}_ms", f"{word} {stat}", "ms", "lower", kind)
     for kind, word in (("latency", "latency"), ("service", "service time"))
-    for q in (50, 90, 95, 99)
+    for stat in ("p50", "p90", "p95", "p99", "min", "mean", "max")
 ]
-
-
 METRICS: list[Metric] = [
     *LATENCY_METRICS,
     Metric("throughput_rps", "throughput", "req/s", "higher"),
+    Metric("failure_rate", "failure rate", "fraction", "lower"),
     Metric("error_rate", "error rate", "fraction", "lower"),
     Metric("rejection_rate", "rejection rate", "fraction", "lower"),
 ]
-
-
 METRIC_BY_NAME = {metric.name: metric for metric in METRICS}
-
 
 # Cliff's delta magnitude thresholds (Romano et al. 2006).
 CLIFF_THRESHOLDS = ((0.147, "negligible"), (0.33, "small"), (0.474, "medium"))
 
 
-def bootstrap_distribution(
-    groups: Sequence[np.ndarray],
-    statistic: Callable[..., np.ndarray],
-    *,
-    n_resamples: int,
-    rng: np.random.Generator,
-    paired: bool = False,
-) -> np.ndarray:
-    """`statistic(*resampled_groups)` for `n_resamples` bootstrap resamples.
-
-    Each group is resampled with replacement (its own size); with `paired`, the groups have
-    equal length and share the resampled indices (unit i of every group moves together).
-    `statistic` gets arrays of shape (n_resamples, n_group) and reduces along axis 1.
-    """
-    arrays = [np.asarray(group, dtype=float) for group in groups]
-    if paired:
-        n = len(arrays[0])
-        if any(len(array) != n for array in arrays):
-            raise ValueError("paired resampling needs groups of equal length")
-        index = rng.integers(0, n, size=(n_resamples, n))
-        resampled = [array[index] for array in arrays]
-    else:
-        resampled = [
-            array[rng.integers(0, len(array), size=(n_resamples, len(array)))] for array in arrays
-        ]
-    return np.asarray(statistic(*resampled), dtype=float)
+def finite(values: Iterable[float]) -> np.ndarray:
+    array = np.asarray(list(values), dtype=float)
+    return array[np.isfinite(array)]
 
 
-def percentile_interval(distribution: np.ndarray, level: float) -> tuple[float, float]:
-    """The central `level` interval of a bootstrap distribution (NaN draws ignored)."""
-    finite = distribution[np.isfinite(distribution)]
-    if len(finite) == 0:
+def mean_or_nan(values: Iterable[float]) -> float:
+    array = finite(values)
+    return float(array.mean()) if len(array) else math.nan
+
+
+def t_interval(values: Iterable[float], level: float) -> tuple[float, float]:
+    """The `level` t-interval of the mean of `values` (NaN with fewer than 2)."""
+    from scipy import stats
+
+    array = finite(values)
+    n = len(array)
+    if n < 2:
         return math.nan, math.nan
-    tail = 100.0 * (1.0 - level) / 2.0
-    low, high = np.percentile(finite, [tail, 100.0 - tail])
-    return float(low), float(high)
-
-
-def bootstrap_ci(
-    values: Sequence[float] | np.ndarray,
-    statistic: Callable[..., np.ndarray] = np.mean,
-    *,
-    level: float = 0.95,
-    n_resamples: int = 10000,
-    rng: np.random.Generator | None = None,
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of `statistic(values)`; (nan, nan) with fewer than 2 values.
-
-    `statistic` must take an `axis` keyword (np.mean, np.median, or e.g.
-    `lambda x, axis: np.percentile(x, 99, axis=axis)`).
-    """
-    array = np.asarray(values, dtype=float)
-    array = array[np.isfinite(array)]
-    if len(array) < 2:
-        return math.nan, math.nan
-    rng = rng if rng is not None else np.random.default_rng(0)
-    distribution = bootstrap_distribution(
-        [array], lambda x: statistic(x, axis=1), n_resamples=n_resamples, rng=rng
-    )
-    return percentile_interval(distribution, level)
-
-
-def _ratio_or_nan(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(denominator != 0, numerator / denominator, np.nan)
-
-
-def two_sample_bootstrap(
-    variant: np.ndarray,
-    reference: np.ndarray,
-    *,
-    level: float,
-    n_resamples: int,
-    rng: np.random.Generator,
-    paired: bool,
-) -> dict[str, float]:
-    """CIs of the difference and the ratio of means (variant vs reference) over repetitions."""
-    if len(variant) < 2 or len(reference) < 2:
-        return dict.fromkeys(
-            ("difference_ci_low", "difference_ci_high", "ratio_ci_low", "ratio_ci_high"),
-            math.nan,
-        )
-    means = bootstrap_distribution(
-        [variant, reference],
-        lambda v, r: np.stack([v.mean(axis=1), r.mean(axis=1)]),
-        n_resamples=n_resamples,
-        rng=rng,
-        paired=paired,
-    )
-    difference = percentile_interval(means[0] - means[1], level)
-    ratio = percentile_interval(_ratio_or_nan(means[0], means[1]), level)
-    return {
-        "difference_ci_low": difference[0],
-        "difference_ci_high": difference[1],
-        "ratio_ci_low": ratio[0],
-        "ratio_ci_high": ratio[1],
-    }
+    mean = float(array.mean())
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * array.std(ddof=1) / math.sqrt(n))
+    return mean - half, mean + half
 
 
 @dataclass(frozen=True)
-class MannWhitney:
-    u: float  # U of the first sample: #(x > y) + 0.5 #(x == y)
-    p_value: float  # two-sided, normal approximation with tie and continuity correction
-    cliffs_delta: float  # P(x > y) - P(x < y), in [-1, 1]
-    n_x: int
-    n_y: int
+class Comparison:
+    """A variant against the reference on one metric, over repetitions."""
+
+    design: str  # "paired" | "unpaired" | "" (not tested)
+    test: str
+    n_variant: int
+    n_reference: int
+    variant_mean: float
+    reference_mean: float
+    ratio: float  # of the means on the log scale (geometric), or NaN
+    difference: float
+    estimate: float  # the log ratio (paired mean of logs), or the mean difference
+    standard_error: float
+    df: float
+    p_value: float
+    on_log_scale: bool
+
+    def interval(self, level: float) -> tuple[float, float]:
+        """The `level` interval of the ratio (log scale) or of the difference."""
+        from scipy import stats
+
+        if not (math.isfinite(self.standard_error) and self.df > 0):
+            return math.nan, math.nan
+        half = float(stats.t.ppf(0.5 + level / 2, self.df)) * self.standard_error
+        low, high = self.estimate - half, self.estimate + half
+        return (math.exp(low), math.exp(high)) if self.on_log_scale else (low, high)
 
 
-def mann_whitney(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> MannWhitney:
-    """Mann-Whitney U test of x against y (two-sided) and Cliff's delta, in O(n log n).
-
-    The p-value is the normal approximation with tie correction and continuity correction
-    (scipy's `mannwhitneyu(..., method="asymptotic")`), accurate for the thousands of requests
-    of a run. Identical samples give U = n m / 2, p = 1, delta = 0.
-    """
+def compare(variant: dict[int, float], reference: dict[int, float]) -> Comparison:
+    """Variant vs reference from per-repetition values ({repetition: value}): the paired
+    model on log ratios when they share 2+ repetitions (every value positive), an unpaired
+    Welch test on logs otherwise; differences instead of logs when a value is not positive."""
     from scipy import stats
 
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
-    n_x, n_y = len(x), len(y)
-    if n_x == 0 or n_y == 0:
-        return MannWhitney(math.nan, math.nan, math.nan, n_x, n_y)
-    combined = np.concatenate([x, y])
-    ranks = stats.rankdata(combined)
-    u = float(ranks[:n_x].sum() - n_x * (n_x + 1) / 2.0)
-    n = n_x + n_y
-    _, tie_counts = np.unique(combined, return_counts=True)
-    tie_term = float((tie_counts**3 - tie_counts).sum())
-    variance = n_x * n_y / 12.0 * ((n + 1) - tie_term / (n * (n - 1))) if n > 1 else 0.0
-    mean_u = n_x * n_y / 2.0
-    if variance <= 0:
-        p_value = 1.0
-    else:
-        z = (abs(u - mean_u) - 0.5) / math.sqrt(variance)
-        p_value = float(min(1.0, 2.0 * stats.norm.sf(max(z, 0.0))))
-    delta = 2.0 * u / (n_x * n_y) - 1.0
-    return MannWhitney(u, p_value, float(delta), n_x, n_y)
+    v_all = {rep: value for rep, value in variant.items() if math.isfinite(value)}
+    r_all = {rep: value for rep, value in reference.items() if math.isfinite(value)}
+    common = sorted(set(v_all) & set(r_all))
+    v_mean, r_mean = mean_or_nan(v_all.values()), mean_or_nan(r_all.values())
+    values = list(v_all.values()) + list(r_all.values())
+    use_log = bool(values) and min(values) > 0
+    transform = np.log if use_log else (lambda array: array)
+    nan = math.nan
 
+    def result(
+        design: str, test: str, estimate: float, se: float, df: float, p: float
+    ) -> Comparison:
+        ratio = (
+            math.exp(estimate)
+            if use_log and math.isfinite(estimate)
+            else (v_mean / r_mean if r_mean else nan)
+        )
+        return Comparison(
+            design, test, len(v_all), len(r_all), v_mean, r_mean, ratio, v_mean - r_mean,
+            estimate, se, df, p, use_log,
+        )  # fmt: skip
 
-def cliffs_delta(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
-    """P(x > y) - P(x < y) over all pairs (ties count for neither)."""
-    return mann_whitney(x, y).cliffs_delta
-
-
-def cliffs_magnitude(delta: float) -> str:
-    """negligible / small / medium / large (Romano et al. 2006 thresholds on |delta|)."""
-    if not math.isfinite(delta):
-        return ""
-    for threshold, name in CLIFF_THRESHOLDS:
-        if abs(delta) < threshold:
-            return name
-    return "large"
+    scale = "log ratios" if use_log else "differences"
+    if len(common) >= 2:
+        d = transform(np.array([v_all[r] for r in common])) - transform(
+            np.array([r_all[r] for r in common])
+        )
+        mean, n = float(d.mean()), len(d)
+        sd = float(d.std(ddof=1))
+        if sd <= 1e-12 * max(1.0, abs(mean)):  # identical differences (to rounding): exact
+            return result("paired", f"paired t on {scale} (no variance)", mean, 0.0, n - 1,
+                          0.0 if mean != 0 else 1.0)  # fmt: skip
+        se = sd / math.sqrt(n)
+        p = float(2 * stats.t.sf(abs(mean / se), n - 1))
+        return result("paired", f"paired t on {scale}", mean, se, n - 1, p)
+    v = transform(np.array(list(v_all.values()), dtype=float))
+    r = transform(np.array(list(r_all.values()), dtype=float))
+    if len(v) < 2 or len(r) < 2:
+        estimate = float(v.mean() - r.mean()) if len(v) and len(r) else nan
+        return result("", "not tested: needs 2+ repetitions per variant", estimate, nan, 0, nan)
+    var_v, var_r = float(v.var(ddof=1)) / len(v), float(r.var(ddof=1)) / len(r)
+    se = math.sqrt(var_v + var_r)
+    estimate = float(v.mean() - r.mean())
+    if se <= 1e-12 * max(1.0, abs(estimate)):
+        return result("unpaired", f"Welch t on {scale} (no variance)", estimate, 0.0, 1,
+                      0.0 if estimate != 0 else 1.0)  # fmt: skip
+    df = (var_v + var_r) ** 2 / (var_v**2 / (len(v) - 1) + var_r**2 / (len(r) - 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(2 * stats.t.sf(abs(estimate / se), df))
+    return result("unpaired", f"Welch t on {scale}", estimate, se, df, p)
 
 
 def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -220,38 +186,39 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     return adjusted
 
 
-def repetition_test(variant: np.ndarray, reference: np.ndarray) -> tuple[float, str]:
-    """Two-sided Welch t-test of per-repetition values: (p-value, method).
+def adjusted_level(alpha: float, p_value: float, p_holm: float) -> float:
+    """The confidence level whose interval excludes the null exactly when the Holm-adjusted
+    p-value is below alpha: 1 - alpha * p / p_holm (for a test whose interval and p-value come
+    from the same t-distribution)."""
+    if not (math.isfinite(p_value) and math.isfinite(p_holm)) or p_holm <= 0:
+        return 1.0 - alpha
+    return 1.0 - alpha * p_value / p_holm
 
-    On the logarithm when every value is positive (latencies and rates scale, and the ratio is
-    what the comparison reports), on the values otherwise. NaN with fewer than 2 repetitions
-    in a group. Without variance in either group the test is exact: p = 1 for equal means and
-    p = 0 for different ones.
-    """
+
+def cliffs_delta(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
+    """P(x > y) - P(x < y) over all pairs (ties count for neither), in O(n log n): an effect
+    size of two request-level latency distributions (descriptive: not a test)."""
     from scipy import stats
 
-    v = np.asarray(variant, dtype=float)
-    r = np.asarray(reference, dtype=float)
-    v, r = v[np.isfinite(v)], r[np.isfinite(r)]
-    if len(v) < 2 or len(r) < 2:
-        return math.nan, "needs 2+ repetitions per variant"
-    use_log = bool((v > 0).all() and (r > 0).all())
-    if use_log:
-        v, r = np.log(v), np.log(r)
-    method = "Welch t-test on log values" if use_log else "Welch t-test"
-    if np.ptp(v) == 0 and np.ptp(r) == 0:
-        return (1.0 if v[0] == r[0] else 0.0), method + " (no variance: exact)"
-    with warnings.catch_warnings():
-        # nearly equal values (e.g. rates of 0 and 0.001) only cost precision, not validity
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = stats.ttest_ind(v, r, equal_var=False)
-    return float(result.pvalue), method
+    x, y = finite(x), finite(y)
+    if not len(x) or not len(y):
+        return math.nan
+    ranks = stats.rankdata(np.concatenate([x, y]))
+    u = float(ranks[: len(x)].sum() - len(x) * (len(x) + 1) / 2.0)
+    return float(2.0 * u / (len(x) * len(y)) - 1.0)
 
 
-def mean_or_nan(values: Iterable[float]) -> float:
-    array = np.asarray(list(values), dtype=float)
-    array = array[np.isfinite(array)]
-    return float(array.mean()) if len(array) else math.nan
+def cliffs_magnitude(delta: float) -> str:
+    if not math.isfinite(delta):
+        return ""
+    size = abs(delta)
+    for threshold, name in CLIFF_THRESHOLDS:
+        if size < threshold:
+            return name
+    return "large"
+
+
+# --------------------------------------------------------------------------- verdicts
 
 
 def _format_value(value: float, unit: str) -> str:
@@ -267,63 +234,48 @@ def _direction_words(metric: Metric, variant_larger: bool) -> str:
         return "slower" if variant_larger else "faster"
     if metric.name == "throughput_rps":
         return "higher throughput" if variant_larger else "lower throughput"
-    noun = "errors" if metric.name == "error_rate" else "rejections"
+    noun = {"error_rate": "errors", "rejection_rate": "rejections"}.get(metric.name, "failures")
     return f"more {noun}" if variant_larger else f"fewer {noun}"
 
 
 def verdict(
-    metric: Metric,
-    variant: str,
-    reference: str,
-    row: dict[str, Any],
-    *,
-    alpha: float,
-    ci_level: float,
+    metric: Metric, variant: str, reference: str, row: dict[str, Any], *, alpha: float
 ) -> tuple[str, str]:
-    """(class, sentence) of one comparison row.
-
-    Class: `better` / `worse` when the Holm-corrected repetition-level p-value is below
-    `alpha`, `no difference` when it is not, `not tested` without 2+ valid repetitions per
-    variant (the sentence then gives the point estimates and the request-level effect size).
-    """
+    """(class, sentence) of one comparison row: `better` / `worse` when the Holm-adjusted
+    p-value is below alpha, `no difference` when it is not, `not tested` without 2+
+    repetitions per variant. The interval in the sentence is the one at the adjusted level
+    (`ratio_ci_adj_*`), which excludes 1 exactly when the verdict is better or worse."""
     v, r = row["variant_mean"], row["reference_mean"]
     values = (
         f"{metric.label} {_format_value(v, metric.unit)} vs "
         f"{_format_value(r, metric.unit)} for {reference}"
     )
-    ratio = row["ratio"]
-    ratio_text = ""
-    if math.isfinite(ratio):
-        ratio_text = f", {ratio:.3g}x"
-        if math.isfinite(row["ratio_ci_low"]):
-            ratio_text += (
-                f" ({100 * ci_level:.0f}% CI {row['ratio_ci_low']:.3g}-{row['ratio_ci_high']:.3g}x)"
-            )
-    p = row["rep_p_holm"]
+    p = row["p_holm"]
     if not math.isfinite(p):
-        effect = ""
-        if math.isfinite(row.get("cliffs_delta", math.nan)):
-            effect = (
-                f"; per request, Cliff's delta {row['cliffs_delta']:+.2f} "
-                f"({row['cliffs_magnitude']})"
-            )
         n = min(row["n_reps_variant"], row["n_reps_reference"])
         return (
             "not tested",
-            f"not tested ({n} valid repetition(s); 2+ per variant needed): {variant} "
-            f"{values}{ratio_text}{effect}",
+            f"not tested ({n} valid repetition(s); 2+ per variant needed): {variant} {values}",
         )
+    on_log = bool(row["on_log_scale"])
+    estimate = row["ratio"] if on_log else row["difference"]
+    low, high = row["adj_ci_low"], row["adj_ci_high"]
+    level = 100 * row["adj_ci_level"]
+    if on_log:
+        interval = f", {estimate:.3g}x ({level:.4g}% CI {low:.3g}-{high:.3g}x, Holm-adjusted)"
+    else:
+        unit = "" if metric.unit == "fraction" else f" {metric.unit}"
+        interval = (
+            f", difference {estimate:+.3g}{unit} ({level:.4g}% CI {low:+.3g} to {high:+.3g}, "
+            "Holm-adjusted)"
+        )
+    test = f"{row['test']} over {min(row['n_reps_variant'], row['n_reps_reference'])} repetitions"
     if p < alpha:
-        larger = v > r
+        larger = estimate > (1.0 if on_log else 0.0)
         good = larger == (metric.better == "higher")
-        words = _direction_words(metric, larger)
         return (
             "better" if good else "worse",
-            f"{variant} {words}: {values}{ratio_text}; Holm p={p:.2g}",
+            f"{variant} {_direction_words(metric, larger)}: {values}{interval}; {test}, Holm "
+            f"p={p:.2g}",
         )
-    n = min(row["n_reps_variant"], row["n_reps_reference"])
-    power = f" (only {n} repetitions per variant: the test has little power)" if n < 3 else ""
-    return (
-        "no difference",
-        f"no difference detected: {values}{ratio_text}; Holm p={p:.2g}{power}",
-    )
+    return "no difference", f"no difference detected: {values}{interval}; {test}, Holm p={p:.2g}"

@@ -24,20 +24,17 @@ from servebench.analysis.statistics import (
     METRIC_BY_NAME,
     METRICS,
     Metric,
-    _ratio_or_nan,
-    bootstrap_ci,
-    bootstrap_distribution,
+    adjusted_level,
+    cliffs_delta,
     cliffs_magnitude,
+    compare,
     holm,
-    mann_whitney,
     mean_or_nan,
-    percentile_interval,
-    repetition_test,
-    two_sample_bootstrap,
+    t_interval,
     verdict,
 )
 from servebench.layout import SUMMARY, Layout
-from servebench.matrix import RunSpec, derived_seed, run_matrix
+from servebench.matrix import RunSpec, run_matrix
 from servebench.settings import AnalysisSettings
 
 # Metrics whose share of the total gain ablation.csv attributes to each optimization level.
@@ -76,11 +73,6 @@ def runs_table(records: Sequence[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _rng(settings: AnalysisSettings, *parts: object) -> np.random.Generator:
-    """A bootstrap stream per table cell, so a cell's CI does not depend on the others."""
-    return np.random.default_rng(derived_seed(settings.seed, "bootstrap", *parts))
-
-
 def _per_run_values(runs: pd.DataFrame, metric: str) -> pd.Series:
     if metric not in runs.columns:
         return pd.Series(np.nan, index=runs.index, dtype=float)
@@ -100,7 +92,8 @@ def summary_table(
     scenarios: Sequence[str] = (),
 ) -> pd.DataFrame:
     """summary.csv: per (target, variant, scenario), over valid repetitions, the mean of each
-    metric and its bootstrap CI (resampling repetitions)."""
+    per-run metric and its t-interval over repetitions (`ci_level`); the realized interarrival
+    CV of the schedule beside the scenario's target."""
     rows = []
     if runs.empty:
         return pd.DataFrame(columns=_summary_columns())
@@ -118,16 +111,18 @@ def summary_table(
             "n_requests_ok": int(_per_run_values(valid, "n_ok").fillna(0).sum()),
             "target_rate_rps": mean_or_nan(_per_run_values(valid, "target_rate_rps")),
             "offered_rate_rps": mean_or_nan(_per_run_values(valid, "offered_rate_rps")),
+            "target_cv": mean_or_nan(_per_run_values(valid, "target_cv")),
+            "realized_cv": mean_or_nan(_per_run_values(valid, "realized_cv")),
+            "n_measured_min": float(_per_run_values(valid, "n_measured").min())
+            if len(valid)
+            else math.nan,
         }
         for metric in METRICS:
             values = _per_run_values(valid, metric.name).dropna().to_numpy()
-            low, high = bootstrap_ci(
-                values,
-                level=settings.ci_level,
-                n_resamples=settings.bootstrap_resamples,
-                rng=_rng(settings, "summary", target, variant, scenario, metric.name),
-            )
+            low, high = t_interval(values, settings.ci_level)
             row[metric.name] = mean_or_nan(values)
+            # Every metric here is >= 0: the interval is cut at 0 (coverage is unchanged).
+            low = max(low, 0.0) if math.isfinite(low) else low
             row[f"{metric.name}_ci_low"] = low
             row[f"{metric.name}_ci_high"] = high
         rows.append(row)
@@ -146,6 +141,9 @@ def _summary_columns() -> list[str]:
         "n_requests_ok",
         "target_rate_rps",
         "offered_rate_rps",
+        "target_cv",
+        "realized_cv",
+        "n_measured_min",
     ]
     for metric in METRICS:
         columns += [metric.name, f"{metric.name}_ci_low", f"{metric.name}_ci_high"]
@@ -178,24 +176,24 @@ COMPARISON_COLUMNS = [
     "better",
     "n_reps_variant",
     "n_reps_reference",
+    "design",
+    "test",
     "variant_mean",
     "reference_mean",
     "difference",
-    "difference_ci_low",
-    "difference_ci_high",
     "ratio",
-    "ratio_ci_low",
-    "ratio_ci_high",
     "change_percent",
-    "bootstrap",
-    "rep_test",
-    "rep_p_value",
-    "rep_p_holm",
+    "on_log_scale",
+    "ci_level",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "p_holm",
+    "adj_ci_level",
+    "adj_ci_low",
+    "adj_ci_high",
     "n_requests_variant",
     "n_requests_reference",
-    "mwu_u",
-    "mwu_p_value",
-    "mwu_p_holm",
     "cliffs_delta",
     "cliffs_magnitude",
     "verdict_class",
@@ -213,12 +211,11 @@ def comparison_table(
 ) -> pd.DataFrame:
     """comparison.csv: every variant vs `reference`, per target, scenario and metric.
 
-    Ratio and difference of the repetition means with bootstrap CIs (paired by repetition when
-    both variants have the same valid repetitions: they ran the same schedule side by side),
-    the repetition-level Welch test, and for latency metrics the request-level Mann-Whitney U
-    and Cliff's delta (variant vs reference: negative delta = variant faster). Holm corrects
-    the repetition-level p-values over all rows and the request-level ones over the distinct
-    request-level tests (one per variant, scenario and latency kind).
+    The paired model over repetitions (servebench.analysis.statistics.compare): the ratio
+    (or, for metrics that can be 0, the difference) with its `ci_level` t-interval, the paired
+    test's p-value, Holm within each metric's family, the interval at the adjusted level that
+    the verdict quotes. For latency metrics Cliff's delta of the pooled per-request latencies
+    describes how the distributions differ (an effect size, not a test).
     """
     rows = []
     if runs.empty:
@@ -227,50 +224,36 @@ def comparison_table(
     for target in _ordered(runs["target"], ()):
         for scenario in _ordered(runs.loc[runs["target"] == target, "scenario"], scenarios):
             here = valid[(valid["target"] == target) & (valid["scenario"] == scenario)]
-            reference_runs = here[here["variant"] == reference]
             present = runs[(runs["target"] == target) & (runs["scenario"] == scenario)]
             for variant in _ordered(present["variant"], variants):
                 if variant == reference:
                     continue
-                variant_runs = here[here["variant"] == variant]
                 for metric in METRICS:
                     rows.append(
                         _comparison_row(
-                            target,
-                            scenario,
-                            variant,
-                            reference,
-                            metric,
-                            variant_runs,
-                            reference_runs,
-                            latencies,
-                            settings,
+                            target, scenario, variant, reference, metric, here, latencies, settings
                         )
                     )
-    table = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if c != "verdict"])
+    columns = [c for c in COMPARISON_COLUMNS if c not in ("verdict_class", "verdict")]
+    table = pd.DataFrame(rows, columns=[*columns, "_comparison"])
     if table.empty:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
-    table["rep_p_holm"] = holm(table["rep_p_value"].to_numpy(dtype=float))
-    # One request-level test per (target, scenario, variant, latency kind), not per percentile.
-    kind = table["metric"].map(lambda name: METRIC_BY_NAME[name].latency_kind)
-    test_keys = table["target"] + "|" + table["scenario"] + "|" + table["variant"] + "|" + kind
-    distinct = table[kind.notna()].assign(key=test_keys[kind.notna()]).drop_duplicates("key")
-    adjusted = dict(
-        zip(distinct["key"], holm(distinct["mwu_p_value"].to_numpy(dtype=float)), strict=True)
-    )
-    table["mwu_p_holm"] = [
-        adjusted.get(key, math.nan) if isinstance(key, str) else math.nan for key in test_keys
-    ]
+    # Holm within each metric's family (every target, scenario and variant of that metric).
+    table["p_holm"] = math.nan
+    for _, family in table.groupby("metric", sort=False):
+        table.loc[family.index, "p_holm"] = holm(family["p_value"].to_numpy(dtype=float))
     classes, sentences = [], []
-    for record in table.to_dict("records"):
-        metric = METRIC_BY_NAME[record["metric"]]
+    for index, record in table.iterrows():
+        comparison = record["_comparison"]
+        level = adjusted_level(settings.alpha, record["p_value"], record["p_holm"])
+        low, high = comparison.interval(level)
+        table.loc[index, ["adj_ci_level", "adj_ci_low", "adj_ci_high"]] = [level, low, high]
         verdict_class, sentence = verdict(
-            metric,
+            METRIC_BY_NAME[record["metric"]],
             record["variant"],
             record["reference"],
-            record,
+            {**record.to_dict(), "adj_ci_level": level, "adj_ci_low": low, "adj_ci_high": high},
             alpha=settings.alpha,
-            ci_level=settings.ci_level,
         )
         classes.append(verdict_class)
         sentences.append(sentence)
@@ -285,26 +268,18 @@ def _comparison_row(
     variant: str,
     reference: str,
     metric: Metric,
-    variant_runs: pd.DataFrame,
-    reference_runs: pd.DataFrame,
+    runs: pd.DataFrame,
     latencies: dict[tuple[str, str, str], dict[str, np.ndarray]],
     settings: AnalysisSettings,
 ) -> dict[str, Any]:
-    v_values = _per_run_values(variant_runs, metric.name)
-    r_values = _per_run_values(reference_runs, metric.name)
-    v_reps = dict(zip(variant_runs["repetition"], v_values, strict=True))
-    r_reps = dict(zip(reference_runs["repetition"], r_values, strict=True))
-    v_reps = {rep: value for rep, value in v_reps.items() if math.isfinite(value)}
-    r_reps = {rep: value for rep, value in r_reps.items() if math.isfinite(value)}
-    v = np.array(list(v_reps.values()), dtype=float)
-    r = np.array(list(r_reps.values()), dtype=float)
-    paired = set(v_reps) == set(r_reps) and len(v_reps) >= 2
-    if paired:
-        common = sorted(v_reps)
-        v = np.array([v_reps[rep] for rep in common])
-        r = np.array([r_reps[rep] for rep in common])
-    v_mean, r_mean = mean_or_nan(v), mean_or_nan(r)
-    ratio = v_mean / r_mean if math.isfinite(r_mean) and r_mean != 0 else math.nan
+    def by_repetition(name: str) -> dict[int, float]:
+        rows = runs[runs["variant"] == name]
+        return dict(
+            zip(rows["repetition"].astype(int), _per_run_values(rows, metric.name), strict=True)
+        )
+
+    comparison = compare(by_repetition(variant), by_repetition(reference))
+    low, high = comparison.interval(settings.ci_level)
     row: dict[str, Any] = {
         "target": target,
         "scenario": scenario,
@@ -313,50 +288,41 @@ def _comparison_row(
         "metric": metric.name,
         "unit": metric.unit,
         "better": metric.better,
-        "n_reps_variant": len(v),
-        "n_reps_reference": len(r),
-        "variant_mean": v_mean,
-        "reference_mean": r_mean,
-        "difference": v_mean - r_mean,
-        "ratio": ratio,
-        "change_percent": 100.0 * (ratio - 1.0) if math.isfinite(ratio) else math.nan,
-        "bootstrap": ("paired" if paired else "independent") if len(v) >= 2 and len(r) >= 2 else "",
+        "n_reps_variant": comparison.n_variant,
+        "n_reps_reference": comparison.n_reference,
+        "design": comparison.design,
+        "test": comparison.test,
+        "variant_mean": comparison.variant_mean,
+        "reference_mean": comparison.reference_mean,
+        "difference": comparison.difference,
+        "ratio": comparison.ratio,
+        "change_percent": 100.0 * (comparison.ratio - 1.0)
+        if math.isfinite(comparison.ratio)
+        else math.nan,
+        "on_log_scale": comparison.on_log_scale,
+        "ci_level": settings.ci_level,
+        "ci_low": low,
+        "ci_high": high,
+        "p_value": comparison.p_value,
+        "adj_ci_level": math.nan,
+        "adj_ci_low": math.nan,
+        "adj_ci_high": math.nan,
+        "n_requests_variant": math.nan,
+        "n_requests_reference": math.nan,
+        "cliffs_delta": math.nan,
+        "cliffs_magnitude": "",
+        "_comparison": comparison,
     }
-    row.update(
-        two_sample_bootstrap(
-            v,
-            r,
-            level=settings.ci_level,
-            n_resamples=settings.bootstrap_resamples,
-            rng=_rng(settings, "comparison", target, scenario, variant, metric.name),
-            paired=paired,
-        )
-    )
-    row["rep_p_value"], row["rep_test"] = repetition_test(v, r)
-    row.update(
-        {
-            "n_requests_variant": math.nan,
-            "n_requests_reference": math.nan,
-            "mwu_u": math.nan,
-            "mwu_p_value": math.nan,
-            "cliffs_delta": math.nan,
-            "cliffs_magnitude": "",
-        }
-    )
     if metric.latency_kind is not None:
         x = latencies.get((target, variant, scenario), {}).get(metric.latency_kind)
         y = latencies.get((target, reference, scenario), {}).get(metric.latency_kind)
         if x is not None and y is not None and len(x) and len(y):
-            test = mann_whitney(x, y)
+            delta = cliffs_delta(x, y)
             row.update(
-                {
-                    "n_requests_variant": test.n_x,
-                    "n_requests_reference": test.n_y,
-                    "mwu_u": test.u,
-                    "mwu_p_value": test.p_value,
-                    "cliffs_delta": test.cliffs_delta,
-                    "cliffs_magnitude": cliffs_magnitude(test.cliffs_delta),
-                }
+                n_requests_variant=len(x),
+                n_requests_reference=len(y),
+                cliffs_delta=delta,
+                cliffs_magnitude=cliffs_magnitude(delta),
             )
     return row
 
@@ -416,7 +382,7 @@ def ablation_table(
     valid = runs[runs["valid"].astype(bool)] if not runs.empty else runs
     ran = set(valid["variant"]) if not valid.empty else set()
     ran |= (
-        set(capacity.loc[capacity["capacity_rps"].notna(), "variant"]) if len(capacity) else set()
+        set(capacity.loc[capacity["saturation_rps"].notna(), "variant"]) if len(capacity) else set()
     )
     if not any(variant in ran for variant in levels.values()):
         names = ", ".join(levels.values())
@@ -438,8 +404,16 @@ def ablation_table(
             for metric_name in ABLATION_METRICS:
                 metric = METRIC_BY_NAME[metric_name]
 
-                def values(variant: str, here: pd.DataFrame = here, name: str = metric_name):
-                    return _per_run_values(here[here["variant"] == variant], name).dropna()
+                def values(
+                    variant: str, here: pd.DataFrame = here, name: str = metric_name
+                ) -> dict[int, float]:
+                    rows = here[here["variant"] == variant]
+                    per_run = _per_run_values(rows, name)
+                    return {
+                        int(rep): float(value)
+                        for rep, value in zip(rows["repetition"], per_run, strict=True)
+                        if math.isfinite(value)
+                    }
 
                 rows += _ablation_rows(
                     target,
@@ -447,8 +421,8 @@ def ablation_table(
                     metric.name,
                     metric.unit,
                     metric.better,
-                    {name: values(name).to_numpy() for name in (reference, optimized)},
-                    {level: values(variant).to_numpy() for level, variant in levels.items()},
+                    {name: values(name) for name in (reference, optimized)},
+                    {level: values(variant) for level, variant in levels.items()},
                     levels,
                     reference,
                     optimized,
@@ -456,37 +430,26 @@ def ablation_table(
                 )
     if len(capacity):
         for target in sorted(set(capacity["target"])):
-            here = capacity[capacity["target"] == target]
-            caps = here.set_index("variant")["capacity_rps"]
-            flags = here["capacity_is_lower_bound"] if "capacity_is_lower_bound" in here else None
-            bounds = (
-                sorted(here.loc[flags.map(lambda x: str(x).lower() == "true"), "variant"])
-                if flags is not None
-                else []
-            )
+            here = capacity[capacity["target"] == target].set_index("variant")
+            for metric_name in ("saturation_rps", "capacity_rps"):
 
-            def cap(variant: str, caps: pd.Series = caps) -> np.ndarray:
-                value = caps.get(variant, math.nan)
-                return np.array([value]) if pd.notna(value) else np.array([])
+                def answer(variant: str, column: pd.Series = here[metric_name]) -> dict[int, float]:
+                    value = column.get(variant, math.nan)
+                    return {0: float(value)} if pd.notna(value) else {}
 
-            rows += _ablation_rows(
-                target,
-                "calibration",
-                "capacity_rps",
-                "req/s",
-                "higher",
-                {name: cap(name) for name in (reference, optimized)},
-                {level: cap(variant) for level, variant in levels.items()},
-                levels,
-                reference,
-                optimized,
-                settings,
-            )
-            if bounds:
-                for row in rows:
-                    if row["metric"] == "capacity_rps" and row["target"] == target:
-                        caveat = f"capacity of {', '.join(bounds)} is only a lower bound"
-                        row["note"] = "; ".join(x for x in (row["note"], caveat) if x)
+                rows += _ablation_rows(
+                    target,
+                    "calibration",
+                    metric_name,
+                    "req/s",
+                    "higher",
+                    {name: answer(name) for name in (reference, optimized)},
+                    {level: answer(variant) for level, variant in levels.items()},
+                    levels,
+                    reference,
+                    optimized,
+                    settings,
+                )
     return pd.DataFrame(rows, columns=ABLATION_COLUMNS)
 
 
@@ -496,8 +459,8 @@ def _ablation_rows(
     metric: str,
     unit: str,
     better: str,
-    ends: dict[str, np.ndarray],
-    level_values: dict[str, np.ndarray],
+    ends: dict[str, dict[int, float]],
+    level_values: dict[str, dict[int, float]],
     levels: dict[str, str],
     reference: str,
     optimized: str,
@@ -505,7 +468,7 @@ def _ablation_rows(
 ) -> list[dict[str, Any]]:
     sign = 1.0 if better == "higher" else -1.0
     ref, opt = ends[reference], ends[optimized]
-    ref_mean, opt_mean = mean_or_nan(ref), mean_or_nan(opt)
+    ref_mean, opt_mean = mean_or_nan(ref.values()), mean_or_nan(opt.values())
     total = sign * (opt_mean - ref_mean)
     base = {"target": target, "scenario": scenario, "metric": metric, "unit": unit}
     rows = []
@@ -519,7 +482,7 @@ def _ablation_rows(
             "n_reps": len(values),
             "reference_value": ref_mean,
             "optimized_value": opt_mean,
-            "level_value": mean_or_nan(values),
+            "level_value": mean_or_nan(values.values()),
             "total_gain": total,
             "share_ci_low": math.nan,
             "share_ci_high": math.nan,
@@ -535,18 +498,15 @@ def _ablation_rows(
         row["share_of_total_gain"] = (
             row["level_gain"] / total if not row["note"] and total else math.nan
         )
-        if not row["note"] and min(len(values), len(ref), len(opt)) >= 2:
-            distribution = bootstrap_distribution(
-                [values, ref, opt],
-                lambda lv, rv, ov: _ratio_or_nan(
-                    sign * (lv.mean(axis=1) - rv.mean(axis=1)),
-                    sign * (ov.mean(axis=1) - rv.mean(axis=1)),
-                ),
-                n_resamples=settings.bootstrap_resamples,
-                rng=_rng(settings, "ablation", target, scenario, metric, level),
-            )
-            row["share_ci_low"], row["share_ci_high"] = percentile_interval(
-                distribution, settings.ci_level
+        # The paired design: each repetition's share (its level, reference and optimized runs
+        # ran the same schedule), with a t-interval over those repetitions.
+        paired = sorted(set(values) & set(ref) & set(opt))
+        per_repetition = [
+            (values[r] - ref[r]) / (opt[r] - ref[r]) for r in paired if opt[r] != ref[r]
+        ]
+        if not row["note"] and len(per_repetition) >= 2:
+            row["share_ci_low"], row["share_ci_high"] = t_interval(
+                per_repetition, settings.ci_level
             )
         if row["note"] == "" and total < 0:
             row["note"] = f"{optimized} is worse than {reference} here: shares are of a loss"
@@ -579,29 +539,25 @@ def _ablation_rows(
 CAPACITY_COLUMNS = [
     "target",
     "variant",
+    "saturation_rps",
+    "saturation_offered_rps",
+    "saturation_bracket_low_rps",
+    "saturation_bracket_high_rps",
     "capacity_rps",
-    "capacity_achieved_rps",
-    "capacity_is_lower_bound",
-    "speedup_vs_reference",
+    "capacity_offered_rps",
+    "capacity_bracket_low_rps",
+    "capacity_bracket_high_rps",
+    "capacity_confirmed",
+    "capacity_unattainable",
     "slo_p99_ms",
-    "achieved_rate_tolerance",
+    "unloaded_p50_ms",
+    "unloaded_p99_ms",
+    "saturation_vs_reference",
+    "capacity_vs_reference",
     "n_steps",
-    "n_sustained_steps",
-    "max_achieved_rate_rps",
+    "search_s",
     "note",
 ]
-
-
-def capacity_achieved_rps(steps: pd.DataFrame) -> float | None:
-    """What the server answered per second in its highest sustained step. `capacity_rps` is
-    that step's nominal rate; a short step's random schedule can offer 10-15% more or less, so
-    this is the figure to quote as throughput."""
-    if not {"sustained", "offered_rate_rps", "achieved_rate_rps"} <= set(steps.columns):
-        return None
-    sustained = steps[steps["sustained"].astype(bool)]
-    if not len(sustained):
-        return None
-    return float(sustained.sort_values("offered_rate_rps")["achieved_rate_rps"].iloc[-1])
 
 
 def capacity_table(
@@ -611,8 +567,9 @@ def capacity_table(
     reference: str,
     problems: list[str] | None = None,
 ) -> pd.DataFrame:
-    """capacity.csv: the calibrated capacity of each variant and its speed-up over the
-    reference variant (capacity ratio)."""
+    """capacity.csv: each variant's two answers of the calibration (saturation throughput and
+    capacity at the SLO, as rates answered and offered, with their brackets) and their ratios
+    to the reference variant's."""
     rows = []
     for variant in variants:
         capacity, steps, found = read_calibration(results_dir, target, variant)
@@ -620,29 +577,37 @@ def capacity_table(
             problems += found
         row: dict[str, Any] = {"target": target, "variant": variant, "note": ""}
         if capacity is not None:
-            row["capacity_rps"] = capacity.get("capacity_rps")
-            row["capacity_is_lower_bound"] = capacity.get("capacity_is_lower_bound")
-            row["slo_p99_ms"] = capacity.get("slo_p99_ms")
-            row["achieved_rate_tolerance"] = capacity.get("achieved_rate_tolerance")
-            if capacity.get("capacity_rps") is None:
-                row["note"] = capacity.get("note") or "no step was sustained"
+            for key in (
+                "saturation_rps",
+                "saturation_offered_rps",
+                "capacity_rps",
+                "capacity_offered_rps",
+                "capacity_confirmed",
+                "capacity_unattainable",
+                "slo_p99_ms",
+                "unloaded_p50_ms",
+                "unloaded_p99_ms",
+                "search_s",
+            ):
+                row[key] = capacity.get(key)
+            for answer in ("saturation", "capacity"):
+                low, high = (capacity.get(f"{answer}_bracket_rps") or [None, None])[:2]
+                row[f"{answer}_bracket_low_rps"] = low
+                row[f"{answer}_bracket_high_rps"] = high
+            row["n_steps"] = capacity.get("steps_run")
+            row["note"] = "; ".join(capacity.get("notes") or [])
         else:
             row["note"] = "not calibrated (no capacity.json)"
-        if steps is not None and len(steps):
-            row["n_steps"] = len(steps)
-            if "sustained" in steps.columns:
-                row["n_sustained_steps"] = int(steps["sustained"].astype(bool).sum())
-            if "achieved_rate_rps" in steps.columns:
-                row["max_achieved_rate_rps"] = float(steps["achieved_rate_rps"].max())
-                row["capacity_achieved_rps"] = capacity_achieved_rps(steps)
         rows.append(row)
     table = pd.DataFrame(rows, columns=CAPACITY_COLUMNS)
-    table["capacity_rps"] = pd.to_numeric(table["capacity_rps"], errors="coerce")
-    reference_capacity = table.loc[table["variant"] == reference, "capacity_rps"]
-    ref_value = float(reference_capacity.iloc[0]) if len(reference_capacity) else math.nan
-    table["speedup_vs_reference"] = (
-        table["capacity_rps"] / ref_value if math.isfinite(ref_value) and ref_value > 0 else np.nan
-    )
+    for answer in ("saturation", "capacity"):
+        column = f"{answer}_rps"
+        table[column] = pd.to_numeric(table[column], errors="coerce")
+        at_reference = table.loc[table["variant"] == reference, column]
+        ref_value = float(at_reference.iloc[0]) if len(at_reference) else math.nan
+        table[f"{answer}_vs_reference"] = (
+            table[column] / ref_value if math.isfinite(ref_value) and ref_value > 0 else np.nan
+        )
     return table
 
 

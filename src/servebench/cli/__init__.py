@@ -18,6 +18,7 @@ from servebench.errors import UserError
 SUBCOMMAND_MODULES: list[str] = [
     "servebench.cli.config",
     "servebench.cli.loadtest",
+    "servebench.cli.calibrate",
     "servebench.cli.serve",
     "servebench.cli.k3s",
     "servebench.cli.job",

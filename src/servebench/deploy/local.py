@@ -294,6 +294,10 @@ class LocalDeployment:
     def url(self) -> str:
         return self.current.url
 
+    def alive(self) -> bool:
+        """The current server's main process is running."""
+        return self.current.process.poll() is None
+
     def start(self, port: int | None = None) -> LocalServer:
         name = SERVER_LOG if not self.servers else f"server.restart{len(self.servers)}.log"
         server = start_server(

@@ -1,74 +1,359 @@
-"""Calibration: an open-loop stepped ramp of offered rate against one variant; the highest rate
-that is sustained (achieved within tolerance, p99 within the SLO) is the variant's capacity.
+"""Calibration: a search for two answers per variant (or any HTTP endpoint).
 
-Writes steps.csv (one row per step), capacity.json and one step<i>/ folder per step.
+- **saturation throughput**: the highest rate the server keeps up with, whatever the latency;
+- **capacity at the SLO**: the highest rate that keeps up *and* meets the p99 objective, with
+  every lower step passing too, confirmed by one repeat at that rate. "Unattainable" (the
+  unloaded p99 exceeds the SLO, or no rate down to a tiny one meets it) is an answer, not an
+  error.
+
+The search starts from the server's own unloaded service time (a few requests sent one after
+another), not from a fixed rate, so it works on any machine: the first step offers
+`start_utilization` of what one request at a time could do. It ramps geometrically
+(`ramp_factor`) to the first step that does not keep up, then bisects (geometric midpoints)
+each bracket, [last pass, first fail], until its ends are within `bracket_precision`. Each
+step is an open-loop Poisson load test that holds at least `min_step_requests` measured
+requests and `min_step_duration_s` seconds after `step_warmup_s` of warm-up.
+
+A step keeps up when it answered ok at least (1 - achieved_rate_tolerance) of the rate its
+seeded schedule really offered, errors and rejections stayed within `max_error_rate`, the
+generator's run is valid (it sent on schedule), nothing else used the measured cores, and the
+server is still alive. It meets the SLO when it keeps up and the p99 over *all* its measured
+requests (one that failed, was rejected or timed out counts as infinitely slow) is within
+`slo_p99_ms`. A rate passes only if every step at it passed. Both answers are reported as the
+rates actually offered and answered at the highest passing step, with the bracket they were
+found in.
+
+Writes steps.csv (every step of the search), capacity.json and one step<i>/ folder per step.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from servebench.deploy import deployed
-from servebench.jobs.common import clear_dir, logged_loadtest, read_json
+from servebench.jobs.common import clear_dir, measured_loadtest, read_json
 from servebench.layout import CAPACITY, STEPS
+from servebench.loadgen.probe import sequential_latencies_ms, wait_until_idle
+from servebench.loadgen.runner import DEFAULT_BODY_TEMPLATE, render_body
 from servebench.matrix import derived_seed
+from servebench.payloads import read_texts
 from servebench.provenance import write_json
+from servebench.quantiles import quantile
 from servebench.records import RunSummary
-from servebench.settings import CalibrationSettings, LoadgenSettings, deploy_target
+from servebench.settings import (
+    CalibrationSettings,
+    LoadgenSettings,
+    deploy_target,
+    seconds_for_requests,
+)
 
 log = logging.getLogger("servebench.jobs")
 
-# Leading seconds of each calibration step that are excluded from its statistics.
-STEP_WARMUP_FRACTION = 0.2
-# The ramp stops after this many consecutive unsustained steps.
-FAILED_STEPS_TO_STOP = 2
+# A rate this far below the first step without an SLO pass ends the downward search.
+LOWEST_RATE_FRACTION = 1 / 64
+# Most repeats at the SLO answer (each failed confirmation narrows the bracket again).
+MAX_CONFIRMATIONS = 3
 
 
-def calibration_rates_rps(calibration: CalibrationSettings) -> list[float]:
-    """The offered rates of the ramp: start, start x factor, ... (max_steps of them)."""
-    return [
-        round(calibration.start_rate_rps * calibration.rate_factor**step, 3)
-        for step in range(calibration.max_steps)
-    ]
+@dataclass
+class Step:
+    """One load test of the search and its verdicts."""
+
+    index: int
+    phase: str  # ramp | saturation | slo | confirm
+    rate_rps: float  # the nominal offered rate
+    summary: RunSummary
+    keeps_up: bool
+    meets_slo: bool
+    reasons: list[str]
+    duration_s: float
+
+    def row(self) -> dict[str, Any]:
+        summary = self.summary
+        return {
+            "step": self.index,
+            "phase": self.phase,
+            "offered_rate_rps": self.rate_rps,
+            "realized_offered_rate_rps": summary.offered_rate_rps,
+            "answered_rps": summary.throughput_rps,
+            "n_measured": summary.n_measured,
+            "p50_ms": summary.latency_p50_ms,
+            "p99_ms": summary.latency_p99_ms,
+            "p99_all_ms": summary.latency_all_p99_ms,
+            "service_p99_ms": summary.service_p99_ms,
+            "error_rate": summary.error_rate,
+            "rejection_rate": summary.rejection_rate,
+            "generator_valid": summary.valid,
+            "foreign_cpu_percent": summary.foreign_cpu_percent,
+            "keeps_up": self.keeps_up,
+            "meets_slo": self.meets_slo,
+            "reasons": "; ".join(self.reasons),
+            "duration_s": round(self.duration_s, 3),
+        }
 
 
-def step_row(
-    offered_rate_rps: float, summary: RunSummary, calibration: CalibrationSettings
+def judge_step(
+    summary: RunSummary, calibration: CalibrationSettings, server_alive: bool
+) -> tuple[bool, bool, list[str]]:
+    """(keeps up, meets the SLO, why not) of one step: the one definition of both."""
+    reasons = []
+    offered = summary.offered_rate_rps
+    answered = summary.throughput_rps or 0.0
+    if not server_alive:
+        reasons.append("the server died")
+    if offered is None or offered <= 0:
+        reasons.append("nothing was offered")
+    elif answered < (1.0 - calibration.achieved_rate_tolerance) * offered:
+        reasons.append(f"answered {answered:.4g} of {offered:.4g} req/s offered")
+    failed = (summary.error_rate or 0.0) + (summary.rejection_rate or 0.0)
+    if failed > calibration.max_error_rate:
+        reasons.append(f"{100 * failed:.2g}% errors and rejections")
+    if not summary.valid:
+        reasons += [f"generator: {reason}" for reason in summary.invalid_reasons]
+    keeps_up = not reasons
+    p99 = summary.latency_all_p99_ms
+    meets_slo = keeps_up and p99 is not None and p99 <= calibration.slo_p99_ms
+    if keeps_up and not meets_slo:
+        reasons.append(
+            "p99 of all requests is a failure"
+            if p99 is None
+            else f"p99 {p99:.4g} ms > SLO {calibration.slo_p99_ms:g} ms"
+        )
+    return keeps_up, meets_slo, reasons
+
+
+def bracket(steps: list[Step], passed: Callable[[Step], bool]) -> tuple[float | None, float | None]:
+    """(lo, hi) nominal rates: lo the highest rate that passed with every lower rate passing
+    (every step at a rate must pass), hi the lowest rate that failed; None where none."""
+    by_rate: dict[float, bool] = {}
+    for step in steps:
+        by_rate[step.rate_rps] = by_rate.get(step.rate_rps, True) and passed(step)
+    lo = hi = None
+    for rate in sorted(by_rate):
+        if not by_rate[rate]:
+            hi = rate
+            break
+        lo = rate
+    return lo, hi
+
+
+@dataclass
+class SearchResult:
+    steps: list[Step] = field(default_factory=list)
+    unloaded_ms: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    unattainable: str | None = None
+    confirmed: bool = False
+    search_s: float = 0.0
+
+    def at_rate(self, rate: float | None) -> Step | None:
+        """The last step at a nominal rate (the confirmation, where there is one)."""
+        found = [step for step in self.steps if step.rate_rps == rate]
+        return found[-1] if found else None
+
+    def answers(self, calibration: CalibrationSettings) -> dict[str, Any]:
+        sat_lo, sat_hi = bracket(self.steps, lambda step: step.keeps_up)
+        slo_lo, slo_hi = bracket(self.steps, lambda step: step.meets_slo)
+        if slo_hi is None:
+            slo_hi = sat_hi
+        saturation, capacity = self.at_rate(sat_lo), self.at_rate(slo_lo)
+        unloaded = _array(sorted(self.unloaded_ms))
+        return {
+            "saturation_rps": saturation.summary.throughput_rps if saturation else None,
+            "saturation_offered_rps": saturation.summary.offered_rate_rps if saturation else None,
+            "saturation_bracket_rps": [sat_lo, sat_hi],
+            "capacity_rps": None
+            if self.unattainable or not capacity
+            else capacity.summary.throughput_rps,
+            "capacity_offered_rps": None
+            if self.unattainable or not capacity
+            else capacity.summary.offered_rate_rps,
+            "capacity_bracket_rps": [None, None] if self.unattainable else [slo_lo, slo_hi],
+            "capacity_confirmed": self.confirmed,
+            "capacity_unattainable": self.unattainable,
+            "slo_p99_ms": calibration.slo_p99_ms,
+            "unloaded_requests": len(unloaded),
+            "unloaded_p50_ms": quantile(unloaded, 0.5) if len(unloaded) else None,
+            "unloaded_p99_ms": quantile(unloaded, 0.99) if len(unloaded) else None,
+            "steps_run": len(self.steps),
+            "search_s": round(self.search_s, 1),
+            "notes": self.notes,
+        }
+
+
+def search_capacity(
+    url: str,
+    payloads_path: str | Path,
+    calibration: CalibrationSettings,
+    generator: LoadgenSettings,
+    out_dir: Path,
+    *,
+    seed: int,
+    measured_cpus: tuple[int, ...] = (),
+    server_alive: Callable[[], bool] = lambda: True,
+    body_template: str = DEFAULT_BODY_TEMPLATE,
+    foreign_cpu_max_percent: float = 100.0,
+) -> SearchResult:
+    """The search against `url` + the generator's endpoint (see the module's docstring); step
+    folders go under `out_dir`."""
+    started = time.monotonic()
+    result = SearchResult()
+    bodies = [render_body(body_template, text) for text in read_texts(payloads_path)]
+    target = url.rstrip("/") + generator.endpoint
+    cpus = generator.cpus
+    # Unloaded: a few requests one after another, after two that warm the server up.
+    probe = sequential_latencies_ms(target, bodies, calibration.unloaded_requests + 2, cpus=cpus)
+    result.unloaded_ms = [value for value in probe[2:] if value is not None]
+    if len(result.unloaded_ms) < calibration.unloaded_requests / 2:
+        raise RuntimeError(
+            f"{target} answered only {len(result.unloaded_ms)} of {len(probe) - 2} sequential "
+            "requests: no calibration possible"
+        )
+    unloaded = sorted(result.unloaded_ms)
+    p50_ms = quantile(_array(unloaded), 0.5)
+    p99_ms = quantile(_array(unloaded), 0.99)
+    idle_ms = max(2.0 * p99_ms, p50_ms + 20.0)
+    log.info("unloaded: p50 %.1f ms, p99 %.1f ms over %d requests", p50_ms, p99_ms, len(unloaded))
+    if p99_ms > calibration.slo_p99_ms:
+        result.unattainable = (
+            f"unattainable: the unloaded p99 is {p99_ms:.4g} ms > SLO {calibration.slo_p99_ms:g} "
+            f"ms ({len(unloaded)} requests one at a time)"
+        )
+
+    def run(rate: float, phase: str) -> Step:
+        index = len(result.steps)
+        measured_s = max(
+            calibration.min_step_duration_s,
+            seconds_for_requests(rate, calibration.min_step_requests),
+        )
+        step_started = time.monotonic()
+        summary = measured_loadtest(
+            measured_cpus,
+            foreign_cpu_max_percent,
+            calibration.min_step_requests,
+            host=url,
+            out_dir=out_dir / f"step{index}",
+            seed=derived_seed(seed, "calibration", index),
+            arrival="exponential",
+            rate_rps=rate,
+            duration_s=calibration.step_warmup_s + measured_s,
+            warmup_s=calibration.step_warmup_s,
+            payloads=payloads_path,
+            generator=generator,
+            body_template=body_template,
+        )
+        keeps_up, meets_slo, reasons = judge_step(summary, calibration, server_alive())
+        step = Step(
+            index,
+            phase,
+            rate,
+            summary,
+            keeps_up,
+            meets_slo,
+            reasons,
+            time.monotonic() - step_started,
+        )
+        result.steps.append(step)
+        log.info(
+            "step %d (%s): offered %.3g req/s, answered %.3g, p99(all) %s ms: %s",
+            index,
+            phase,
+            rate,
+            summary.throughput_rps or 0.0,
+            summary.latency_all_p99_ms,
+            "meets the SLO" if meets_slo else ("keeps up" if keeps_up else "; ".join(reasons)),
+        )
+        if not keeps_up:
+            wait_until_idle(target, bodies, idle_ms, cpus=cpus)
+        return step
+
+    def budget_left() -> bool:
+        if len(result.steps) < calibration.max_steps:
+            return True
+        if not any("max_steps" in note for note in result.notes):
+            result.notes.append(
+                f"the search stopped after calibration.max_steps = {calibration.max_steps} steps"
+            )
+        return False
+
+    def bisect(passed: Callable[[Step], bool], phase: str, top: float | None = None) -> None:
+        while budget_left():
+            lo, hi = bracket(result.steps, passed)
+            if top is not None and (hi is None or top < hi):
+                hi = top
+            if lo is None or hi is None or hi / lo <= 1.0 + calibration.bracket_precision:
+                return
+            run(math.sqrt(lo * hi), phase)
+
+    keeps_up = lambda step: step.keeps_up  # noqa: E731
+    meets_slo = lambda step: step.meets_slo  # noqa: E731
+    # Ramp up to the first step that does not keep up (down, when even the first does not).
+    rate = calibration.start_utilization * 1000.0 / p50_ms
+    first = rate
+    while budget_left():
+        if run(rate, "ramp").keeps_up:
+            if bracket(result.steps, keeps_up)[1] is not None:
+                break
+            rate *= calibration.ramp_factor
+        else:
+            lo, _ = bracket(result.steps, keeps_up)
+            if lo is not None:
+                break
+            rate /= calibration.ramp_factor
+            if rate < first * LOWEST_RATE_FRACTION:
+                result.notes.append(f"no step kept up down to {rate:.3g} req/s")
+                break
+    bisect(keeps_up, "saturation")
+    # The SLO: down from the lowest step until one meets it, then bisect and confirm.
+    if result.unattainable is None:
+        while budget_left() and bracket(result.steps, meets_slo)[0] is None:
+            rate = min(step.rate_rps for step in result.steps) / calibration.ramp_factor
+            if rate < first * LOWEST_RATE_FRACTION:
+                result.unattainable = (
+                    f"unattainable: no step met p99 <= {calibration.slo_p99_ms:g} ms down to "
+                    f"{rate * calibration.ramp_factor:.3g} req/s"
+                )
+                break
+            run(rate, "slo")
+    if result.unattainable is None:
+        for _ in range(MAX_CONFIRMATIONS):
+            bisect(meets_slo, "slo", top=bracket(result.steps, keeps_up)[1])
+            lo, _ = bracket(result.steps, meets_slo)
+            if lo is None or not budget_left():
+                break
+            if run(lo, "confirm").meets_slo:
+                result.confirmed = True
+                break
+        if bracket(result.steps, meets_slo)[0] is None:
+            result.unattainable = (
+                f"unattainable: no rate met p99 <= {calibration.slo_p99_ms:g} ms twice"
+            )
+    result.search_s = time.monotonic() - started
+    return result
+
+
+def _array(values: list[float]) -> Any:
+    import numpy as np
+
+    return np.array(values, dtype=float)
+
+
+def write_calibration(
+    result: SearchResult, calibration: CalibrationSettings, out_dir: Path, extra: dict[str, Any]
 ) -> dict[str, Any]:
-    """One row of steps.csv from a step's load-test summary: the one definition of a
-    *sustained* step."""
-    achieved = summary.throughput_rps or 0.0
-    # Compare with the rate the seeded schedule really offered in the step's window: a short
-    # Poisson step offers noticeably more or less than its nominal rate.
-    realized_offered = summary.offered_rate_rps or offered_rate_rps
-    p99 = summary.latency_p99_ms
-    sustained = (
-        achieved >= realized_offered * (1.0 - calibration.achieved_rate_tolerance)
-        and p99 is not None
-        and p99 <= calibration.slo_p99_ms
-    )
-    error_rate, rejection_rate = summary.error_rate, summary.rejection_rate
-    return {
-        "offered_rate_rps": offered_rate_rps,
-        "realized_offered_rate_rps": realized_offered,
-        "achieved_rate_rps": achieved,
-        "p50_ms": summary.latency_p50_ms,
-        "p99_ms": p99,
-        "service_p99_ms": summary.service_p99_ms,
-        "rejection_rate": math.nan if rejection_rate is None else rejection_rate,
-        "error_rate": math.nan if error_rate is None else error_rate,
-        "generator_valid": summary.valid,
-        "sustained": bool(sustained),
-    }
+    """steps.csv and capacity.json of a search; returns capacity.json's content."""
+    import pandas as pd
 
-
-def capacity_from_steps(steps: list[dict[str, Any]]) -> float | None:
-    """The highest sustained offered rate, or None when no step was sustained."""
-    sustained = [step["offered_rate_rps"] for step in steps if step["sustained"]]
-    return max(sustained) if sustained else None
+    pd.DataFrame([step.row() for step in result.steps]).to_csv(out_dir / STEPS, index=False)
+    answers = {**extra, **result.answers(calibration)}
+    write_json(out_dir / CAPACITY, answers)
+    return answers
 
 
 def calibrate(
@@ -78,60 +363,25 @@ def calibrate(
     payloads_path: str | Path,
     out_dir: str | Path,
 ) -> dict[str, Any]:
-    """Measure one variant's capacity; writes steps.csv, capacity.json and step<i>/ folders."""
-    import pandas as pd
-
+    """The study's calibration of one variant: deploy it, search, tear down; writes steps.csv,
+    capacity.json and step<i>/ folders."""
     out = Path(out_dir)
     clear_dir(out)
     calibration = CalibrationSettings.of(config)
     generator = LoadgenSettings.of(config)
     target = deploy_target(config, variant)
     record = read_json(bento_record_path)
-    steps: list[dict[str, Any]] = []
-    failed_in_a_row = 0
     with deployed(target, record, out) as deployment:
-        for index, rate in enumerate(calibration_rates_rps(calibration)):
-            duration_s = calibration.step_duration_s
-            summary = logged_loadtest(
-                host=deployment.url,
-                out_dir=out / f"step{index}",
-                seed=derived_seed(config["seed"], "calibration", index),
-                arrival="exponential",
-                rate_rps=rate,
-                duration_s=duration_s,
-                warmup_s=duration_s * STEP_WARMUP_FRACTION,
-                payloads=payloads_path,
-                generator=generator,
-            )
-            row = step_row(rate, summary, calibration)
-            steps.append(row)
-            log.info(
-                "calibration %s step %d: offered %.2f req/s, achieved %.2f req/s, p99 %s ms, %s",
-                variant,
-                index,
-                rate,
-                row["achieved_rate_rps"],
-                None if row["p99_ms"] is None else round(row["p99_ms"], 1),
-                "sustained" if row["sustained"] else "NOT sustained",
-            )
-            failed_in_a_row = 0 if row["sustained"] else failed_in_a_row + 1
-            if failed_in_a_row >= FAILED_STEPS_TO_STOP:
-                break
-    capacity = capacity_from_steps(steps)
-    pd.DataFrame(steps).to_csv(out / STEPS, index=False)
-    result = {
-        "variant": variant,
-        "target": target.name,
-        "capacity_rps": capacity,
-        "slo_p99_ms": calibration.slo_p99_ms,
-        "achieved_rate_tolerance": calibration.achieved_rate_tolerance,
-        "steps_run": len(steps),
-        # The ramp ended while still sustaining: the capacity is only a lower bound.
-        "capacity_is_lower_bound": bool(steps) and steps[-1]["sustained"],
-        "bento_tag": record["tag"],
-        "note": None
-        if capacity is not None
-        else "no step was sustained: lower calibration.start_rate_rps or relax the SLO",
-    }
-    write_json(out / CAPACITY, result)
-    return result
+        result = search_capacity(
+            deployment.url,
+            payloads_path,
+            calibration,
+            generator,
+            out,
+            seed=config["seed"],
+            measured_cpus=target.cpus + generator.cpus,
+            server_alive=deployment.alive,
+            foreign_cpu_max_percent=config["measurement"]["foreign_cpu_max_percent"],
+        )
+    extra = {"variant": variant, "target": target.name, "bento_tag": record["tag"]}
+    return write_calibration(result, calibration, out, extra)

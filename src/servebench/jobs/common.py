@@ -10,9 +10,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from servebench.layout import PROBES, REQUESTS, RESOURCES, SERVER_METRICS
+from servebench.cpus import ForeignCpu
+from servebench.layout import PROBES, REQUESTS, RESOURCES, SERVER_METRICS, SUMMARY
 from servebench.loadgen.runner import run_loadtest
-from servebench.provenance import environment, stable_hash
+from servebench.provenance import environment, stable_hash, write_json
 from servebench.records import RunSummary
 
 log = logging.getLogger("servebench.jobs")
@@ -72,9 +73,38 @@ def write_missing_outputs(out_dir: Path, names: tuple[str, ...]) -> list[str]:
     return written
 
 
-def reference_capacity_rps(path: str | Path | None) -> float | None:
-    """The reference variant's calibrated capacity (capacity.json), None without a file."""
-    return read_json(path).get("capacity_rps") if path is not None else None
+def measured_loadtest(
+    measured_cpus: tuple[int, ...],
+    foreign_cpu_max_percent: float,
+    min_requests: int,
+    **kwargs: Any,
+) -> RunSummary:
+    """A load test that owns the machine: what else used the measured cores (the server's and
+    the generator's) during it, and too few measured requests, make it invalid, with the
+    reason; summary.json says so too."""
+    with ForeignCpu(measured_cpus) as foreign:
+        summary = logged_loadtest(**kwargs)
+    summary.foreign_cpu_percent = round(foreign.percent, 2)
+    if foreign.percent > foreign_cpu_max_percent:
+        summary.invalid_reasons.append(
+            f"other processes used {foreign.percent:.0f}% of the measured cores "
+            f"{list(measured_cpus)} (at most {foreign_cpu_max_percent:g}%): a measurement owns "
+            "the machine"
+        )
+    if summary.n_measured < min_requests:
+        summary.invalid_reasons.append(
+            f"only {summary.n_measured} measured requests (at least {min_requests}: "
+            "measurement.min_requests)"
+        )
+    summary.valid = not summary.invalid_reasons
+    write_json(Path(kwargs["out_dir"]) / SUMMARY, summary.to_dict())
+    return summary
+
+
+def reference_saturation_rps(path: str | Path | None) -> float | None:
+    """The reference variant's saturation throughput (its capacity.json), None without one:
+    what scenario utilizations are fractions of."""
+    return read_json(path).get("saturation_rps") if path is not None else None
 
 
 def run_meta(

@@ -28,9 +28,9 @@ from servebench.faults.measure import measure_fault
 from servebench.faults.probes import Prober
 from servebench.jobs.common import (
     clear_dir,
-    logged_loadtest,
+    measured_loadtest,
     read_json,
-    reference_capacity_rps,
+    reference_saturation_rps,
     run_meta,
     write_missing_outputs,
 )
@@ -196,7 +196,7 @@ def run_fault(
     try:
         inject = injector(fault.kind, spec.target)
         rate_rps = run.rate_rps or run.scenario.offered_rate_rps(
-            reference_capacity_rps(reference_capacity_path)
+            reference_saturation_rps(reference_capacity_path)
         )
         context = FaultContext(target=spec.target, params=fault.params, restart=run.restart)
         with deployed(target, record, out) as deployment, deployment.monitored(out):
@@ -205,7 +205,10 @@ def run_fault(
             thread = FaultThread(fault.name, inject, context, out / RAW, fault.at_s, generator.cpus)
             thread.start()
             try:
-                summary = logged_loadtest(
+                summary = measured_loadtest(
+                    target.cpus + generator.cpus,
+                    float(config["measurement"]["foreign_cpu_max_percent"]),
+                    int(config["measurement"]["min_requests"]),
                     host=deployment.url,
                     out_dir=out,
                     seed=seed,
@@ -262,6 +265,8 @@ def run_fault(
         )
     entry.update(measured)
     problems = [p for p in dict.fromkeys((run_error, entry["error"])) if p]
+    # The load generator's own validity (it sent on schedule, nothing else used the cores).
+    problems += [f"load: {reason}" for reason in summary.invalid_reasons if run_error is None]
     if measured and measured["requests_lost"]:
         problems.append(f"{measured['requests_lost']} requests lost by the client")
     k3s_facts = _k3s_facts(out) if isinstance(target, K3sTarget) else None

@@ -15,9 +15,9 @@ from typing import Any
 from servebench.deploy import deployed
 from servebench.jobs.common import (
     clear_dir,
-    logged_loadtest,
+    measured_loadtest,
     read_json,
-    reference_capacity_rps,
+    reference_saturation_rps,
     run_meta,
     write_missing_outputs,
 )
@@ -49,9 +49,16 @@ def run_scenario(
     rate_rps: float | None = None
     started = time.time()
     try:
-        rate_rps = scenario.offered_rate_rps(reference_capacity_rps(reference_capacity_path))
+        rate_rps = scenario.offered_rate_rps(reference_saturation_rps(reference_capacity_path))
+        measurement = config["measurement"]
+        min_requests = int(measurement["min_requests"])
+        # At a low rate the schedule grows until it holds enough measured requests.
+        duration_s = scenario.duration_for(rate_rps, min_requests) if scenario.duration_s else None
         with deployed(target, record, out) as deployment, deployment.monitored(out):
-            summary = logged_loadtest(
+            summary = measured_loadtest(
+                target.cpus + generator.cpus,
+                float(measurement["foreign_cpu_max_percent"]),
+                min_requests,
                 host=deployment.url,
                 out_dir=out,
                 seed=seed,
@@ -59,7 +66,7 @@ def run_scenario(
                 rate_rps=rate_rps,
                 cv=scenario.cv,
                 shape=scenario.shape,
-                duration_s=scenario.duration_s,
+                duration_s=duration_s,
                 requests=scenario.requests,
                 warmup_s=scenario.warmup_s,
                 payloads=payloads_path,
@@ -81,6 +88,7 @@ def run_scenario(
         "repetition": spec.repetition,
         "seed": seed,
         "rate_rps": rate_rps,
+        "utilization": scenario.utilization,
         "scenario_config": config["scenarios"][spec.scenario],
     }
     meta = run_meta(config, record, identity)

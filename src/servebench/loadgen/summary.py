@@ -15,10 +15,15 @@ import numpy as np
 
 from servebench.arrivals import Schedule, interarrival_cv, ks_test
 from servebench.config import schema_defaults
+from servebench.quantiles import quantile, quantile_ci
 from servebench.records import LOG_COLUMNS, OUTCOMES, PERCENTILES, RunSummary
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+# Confidence level of the per-run percentile intervals.
+CI_LEVEL = 0.95
 
 
 def validity_rules(given: dict[str, float] | None) -> dict[str, float]:
@@ -84,13 +89,34 @@ def request_table(log: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
     return table
 
 
-def _percentiles(values: np.ndarray, prefix: str) -> dict[str, float | None]:
-    values = values[np.isfinite(values)]
-    result: dict[str, float | None] = {}
+def _percentiles(values: np.ndarray, prefix: str) -> dict[str, Any]:
+    """Percentiles (order statistics), min, mean and max of the finite values; with
+    `<prefix>_ci_ms`, each percentile's distribution-free 95 % interval (None: too few)."""
+    values = np.sort(values[np.isfinite(values)])
+    result: dict[str, Any] = {}
+    intervals: dict[str, list[float] | None] = {}
     for q in PERCENTILES:
-        result[f"{prefix}_p{q}_ms"] = float(np.percentile(values, q)) if len(values) else None
-    result[f"{prefix}_max_ms"] = float(values.max()) if len(values) else None
+        result[f"{prefix}_p{q}_ms"] = quantile(values, q / 100) if len(values) else None
+        ci = quantile_ci(values, q / 100, CI_LEVEL)
+        intervals[f"p{q}"] = list(ci) if ci is not None else None
+    result[f"{prefix}_min_ms"] = float(values[0]) if len(values) else None
+    result[f"{prefix}_max_ms"] = float(values[-1]) if len(values) else None
     result[f"{prefix}_mean_ms"] = float(values.mean()) if len(values) else None
+    result[f"{prefix}_ci_ms"] = intervals
+    return result
+
+
+def _all_request_percentiles(measured: pd.DataFrame) -> dict[str, Any]:
+    """Latency percentiles over every measured request, a request that did not end ok (failed,
+    rejected, timed out, dropped) counting as infinitely slow: what an SLO judges. None where
+    the percentile falls on such a request."""
+    latency = measured["latency_ms"].to_numpy(dtype=float)
+    not_ok = measured["outcome"].astype(str).to_numpy() != "ok"
+    values = np.sort(np.where(not_ok | ~np.isfinite(latency), np.inf, latency))
+    result: dict[str, Any] = {}
+    for q in (50, 99):
+        value = quantile(values, q / 100) if len(values) else math.nan
+        result[f"latency_all_p{q}_ms"] = value if math.isfinite(value) else None
     return result
 
 
@@ -168,6 +194,7 @@ def summarize(
         **_percentiles(sent["send_lag_ms"].to_numpy(), "send_lag"),
         **_percentiles(ok["latency_ms"].to_numpy(), "latency"),
         **_percentiles(ok["service_ms"].to_numpy(), "service"),
+        **_all_request_percentiles(measured),
         "counts": counts,
         "counts_including_warmup": counts_all,
         "delayed_requests": int(measured["delayed"].sum()),

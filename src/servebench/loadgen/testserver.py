@@ -11,6 +11,11 @@ Endpoints (any method):
                                200 after <ms>, except that the server "freezes" from <start_ms>
                                after the first request to this path for <len_ms>: a request
                                arriving in that window is held until the window ends
+  /fifo/<ms>                    one server, one queue: requests are served one at a time, in
+                               arrival order, each for <ms> milliseconds on an exact timeline
+                               (an M/D/1 queue under Poisson arrivals: queueing theory knows its
+                               capacity)
+  /readyz, /livez              200 (the probes of a BentoML server)
   /by-text                     behaviour chosen by the request's text ({"text": ...} or
                                {"texts": [...]}): "status:<code>", "sleep:<ms>", anything else 200
 
@@ -74,6 +79,23 @@ async def stall(request: web.Request) -> web.Response:
     return _reply()
 
 
+# /fifo: when the one server finishes its last request (time.monotonic()), per service time.
+_fifo_busy_until: dict[str, float] = {}
+
+
+async def fifo(request: web.Request) -> web.Response:
+    """One server, one queue: request i is done at max(its arrival, the previous request's
+    completion) + the service time, on an exact timeline (a late wake-up of one request does
+    not delay the next), so the server is an ideal M/D/1 queue under Poisson arrivals."""
+    await request.read()
+    service_s = int(request.match_info["ms"]) / 1000
+    arrived = time.monotonic()
+    done = max(arrived, _fifo_busy_until.get(request.path, 0.0)) + service_s
+    _fifo_busy_until[request.path] = done
+    await asyncio.sleep(max(0.0, done - time.monotonic()))
+    return _reply()
+
+
 async def by_text(request: web.Request) -> web.Response:
     body = await request.json()
     text = body["texts"][0] if "texts" in body else body.get("text", "")
@@ -130,6 +152,9 @@ def make_app() -> web.Application:
     app.router.add_route("*", "/delay/{ms}", delay)
     app.router.add_route("*", "/status/{code}", status)
     app.router.add_route("*", "/stall/{start_ms}/{len_ms}/{ms}", stall)
+    app.router.add_route("*", "/fifo/{ms}", fifo)
+    app.router.add_route("*", "/readyz", ok)
+    app.router.add_route("*", "/livez", ok)
     app.router.add_route("*", "/by-text", by_text)
     return app
 

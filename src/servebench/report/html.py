@@ -210,6 +210,7 @@ class ReportInputs:
     model_dir: Path | None = None  # results/model/<model name>
     token_summary_json: Path | None = None
     runtimes: list[str] = field(default_factory=list)
+    status_json: Path | None = None
 
     @classmethod
     def of(cls, layout: Layout, model_name: str, runtimes: Sequence[str]) -> ReportInputs:
@@ -221,6 +222,7 @@ class ReportInputs:
             model_dir=layout.model_dir(model_name),
             token_summary_json=layout.token_summary_json,
             runtimes=list(runtimes),
+            status_json=layout.status_json,
         )
 
 
@@ -279,11 +281,15 @@ def summary_html_table(summary: pd.DataFrame, ci_level: float) -> HtmlTable:
             "scenario",
             "variant",
             "valid reps",
-            f"p50 ms [{percent} CI]",
-            f"p90 ms [{percent} CI]",
-            f"p99 ms [{percent} CI]",
-            f"service p99 ms [{percent} CI]",
+            "fewest requests in a run",
+            "realized CV (target)",
+            "min / mean / max ms",
+            f"p50 ms [{percent} t-CI]",
+            f"p90 ms [{percent} t-CI]",
+            f"p99 ms [{percent} t-CI]",
+            f"service p99 ms [{percent} t-CI]",
             "throughput req/s",
+            "failure rate",
             "error rate",
             "rejection rate",
         ]
@@ -294,11 +300,19 @@ def summary_html_table(summary: pd.DataFrame, ci_level: float) -> HtmlTable:
                 row["scenario"],
                 row["variant"],
                 f"{int(row['n_repetitions'])} of {int(row['n_runs'])}",
+                (fmt(row.get("n_measured_min")), "num"),
+                (f"{fmt(row.get('realized_cv'))} ({fmt(row.get('target_cv'))})", "num"),
+                (
+                    f"{fmt(row.get('latency_min_ms'))} / {fmt(row.get('latency_mean_ms'))} / "
+                    f"{fmt(row.get('latency_max_ms'))}",
+                    "num",
+                ),
                 (with_ci(row, "latency_p50_ms"), "num"),
                 (with_ci(row, "latency_p90_ms"), "num"),
                 (with_ci(row, "latency_p99_ms"), "num"),
                 (with_ci(row, "service_p99_ms"), "num"),
                 (with_ci(row, "throughput_rps"), "num"),
+                (with_ci(row, "failure_rate", percent=True), "num"),
                 (with_ci(row, "error_rate", percent=True), "num"),
                 (with_ci(row, "rejection_rate", percent=True), "num"),
             ]
@@ -314,22 +328,20 @@ def comparison_html_table(comparison: pd.DataFrame, metrics: Sequence[str] | Non
             "metric",
             "reference",
             "variant value",
-            "ratio [CI]",
-            "difference [CI]",
-            "rep. test Holm p",
-            "Cliff's δ",
-            "MWU Holm p",
+            "ratio or difference [95% t-CI, paired over repetitions]",
+            "test",
+            "Holm p",
+            "Cliff's δ (per request)",
             "verdict",
         ]
     )
     rows = comparison if metrics is None else comparison[comparison["metric"].isin(metrics)]
     for _, row in rows.iterrows():
-        ratio = fmt(row["ratio"])
-        if _finite(row["ratio_ci_low"]):
-            ratio += f" [{fmt(row['ratio_ci_low'])}, {fmt(row['ratio_ci_high'])}]"
-        difference = fmt(row["difference"])
-        if _finite(row["difference_ci_low"]):
-            difference += f" [{fmt(row['difference_ci_low'])}, {fmt(row['difference_ci_high'])}]"
+        on_log = _is_true(row["on_log_scale"])
+        estimate = fmt(row["ratio"]) + "x" if on_log else f"{fmt(row['difference'])}"
+        if _finite(row["ci_low"]):
+            suffix = "x" if on_log else ""
+            estimate += f" [{fmt(row['ci_low'])}{suffix}, {fmt(row['ci_high'])}{suffix}]"
         delta = DASH
         if _finite(row["cliffs_delta"]):
             delta = f"{row['cliffs_delta']:+.2f} ({row['cliffs_magnitude']})"
@@ -342,11 +354,10 @@ def comparison_html_table(comparison: pd.DataFrame, metrics: Sequence[str] | Non
                 row["metric"],
                 (f"{one(row['reference_mean'])}{unit}", "num"),
                 (f"{one(row['variant_mean'])}{unit}", "num"),
-                (ratio, "num"),
-                (difference, "num"),
-                (fmt_p(row["rep_p_holm"]), "num"),
+                (estimate, "num"),
+                _cell(row["test"]),
+                (fmt_p(row["p_holm"]), "num"),
                 (delta, "num"),
-                (fmt_p(row["mwu_p_holm"]), "num"),
                 (row["verdict_class"], VERDICT_CLASSES.get(row["verdict_class"], "")),
             ]
         )
@@ -530,7 +541,7 @@ def scenarios_table(config: dict[str, Any], runs: pd.DataFrame) -> HtmlTable:
         if "rate_rps" in scenario:
             rate = f"{scenario['rate_rps']:g} req/s"
         else:
-            rate = f"{scenario['rate_of_baseline_capacity']:g} x reference capacity"
+            rate = f"{scenario['utilization']:g} x reference saturation"
         duration = (
             f"{scenario['duration_s']:g} s"
             if "duration_s" in scenario
@@ -569,37 +580,61 @@ def capacity_html_table(capacity: pd.DataFrame) -> HtmlTable:
     table = HtmlTable(
         [
             "variant",
-            "capacity req/s",
-            "speed-up vs reference",
+            "unloaded p50 / p99 ms",
+            "saturation: answered req/s (offered)",
+            "saturation bracket req/s",
+            "vs reference",
+            "at the SLO: answered req/s (offered)",
+            "SLO bracket req/s",
+            "vs reference",
             "SLO p99 ms",
-            "achieved-rate tolerance",
-            "steps (sustained)",
-            "highest achieved req/s",
+            "steps",
             "note",
         ]
     )
     for record in capacity.to_dict("records"):
-        steps = record.get("n_steps")
-        sustained = record.get("n_sustained_steps")
+        unattainable = record.get("capacity_unattainable")
+        at_slo = (
+            _cell(unattainable)
+            if isinstance(unattainable, str) and unattainable
+            else (
+                f"{fmt(record.get('capacity_rps'))} ({fmt(record.get('capacity_offered_rps'))})"
+                + ("" if _is_true(record.get("capacity_confirmed")) else ", not confirmed"),
+                "num",
+            )
+        )
         table.add(
             [
                 record["variant"],
                 (
-                    ("≥ " if _is_true(record.get("capacity_is_lower_bound")) else "")
-                    + fmt(record.get("capacity_rps")),
+                    f"{fmt(record.get('unloaded_p50_ms'))} / {fmt(record.get('unloaded_p99_ms'))}",
                     "num",
                 ),
-                (f"{fmt(record.get('speedup_vs_reference'))}x", "num")
-                if _finite(record.get("speedup_vs_reference"))
-                else DASH,
+                (
+                    f"{fmt(record.get('saturation_rps'))} "
+                    f"({fmt(record.get('saturation_offered_rps'))})",
+                    "num",
+                ),
+                (_bracket(record, "saturation"), "num"),
+                _ratio(record.get("saturation_vs_reference")),
+                at_slo,
+                (_bracket(record, "capacity"), "num"),
+                _ratio(record.get("capacity_vs_reference")),
                 (fmt(record.get("slo_p99_ms")), "num"),
-                (fmt_percent(record.get("achieved_rate_tolerance")), "num"),
-                (f"{fmt(steps)} ({fmt(sustained)})", "num") if _finite(steps) else DASH,
-                (fmt(record.get("max_achieved_rate_rps")), "num"),
+                (fmt(record.get("n_steps")), "num"),
                 _cell(record.get("note")),
             ]
         )
     return table
+
+
+def _bracket(record: dict[str, Any], answer: str) -> str:
+    low, high = record.get(f"{answer}_bracket_low_rps"), record.get(f"{answer}_bracket_high_rps")
+    return f"{fmt(low)} - {fmt(high)}" if _finite(low) else DASH
+
+
+def _ratio(value: Any) -> Any:
+    return (f"{fmt(value)}x", "num") if _finite(value) else DASH
 
 
 def ablation_html_table(ablation: pd.DataFrame, ci_level: float) -> HtmlTable:
@@ -613,7 +648,7 @@ def ablation_html_table(ablation: pd.DataFrame, ci_level: float) -> HtmlTable:
             "reference",
             "optimized",
             "level alone",
-            f"share of total gain [{100 * ci_level:.0f}% CI]",
+            f"share of total gain [{100 * ci_level:.0f}% t-CI of per-repetition shares]",
             "note",
         ]
     )
@@ -796,6 +831,7 @@ def build_context(
     n_valid = int(runs["valid"].astype(bool).sum()) if n_runs else 0
     return {
         "title": "servebench report",
+        "status": {"problems": [], **_read_json(inputs.status_json)},
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config_hash": stable_hash(config)[:12],
         "reference": reference,

@@ -480,6 +480,10 @@ class K3sDeployment:
     def url(self) -> str:
         return self.server.url
 
+    def alive(self) -> bool:
+        """The deployment answers /readyz (pods come and go; the service is what counts)."""
+        return http_get(self.server.url + "/readyz", timeout_s=2.0)[0] == 200
+
     def monitored(self, out_dir: Path) -> contextlib.AbstractContextManager[Any]:
         return k3s_monitor(self.server, out_dir)
 

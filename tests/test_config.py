@@ -90,9 +90,7 @@ def test_wrong_type_is_named():
 def test_scenario_needs_exactly_one_rate():
     both = {"scenarios": {"steady": {"rate_rps": 3.0}}}
     problems = config_errors(deep_merge(load_yaml(DEFAULT), both))
-    assert problems == [
-        "'scenarios.steady': give either 'rate_rps' or 'utilization', not both"
-    ]
+    assert problems == ["'scenarios.steady': give either 'rate_rps' or 'utilization', not both"]
 
 
 def test_cross_key_rules():

@@ -499,7 +499,8 @@ def test_bad_input_gets_a_4xx_with_a_message_and_the_worker_keeps_serving(served
 
 @pytest.mark.e2e
 def test_adaptive_batching_forms_batches_under_concurrent_load(served, testbed):
-    from servebench.deploy.local import http_get, parse_metrics
+    from servebench.deploy.monitor import parse_metrics
+    from servebench.net import http_get
 
     variant, server = served
     statuses = run_concurrent_client(

@@ -485,6 +485,48 @@ def build_base_image(
     return record
 
 
+def external_base_record(
+    image: str, *, pull: bool = True, log: str | Path | None = None
+) -> dict[str, Any]:
+    """A registry image (e.g. python:3.11-slim) as the base instead of the Debian one: pulled
+    when the daemon lacks it (needs network), checked to run Python 3.11 (the wheels are cp311)."""
+    inspected = image_inspect(image)
+    log_path = Path(log) if log else None
+    if inspected is None:
+        if not pull:
+            raise ImageBuildError(f"the base image {image} is not in the Docker daemon")
+        _run([docker_exe(), "pull", image], f"docker pull {image}", log_path, timeout_s=1800)
+        inspected = image_inspect(image)
+        if inspected is None:
+            raise ImageBuildError(f"docker pull {image} reported success but there is no image")
+    version = _run(
+        [
+            docker_exe(),
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "python3",
+            image,
+            "-c",
+            "import sys, venv; print('%d.%d' % sys.version_info[:2])",
+        ],
+        f"checking Python in {image}",
+        log_path,
+        timeout_s=120,
+    ).strip()
+    if version.splitlines()[-1:] != ["3.11"]:
+        raise ImageBuildError(f"{image} runs Python {version!r}; the wheelhouse is for 3.11")
+    return {
+        "image": image,
+        "image_id": inspected["Id"],
+        "size_bytes": int(inspected["Size"]),
+        "external": True,
+        "reused": True,
+    }
+
+
 # ------------------------------------------------------------------------- the wheelhouse
 
 
@@ -717,10 +759,6 @@ def bento_image_inputs(
     }
 
 
-def bento_image_record_path(results_dir: str | Path, variant: str) -> Path:
-    return Path(results_dir) / "images" / f"{variant}.json"
-
-
 def build_bento_image(
     bento_record: dict[str, Any],
     base_record: dict[str, Any],
@@ -731,8 +769,10 @@ def build_bento_image(
     registry: str = "",
     force: bool = False,
     log: str | Path | None = None,
+    records_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Build (or reuse) the image of one Bento; write and return <results>/images/<variant>.json."""
+    """Build (or reuse) the image of one Bento; write and return <records_dir>/<variant>.json
+    (default <results>/images/; the build context and its wheels go under <results>/images/)."""
     results_dir = Path(results_dir).resolve()
     variant = bento_record["variant"]
     runtime = bento_record["settings"]["runtime"]
@@ -745,8 +785,10 @@ def build_bento_image(
     image = image_ref(bento_record["tag"], repository, registry)
     inputs = bento_image_inputs(bento_record, base_record, runtime_wheels)
     inputs_sha256 = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
-    record_path = bento_image_record_path(results_dir, variant)
-    log_path = Path(log) if log else results_dir / "images" / f"{variant}.build.log"
+    records = Path(records_dir) if records_dir else results_dir / "images"
+    records.mkdir(parents=True, exist_ok=True)
+    record_path = records / f"{variant}.json"
+    log_path = Path(log) if log else records / f"{variant}.build.log"
     present = image_inspect(image)
     recorded = _read_record(record_path)
     labels = ((present or {}).get("Config") or {}).get("Labels") or {}
@@ -817,7 +859,7 @@ def build_bento_image(
             timeout_s=1800,
         )
     finally:
-        kept = results_dir / "images" / f"{variant}.Dockerfile"
+        kept = records / f"{variant}.Dockerfile"
         if dockerfile.is_file():
             shutil.copyfile(dockerfile, kept)
         shutil.rmtree(context, ignore_errors=True)
@@ -849,7 +891,7 @@ def build_bento_image(
         "base_size_bytes": int(base_record["size_bytes"]),
         "runtime": runtime,
         "packages": len(runtime_wheels["wheels"]),
-        "dockerfile": str(results_dir / "images" / f"{variant}.Dockerfile"),
+        "dockerfile": str(records / f"{variant}.Dockerfile"),
         "user": f"{BENTO_UID}:{BENTO_UID}",
         "port": CONTAINER_PORT,
         "inputs": inputs,
@@ -1010,8 +1052,10 @@ def build_all(
     repository: str = IMAGE_REPOSITORY,
     registry: str = "",
     start_dockerd: bool = True,
+    base_image: str | None = None,
 ) -> list[dict[str, Any]]:
-    """dockerd, the base, the wheels of the Bentos' runtimes and each Bento's image."""
+    """dockerd, the base (Debian's, or `base_image` from a registry), the wheels of the Bentos'
+    runtimes and each Bento's image."""
     records = []
     for path in bento_jsons:
         try:
@@ -1020,7 +1064,7 @@ def build_all(
             raise ImageBuildError(f"{path}: not a Bento record ({error})") from error
     if start_dockerd:
         ensure_dockerd()
-    base = build_base_image(results_dir)
+    base = external_base_record(base_image) if base_image else build_base_image(results_dir)
     runtimes = sorted({record["settings"]["runtime"] for record in records})
     wheels = build_wheelhouse(results_dir, runtimes)
     return [
@@ -1051,6 +1095,11 @@ def main(argv: list[str] | None = None) -> int:
         step.add_argument("--results-dir", type=Path, default=Path("results"))
         step.add_argument("--repository", default=IMAGE_REPOSITORY)
         step.add_argument("--registry", default="")
+        step.add_argument(
+            "--base-image",
+            help="a registry image with Python 3.11 (e.g. python:3.11-slim) instead of the "
+            "Debian base made here; pulled when missing (needs network)",
+        )
     args = parser.parse_args(argv)
     try:
         if args.step == "dockerd":
@@ -1068,6 +1117,7 @@ def main(argv: list[str] | None = None) -> int:
                 repository=args.repository,
                 registry=args.registry,
                 start_dockerd=args.step == "all",
+                base_image=args.base_image,
             )
     except ImageBuildError as error:
         print(f"servebench.images {args.step}: error: {error}", file=sys.stderr)

@@ -61,3 +61,17 @@ lock: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Container images of the Bentos, built offline (docs/containers.md): starts dockerd when no
+# daemon answers (installs Debian's docker.io; root), then the Debian base image, the wheelhouse
+# and each Bento's image, tagged <repository>/<Bento name>:<Bento version> as K3s expects.
+.PHONY: images images-tiny
+images: $(STAMP)
+	containers/dockerd.sh
+	$(BIN)/snakemake --cores $(CORES) bentos $(SNAKEMAKE_ARGS)
+	$(BIN)/python -m servebench.images all results/bentos/*.json --results-dir results
+
+images-tiny: $(STAMP)
+	containers/dockerd.sh
+	$(BIN)/snakemake --cores 2 bentos --configfile .test/config.yaml $(SNAKEMAKE_ARGS)
+	$(BIN)/python -m servebench.images all results/test/bentos/*.json --results-dir results/test

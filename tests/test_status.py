@@ -66,6 +66,15 @@ def test_every_cause_is_one_line_with_its_reason():
     assert "no valid resilience run of 1" in faults and "never fired" in faults
 
 
+def test_one_planned_repetition_is_not_a_problem():
+    config = load_config()
+    tables = {
+        "runs": _runs({("steady", "baseline"): [True], ("steady", "optimized"): [True]}),
+        "capacity": _capacity({"baseline": 10.0, "optimized": 40.0}),
+    }
+    assert study_status(config, tables, None)["problems"] == []
+
+
 def test_no_valid_run_at_all_is_one_line():
     config = load_config()
     tables = {

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,8 @@ log = logging.getLogger("servebench.jobs")
 LOWEST_RATE_FRACTION = 1 / 64
 # Most repeats at the SLO answer (each failed confirmation narrows the bracket again).
 MAX_CONFIRMATIONS = 3
+# Most measurements of one step whose measurement failed (other processes on the cores).
+MAX_REMEASURES = 3
 
 
 @dataclass
@@ -73,6 +76,9 @@ class Step:
     meets_slo: bool
     reasons: list[str]
     duration_s: float
+    # The measurement itself failed (other processes on the cores, too few requests): the
+    # step says nothing about the server and is run again.
+    discarded: bool = False
 
     def row(self) -> dict[str, Any]:
         summary = self.summary
@@ -93,6 +99,7 @@ class Step:
             "foreign_cpu_percent": summary.foreign_cpu_percent,
             "keeps_up": self.keeps_up,
             "meets_slo": self.meets_slo,
+            "discarded": self.discarded,
             "reasons": "; ".join(self.reasons),
             "duration_s": round(self.duration_s, 3),
         }
@@ -133,7 +140,8 @@ def bracket(steps: list[Step], passed: Callable[[Step], bool]) -> tuple[float | 
     (every step at a rate must pass), hi the lowest rate that failed; None where none."""
     by_rate: dict[float, bool] = {}
     for step in steps:
-        by_rate[step.rate_rps] = by_rate.get(step.rate_rps, True) and passed(step)
+        if not step.discarded:
+            by_rate[step.rate_rps] = by_rate.get(step.rate_rps, True) and passed(step)
     lo = hi = None
     for rate in sorted(by_rate):
         if not by_rate[rate]:
@@ -154,7 +162,7 @@ class SearchResult:
 
     def at_rate(self, rate: float | None) -> Step | None:
         """The last step at a nominal rate (the confirmation, where there is one)."""
-        found = [step for step in self.steps if step.rate_rps == rate]
+        found = [step for step in self.steps if step.rate_rps == rate and not step.discarded]
         return found[-1] if found else None
 
     def answers(self, calibration: CalibrationSettings) -> dict[str, Any]:
@@ -227,6 +235,16 @@ def search_capacity(
         )
 
     def run(rate: float, phase: str) -> Step:
+        """One step at `rate`; a step whose measurement failed is kept, discarded and run again
+        (at most MAX_REMEASURES times)."""
+        for _ in range(MAX_REMEASURES):
+            step = measure(rate, phase)
+            if not step.discarded:
+                break
+            log.warning("step %d discarded (%s): measuring again", step.index, step.reasons)
+        return step
+
+    def measure(rate: float, phase: str) -> Step:
         index = len(result.steps)
         measured_s = max(
             calibration.min_step_duration_s,
@@ -350,7 +368,9 @@ def write_calibration(
     """steps.csv and capacity.json of a search; returns capacity.json's content."""
     import pandas as pd
 
-    pd.DataFrame([step.row() for step in result.steps]).to_csv(out_dir / STEPS, index=False)
+    columns = list(Step(0, "", 1.0, RunSummary(), False, False, [], 0.0).row())
+    rows = [step.row() for step in result.steps]
+    pd.DataFrame(rows, columns=columns).to_csv(out_dir / STEPS, index=False)
     answers = {**extra, **result.answers(calibration)}
     write_json(out_dir / CAPACITY, answers)
     return answers
@@ -371,17 +391,23 @@ def calibrate(
     generator = LoadgenSettings.of(config)
     target = deploy_target(config, variant)
     record = read_json(bento_record_path)
-    with deployed(target, record, out) as deployment:
-        result = search_capacity(
-            deployment.url,
-            payloads_path,
-            calibration,
-            generator,
-            out,
-            seed=config["seed"],
-            measured_cpus=target.cpus + generator.cpus,
-            server_alive=deployment.alive,
-            foreign_cpu_max_percent=config["measurement"]["foreign_cpu_max_percent"],
-        )
     extra = {"variant": variant, "target": target.name, "bento_tag": record["tag"]}
+    try:
+        with deployed(target, record, out) as deployment:
+            result = search_capacity(
+                deployment.url,
+                payloads_path,
+                calibration,
+                generator,
+                out,
+                seed=config["seed"],
+                measured_cpus=target.cpus + generator.cpus,
+                server_alive=deployment.alive,
+                foreign_cpu_max_percent=config["measurement"]["foreign_cpu_max_percent"],
+            )
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as error:  # a failed calibration is data: the study says why
+        log.error("calibration of %s failed: %s\n%s", variant, error, traceback.format_exc())
+        result = SearchResult(notes=[f"calibration failed: {type(error).__name__}: {error}"])
     return write_calibration(result, calibration, out, extra)

@@ -48,7 +48,7 @@ def sequential_latencies_ms(
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
         try:
             for index in range(count):
-                body = bodies[index % len(bodies)] if bodies else None
+                body = bodies[index % len(bodies)].encode("utf-8") if bodies else None
                 started = time.perf_counter()
                 try:
                     connection.request(method, path, body=body, headers=headers)

@@ -11,6 +11,8 @@ REPORT_DIR = Path(workflow.basedir, "report")
 # The template, titles and captions are inputs: editing them re-renders the page.
 REPORT_TEMPLATE_FILES = [
     str(REPORT_DIR / "report.html.j2"),
+    str(REPORT_DIR / "macros.html.j2"),
+    str(REPORT_DIR / "report.css"),
     str(REPORT_DIR / "items.yaml"),
 ] + [str(path) for path in sorted((REPORT_DIR / "captions").glob("*.rst"))]
 REPORT_TARGETS = [str(LAYOUT.report_html)]

@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES: list[str] = [
     "servebench.cli.k3s",
     "servebench.cli.job",
     "servebench.cli.report",
+    "servebench.cli.compare",
     "servebench.cli.bench",
 ]
 

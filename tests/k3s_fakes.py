@@ -1,5 +1,5 @@
-"""Fake `kubectl`, `k3s`, `docker`, `podman`, `buildah`, `nerdctl`, `bentoml` and `sudo` for
-the K3s driver's tests.
+"""Fake `kubectl`, `k3s`, `docker`, `podman`, `buildah`, `nerdctl`, `bentoml`, `servebench`
+(its `image build`) and `sudo` for the K3s driver's tests.
 
 `install_fakes(bin_dir, ...)` writes one small Python script under each name into `bin_dir`.
 Each records its argv as a JSON line in $FAKE_K8S_LOG and answers like the real tool would
@@ -24,7 +24,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-TOOLS = ("kubectl", "k3s", "docker", "podman", "buildah", "nerdctl", "bentoml", "sudo")
+TOOLS = (
+    "kubectl",
+    "k3s",
+    "docker",
+    "podman",
+    "buildah",
+    "nerdctl",
+    "bentoml",
+    "servebench",
+    "sudo",
+)
 
 FAKE_SCRIPT = r"""
 import json, os, sys, time
@@ -175,7 +185,10 @@ if tool == "kubectl":
 
 if tool in ("docker", "podman", "nerdctl", "buildah"):
     if "inspect" in args:
-        out("[{}]\n") if spec.get("image_present") else fail("Error: No such image\n")
+        if not spec.get("image_present"):
+            fail("Error: No such image\n")
+        # --format: the image's Bento label (image_label; "" for an image built otherwise)
+        out(spec.get("image_label", "") + "\n" if "--format" in args else "[{}]\n")
     if "save" in args:
         with open(args[args.index("-o") + 1], "wb") as handle:
             handle.write(b"image tar")
@@ -195,6 +208,11 @@ if tool == "k3s":
         if not os.path.isfile(args[3]):
             fail(f"ctr: open {args[3]}: no such file or directory\n")
         out("unpacking docker.io/servebench/sentiment (sha256:0)...done\n")
+    out("")
+
+if tool == "servebench":
+    if args[:2] == ["image", "build"]:
+        out("results/images/baseline.json: servebench/sentiment-baseline (1 bytes, built in 1 s)\n")
     out("")
 
 if tool == "bentoml":

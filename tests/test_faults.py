@@ -146,6 +146,8 @@ def test_registry_knows_the_faults_of_both_targets():
     for name in ("delete-pod", "rollout-restart", "kill-containerd", "restart-k3s"):
         assert callable(faults.injector(name, "k3s"))  # the K3s driver's commands
     assert faults_of("k3s") == ["delete-pod", "rollout-restart", "kill-containerd", "restart-k3s"]
+    for name in faults_of("docker"):  # the docker target's (servebench.faults.docker)
+        assert callable(faults.injector(name, "docker"))
     # Every kind of the vocabulary has an injector, and nothing else does.
     assert set(faults.INJECTORS) == set(FAULT_KINDS)
     # A fault of one target on the other: what it needs, and what the target has instead.
@@ -300,3 +302,157 @@ def test_table_and_timeline_from_faults_json(tmp_path):
         "resilience_stall",
     ]
     assert all(f["src"].startswith("data:image/png;base64,") for f in section["figures"])
+
+
+def test_errors_that_start_late_are_not_a_recovery_before_they_showed():
+    # injected at 15 s, the requests fail only from 35 s to 35.5 s (a K3s rollout: the old pod
+    # stops once the new one is ready): recovered 1 s window after the last error, ~21.5 s
+    log = synthetic_log(duration_s=60.0, errors=(35.0, 35.5))
+    figures = measure.measure_fault(
+        log, start_s=15.0, planned=len(log), warmup_s=2.0, window_s=1.0, quiet_s=5.0
+    )
+    assert figures["time_to_first_error_s"] == pytest.approx(20.0, abs=0.01)
+    assert figures["time_to_first_bad_window_s"] == pytest.approx(20.1, abs=0.11)
+    assert figures["recovered"]
+    assert figures["time_to_recover_s"] == pytest.approx(21.5, abs=0.11)
+    assert not figures["relapsed"] and figures["relapses"] == 0
+    assert figures["first_recovery_s"] == figures["time_to_recover_s"]
+
+
+def test_a_relapse_after_a_recovery_is_reported_and_recovery_holds_to_the_end():
+    # an outage at 15 s, good for 14 s, then a second one at 34 s
+    log = synthetic_log(duration_s=60.0, errors=(15.0, 16.0))
+    second = (log["scheduled_s"] >= 34.0) & (log["scheduled_s"] < 35.0)
+    log.loc[second, "outcome"] = "failed"
+    figures = measure.measure_fault(log, start_s=15.0, planned=len(log), warmup_s=2.0)
+    assert figures["relapsed"] and figures["relapses"] == 1
+    assert figures["first_recovery_s"] == pytest.approx(16.0 + 5.0 - 15.0, abs=0.11)
+    assert figures["first_relapse_s"] == pytest.approx(34.0 - 15.0, abs=0.11)
+    # the recovery that holds: after the second outage
+    assert figures["recovered"]
+    assert figures["time_to_recover_s"] == pytest.approx(35.0 + 5.0 - 15.0, abs=0.11)
+
+
+def test_a_relapse_until_the_end_is_not_recovered():
+    log = synthetic_log(duration_s=60.0, errors=(15.0, 16.0))
+    log.loc[log["scheduled_s"] >= 40.0, "latency_ms"] = 3000.0  # out of the band to the end
+    figures = measure.measure_fault(log, start_s=15.0, planned=len(log), warmup_s=2.0)
+    assert figures["relapsed"] and not figures["recovered"]
+    assert figures["time_to_recover_s"] is None
+    assert "relapsed" in figures["not_recovered_reason"]
+    assert figures["first_recovery_s"] == pytest.approx(6.0, abs=0.11)
+
+
+def test_an_unknown_plan_loses_no_request_by_assumption():
+    log = synthetic_log()
+    figures = measure.measure_fault(log, start_s=15.0, planned=None, warmup_s=2.0)
+    assert figures["requests_planned"] is None and figures["requests_lost"] is None
+
+
+class _FakeDeployment:
+    url = "http://127.0.0.1:9"
+
+    def monitored(self, out_dir):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+class _FakeProber:
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def start(self):
+        return self
+
+    def stop(self):
+        pass
+
+    def frame(self, t0_wall):
+        return pd.DataFrame(columns=["wall_s", "t_s", "path", "status", "ok", "response_ms"])
+
+
+def _run_with_fakes(monkeypatch, tmp_path, inject, *, write_plan=True, summary_reasons=()):
+    """run_fault with the deployment, the load test and the probes replaced (no server, no
+    Locust): the load test reports its start so that the fault is due at once, and writes a
+    clean request log."""
+    import contextlib
+    import time
+
+    from servebench.records import RunSummary
+
+    @contextlib.contextmanager
+    def fake_deployed(target, record, out):
+        yield _FakeDeployment()
+
+    def fake_loadtest(*args, out_dir, run_id, **kwargs):
+        out_dir = Path(out_dir)
+        (out_dir / "raw").mkdir(parents=True, exist_ok=True)
+        at_s = config["resilience"]["faults"]["kill-worker"]["at_s"]
+        t0 = time.time() - at_s  # the fault is due now
+        # tagged with the run's id, as the real workers do: the fault thread reads only these
+        status = {"t0_wall": t0, "run_id": run_id}
+        (out_dir / "raw" / "status_worker0.json").write_text(json.dumps(status))
+        log = synthetic_log()
+        log.to_parquet(out_dir / "requests.parquet")
+        if write_plan:
+            plan = {"scheduled_s": log["scheduled_s"].tolist()}
+            (out_dir / "plan.json").write_text(json.dumps(plan))
+        time.sleep(0.5)
+        return RunSummary(valid=not summary_reasons, invalid_reasons=list(summary_reasons))
+
+    config = load_config()
+    config["deploy"]["ready_timeout_s"] = 1
+    config["resilience"]["rate_rps"] = 20.0
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    record = tmp_path / "optimized.json"
+    record.write_text(json.dumps({"variant": "optimized", "tag": "sentiment-optimized:1"}))
+    monkeypatch.setattr(resilience_job, "deployed", fake_deployed)
+    monkeypatch.setattr(resilience_job, "measured_loadtest", fake_loadtest)
+    monkeypatch.setattr(resilience_job, "Prober", _FakeProber)
+    monkeypatch.setattr(resilience_job, "injector", lambda kind, target: inject)
+    monkeypatch.setattr(resilience_job, "FAULT_JOIN_EXTRA_S", 0.1, raising=False)
+    spec = FaultRunSpec("local", "optimized", "kill-worker", 0)
+    out = tmp_path / "run"
+    result = resilience_job.run_fault(config, spec, record, tmp_path / "payloads.csv", out)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["valid"] == result["valid"] and meta["problems"] == result["problems"]
+    return result
+
+
+def test_a_fault_whose_injector_never_returns_makes_the_run_invalid(monkeypatch, tmp_path):
+    import threading
+
+    release = threading.Event()
+    try:
+        result = _run_with_fakes(monkeypatch, tmp_path, lambda context: (release.wait(30), {})[1])
+    finally:
+        release.set()
+    entry = result["faults"][0]
+    assert not entry["injected"] and not result["valid"]
+    assert any("injector had not returned" in p for p in result["problems"]), result
+
+
+def test_a_fault_that_fires_on_a_clean_run_is_valid(monkeypatch, tmp_path):
+    result = _run_with_fakes(monkeypatch, tmp_path, lambda context: {"killed_pids": [1]})
+    entry = result["faults"][0]
+    assert entry["injected"] and entry["requests_lost"] == 0
+    assert result["valid"] and result["problems"] == []
+
+
+def test_an_unknown_planned_count_or_an_invalid_load_makes_the_run_invalid(monkeypatch, tmp_path):
+    fires = lambda context: {"killed_pids": [1]}  # noqa: E731
+    result = _run_with_fakes(monkeypatch, tmp_path / "a", fires, write_plan=False)
+    assert result["faults"][0]["requests_lost"] is None and not result["valid"]
+    assert any("planned request count is unknown" in p for p in result["problems"])
+    result = _run_with_fakes(monkeypatch, tmp_path / "b", fires, summary_reasons=("late",))
+    assert result["problems"] == ["load: late"] and not result["valid"]
+
+
+def test_a_status_file_of_another_run_is_not_this_runs_start(tmp_path):
+    # A Locust process that outlived its driver could write into the folder of the next run of
+    # the same path: only the statuses tagged with this run's id are read.
+    (tmp_path / "status_worker0.json").write_text(json.dumps({"t0_wall": 5.0, "run_id": "old"}))
+    assert resilience_job.read_t0_wall(tmp_path, "new") is None
+    (tmp_path / "status_worker1.json").write_text(json.dumps({"t0_wall": 7.0, "run_id": "new"}))
+    assert resilience_job.read_t0_wall(tmp_path, "new") == 7.0

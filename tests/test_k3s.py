@@ -9,6 +9,7 @@ import csv
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -18,7 +19,7 @@ import pytest
 import yaml
 from k3s_fakes import install_fakes, recorded, write_spec
 
-from servebench.config import deep_merge, load_config
+from servebench.config import config_errors, deep_merge, load_config
 from servebench.deploy.k3s import commands, driver, kustomize, manifests
 from servebench.fault_kinds import faults_of
 from servebench.jobs import scenario as scenario_job
@@ -30,15 +31,29 @@ from servebench.settings import K3S_VARIANT_AXES, K3sTarget
 OVERLAYS = sorted(path for path in manifests.OVERLAYS_DIR.iterdir() if path.is_dir())
 TAG = "sentiment-baseline:0123456789abcdef"
 IMAGE = "servebench/sentiment-baseline:0123456789abcdef"
+HASH = "fedcba9876543210"
 
 
 # ------------------------------------------------------------------------------ manifests
 
 
+def _committed_tag(overlay: Path) -> str:
+    """The image tag of a committed overlay: the version of the Bento it was rendered from."""
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    return kustomization["images"][0]["newTag"]
+
+
 def test_committed_overlays_are_what_the_default_config_generates(tmp_path):
     config = load_config()
     targets = {name: K3sTarget.of(config, name) for name in config["experiment"]["variants"]}
-    written = manifests.write_committed_overlays(targets, tmp_path)
+    # Their images carry the content hash of the Bentos they were rendered from (records in
+    # results/bentos/ at `servebench k3s-render` time), never `latest`.
+    tags = {}
+    for name in targets:
+        tag = _committed_tag(manifests.OVERLAYS_DIR / name)
+        assert re.fullmatch(r"[0-9a-f]{16}", tag), f"{name}: image tag {tag!r} is no content hash"
+        tags[name] = f"sentiment-{name}:{tag}"
+    written = manifests.write_committed_overlays(targets, tags, tmp_path)
     assert [path.name for path in OVERLAYS] == sorted(config["experiment"]["variants"])
     for directory in written:
         committed = manifests.OVERLAYS_DIR / directory.name / "kustomization.yaml"
@@ -55,13 +70,34 @@ def test_committed_overlays_are_what_the_default_config_generates(tmp_path):
 def test_every_overlay_renders_and_validates_strictly(overlay):
     resources = kustomize.render(overlay)
     kinds = sorted(resource["kind"] for resource in resources)
-    assert kinds == ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]
+    assert kinds == [
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "Service",
+    ]
     assert manifests.validation_errors(resources) == []
     assert {resource["metadata"]["namespace"] for resource in resources} == {"servebench"}
-    deployment = next(r for r in resources if r["kind"] == "Deployment")
+    by_kind = {resource["kind"]: resource for resource in resources}
+    deployment = by_kind["Deployment"]
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert container["image"] == f"servebench/sentiment-{overlay.name}:latest"
+    assert container["image"] == f"servebench/sentiment-{overlay.name}:{_committed_tag(overlay)}"
+    # A drain goes on at the default replica count: one pod at a time.
+    assert by_kind["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+    assert "minAvailable" not in by_kind["PodDisruptionBudget"]["spec"]
+    # Every writable path is a size-limited emptyDir (the root filesystem is read-only).
+    limits = load_config()["deploy"]["k3s"]["volume_size_limits"]
+    assert {v["name"]: v["emptyDir"]["sizeLimit"] for v in pod["volumes"]} == limits
+    mounted = {mount["name"] for mount in container["volumeMounts"]}
+    assert mounted == set(limits)
+    # Ingress only on the service port (3000, named http), to the service's pods.
+    policy = by_kind["NetworkPolicy"]["spec"]
+    assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "sentiment"}}
+    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    assert container["ports"] == [{"name": "http", "containerPort": 3000, "protocol": "TCP"}]
     assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
@@ -101,6 +137,7 @@ def test_config_values_reach_the_manifests_and_node_port_adds_a_service(tmp_path
             image_transfer="push",
             read_only_root_filesystem=False,
             resources={"requests": {"cpu": "500m", "memory": "1Gi"}},
+            volume_size_limits={"tmp": "1Gi"},
         )
     )
     image = manifests.image_name(settings, TAG)
@@ -121,6 +158,11 @@ def test_config_values_reach_the_manifests_and_node_port_adds_a_service(tmp_path
     assert container["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
     assert container["securityContext"]["readOnlyRootFilesystem"] is False
     assert container["startupProbe"]["failureThreshold"] == 24
+    sizes = {
+        v["name"]: v["emptyDir"]["sizeLimit"]
+        for v in deployment["spec"]["template"]["spec"]["volumes"]
+    }
+    assert sizes == {"tmp": "1Gi", "prometheus": "64Mi", "cache": "256Mi"}
     hpa = by_kind["HorizontalPodAutoscaler"][0]["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 5)
     assert by_kind["PodDisruptionBudget"][0]["spec"]["minAvailable"] == 2
@@ -151,7 +193,7 @@ def test_a_variant_sets_its_own_replicas_and_pdb_over_deploy_k3s():
     own = K3sTarget.of(config, "optimized-3r")
     assert (own.replicas, own.pdb_min_available, own.max_replicas) == (3, 2, 4)
     inherited = K3sTarget.of(config, "optimized")
-    assert (inherited.replicas, inherited.pdb_min_available) == (1, 1)
+    assert (inherited.replicas, inherited.pdb_min_available) == (1, None)
     assert K3sTarget.of(config) == inherited
     # Everything else is deploy.k3s for both.
     assert {k: v for k, v in own.as_dict().items() if k not in K3S_VARIANT_AXES} == {
@@ -162,7 +204,8 @@ def test_a_variant_sets_its_own_replicas_and_pdb_over_deploy_k3s():
 def test_two_variants_differing_only_by_replicas_render_different_valid_overlays(tmp_path):
     config = _two_replica_variants()
     targets = {name: K3sTarget.of(config, name) for name in config["experiment"]["variants"]}
-    written = manifests.write_committed_overlays(targets, tmp_path / "overlays")
+    tags = {name: f"sentiment-{name}:{HASH}" for name in targets}
+    written = manifests.write_committed_overlays(targets, tags, tmp_path / "overlays")
     assert [path.name for path in written] == ["optimized", "optimized-3r"]
     rendered = {}
     for directory in written:
@@ -178,16 +221,21 @@ def test_two_variants_differing_only_by_replicas_render_different_valid_overlays
     )
     # max_replicas (1 in deploy.k3s) is raised to the variant's replicas: a fixed pod count.
     assert three["HorizontalPodAutoscaler"]["spec"]["maxReplicas"] == 3
-    assert one["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
+    # The default PDB lets a drain go on, one pod at a time; a variant's own is a minAvailable.
+    assert one["PodDisruptionBudget"]["spec"] == {
+        "maxUnavailable": 1,
+        "selector": {"matchLabels": {"app.kubernetes.io/name": "sentiment"}},
+    }
     assert three["PodDisruptionBudget"]["spec"]["minAvailable"] == 2
+    assert "maxUnavailable" not in three["PodDisruptionBudget"]["spec"]
     # The containers are the same but for the image of each variant's Bento.
     containers = [
         copy.deepcopy(r["Deployment"]["spec"]["template"]["spec"]["containers"][0])
         for r in (one, three)
     ]
     assert [c.pop("image") for c in containers] == [
-        "servebench/sentiment-optimized:latest",
-        "servebench/sentiment-optimized-3r:latest",
+        f"servebench/sentiment-optimized:{HASH}",
+        f"servebench/sentiment-optimized-3r:{HASH}",
     ]
     assert containers[0] == containers[1]
     assert one["Service"] == three["Service"]
@@ -333,7 +381,7 @@ def test_driver_runs_every_step_in_order_and_collects(tmp_path, fakes):
     steps = _steps(log_path)
     expected_order = [
         "docker image inspect",
-        "bentoml containerize sentiment-baseline:0123456789abcdef --backend",
+        "image build --bento-json --results-dir",
         "k3s ctr images ls",
         "docker save -o",
         "k3s ctr images import",
@@ -345,8 +393,12 @@ def test_driver_runs_every_step_in_order_and_collects(tmp_path, fakes):
     ]
     positions = [next(i for i, s in enumerate(steps) if s.startswith(e)) for e in expected_order]
     assert positions == sorted(positions), steps
-    containerize = next(call for call in calls if call[:2] == ["bentoml", "containerize"])
-    assert containerize[-2:] == ["--image-tag", IMAGE]
+    # The image is servebench's own offline build of the Bento (the docker target's image).
+    build = next(call for call in calls if call[:3] == ["servebench", "image", "build"])
+    assert build[build.index("--repository") + 1] == "servebench"
+    bento_json = Path(build[build.index("--bento-json") + 1])
+    assert json.loads(bento_json.read_text())["tag"] == TAG
+    assert not any(call[:2] == ["bentoml", "containerize"] for call in calls)
     assert any(s.startswith("kubectl top pod") for s in steps)
     # After the block: collect, then teardown, nothing else.
     after = steps[calls_while_up:]
@@ -382,26 +434,27 @@ def test_driver_runs_every_step_in_order_and_collects(tmp_path, fakes):
 
 def test_image_already_built_and_imported_is_reused(tmp_path, fakes):
     log_path, spec = fakes
-    spec(image_present=True, cluster_images=[f"docker.io/{IMAGE}"])
+    spec(image_present=True, image_label=TAG, cluster_images=[f"docker.io/{IMAGE}"])
     with k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "run"):
         pass
     steps = _steps(log_path)
-    assert not any("containerize" in s or "import" in s or " save" in s for s in steps)
+    assert not any("build" in s or "import" in s or " save" in s for s in steps)
+
+
+def test_an_image_of_the_tag_built_otherwise_is_built_again(tmp_path, fakes):
+    # e.g. an older `bentoml containerize` image: it cannot start under the pod's read-only
+    # root filesystem (docs/containers.md), so the tag gets servebench's image.
+    log_path, spec = fakes
+    spec(image_present=True, image_label="", cluster_images=[f"docker.io/{IMAGE}"])
+    with k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "run"):
+        pass
+    assert any(call[:3] == ["servebench", "image", "build"] for call in recorded(log_path))
 
 
 @pytest.mark.parametrize("backend", ["podman", "buildah", "nerdctl"])
-def test_other_backends_build_and_save_with_their_own_commands(tmp_path, fakes, backend):
-    log_path, _ = fakes
-    config = _config(containerize_backend=backend, **K3S_CONFIG)
-    with k3s_server(config, _record(tmp_path), tmp_path / "run"):
-        pass
-    calls = recorded(log_path)
-    containerize = next(call for call in calls if call[:2] == ["bentoml", "containerize"])
-    assert containerize[containerize.index("--backend") + 1] == backend
-    saves = [call for call in calls if call[0] == backend and ("save" in call or "push" in call)]
-    assert saves, calls
-    if backend == "buildah":
-        assert saves[0][1] == "push" and saves[0][-1].startswith("docker-archive:")
+def test_only_docker_builds_the_image(backend):
+    problems = config_errors(_config(containerize_backend=backend))
+    assert any("containerize_backend" in problem for problem in problems), problems
 
 
 def test_push_to_a_registry(tmp_path, fakes):
@@ -456,9 +509,7 @@ def test_a_failed_rollout_names_the_step_and_still_collects_and_tears_down(tmp_p
 def test_a_failed_containerize_stops_before_anything_is_applied(tmp_path, fakes):
     log_path, spec = fakes
     spec(
-        rules=[
-            {"match": "containerize", "rc": 2, "stderr": "Cannot connect to the Docker daemon\n"}
-        ]
+        rules=[{"match": "image build", "rc": 2, "stderr": "Cannot connect to the Docker daemon\n"}]
     )
     with pytest.raises(commands.K3sStepError, match="(?s)step 'containerize'.*Docker daemon"):
         with k3s_server(_config(**K3S_CONFIG), _record(tmp_path), tmp_path / "run"):
@@ -574,7 +625,10 @@ def test_parse_top():
     [
         ("delete-pod", ["kubectl", "-n", "servebench", "delete", "pod", "sentiment-7d9f-abcde"]),
         ("rollout-restart", ["kubectl", "-n", "servebench", "rollout", "restart"]),
-        ("kill-containerd", ["pkill", "-KILL", "-x", "containerd"]),
+        (
+            "kill-containerd",
+            ["pkill", "-KILL", "-f", "^containerd .*-a /run/k3s/containerd/containerd[.]sock( |$)"],
+        ),
         ("restart-k3s", ["systemctl", "restart", "k3s"]),
     ],
 )
@@ -590,6 +644,29 @@ def test_k3s_faults_run_their_commands(tmp_path, fakes, fault, expected):
         assert during[0][:2] == ["sudo", "-n"]
     with pytest.raises(ValueError, match="unknown K3s fault"):
         driver.fault_commands(server, "kill-worker")
+
+
+def test_the_kill_containerd_command_aims_at_k3s_containerd_only():
+    import shlex
+
+    command = shlex.split(load_config()["deploy"]["k3s"]["faults"]["kill_containerd"])
+    assert command[:5] == ["sudo", "-n", "pkill", "-KILL", "-f"]
+    pattern = re.compile(command[5])  # pkill -f: an extended regex over the whole command line
+    k3s = (
+        "containerd -c /var/lib/rancher/k3s/agent/etc/containerd/config.toml -a "
+        "/run/k3s/containerd/containerd.sock --state /run/k3s/containerd --root "
+        "/var/lib/rancher/k3s/agent/containerd"
+    )
+    assert pattern.search(k3s)
+    others = [
+        "/usr/bin/containerd",  # Docker's (systemd unit)
+        "containerd --config /var/run/docker/containerd/containerd.toml",  # dockerd's own
+        "/var/lib/rancher/k3s/data/abc/bin/containerd-shim-runc-v2 -namespace k8s.io -id x "
+        "-address /run/k3s/containerd/containerd.sock",  # a pod's shim
+        "containerd -a /run/k3s/containerd/containerd.sock.ttrpc",
+        shlex.join(command),  # the fault's own command line (sudo) is never a match
+    ]
+    assert [line for line in others if pattern.search(line)] == []
 
 
 def test_every_k3s_fault_kind_has_an_injector_and_none_runs_on_another_target():
@@ -705,5 +782,95 @@ def test_the_reports_variant_table_shows_replicas_and_pdb_on_k3s():
     config["deploy"]["target"] = "k3s"
     table = variants_table(config)
     replicas = table.columns.index("replicas")
-    pdb = table.columns.index("PDB minAvailable")
-    assert [(row[replicas][0], row[pdb][0]) for row in table.rows] == [("1", "1"), ("3", "2")]
+    pdb = table.columns.index("PDB")
+    assert [(row[replicas][0], row[pdb][0]) for row in table.rows] == [
+        ("1", "maxUnavailable 1"),
+        ("3", "minAvailable 2"),
+    ]
+
+
+# ------------------------------------------------------------------- processes of a driver
+
+K3S_DRIVER = r"""
+import json, sys, time
+from pathlib import Path
+from servebench.config import deep_merge, load_config
+from servebench.deploy import deployed
+from servebench.settings import deploy_target
+
+config = deep_merge(load_config(), {"deploy": {"target": "k3s", "k3s": json.loads(sys.argv[3])}})
+record = json.loads(sys.argv[1])
+with deployed(deploy_target(config, record["variant"]), record, Path(sys.argv[2])) as deployment:
+    print("ready", deployment.server.port_forward.process.pid, flush=True)
+    time.sleep(120)
+"""
+
+
+def _start_driver(tmp_path, out):
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-c", K3S_DRIVER, json.dumps(_record(tmp_path)), str(out)]
+        + [json.dumps(K3S_CONFIG)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_call(log_path, words, timeout_s=30.0):
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(all(word in call for word in words) for call in recorded(log_path)):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no call with {words}: {recorded(log_path)}")
+
+
+def test_a_driver_killed_by_sigkill_leaves_no_port_forward(tmp_path, fakes):
+    import psutil
+
+    log_path, _ = fakes
+    process = _start_driver(tmp_path, tmp_path / "run")
+    forward = None
+    try:
+        line = process.stdout.readline().split()
+        assert line and line[0] == "ready", line
+        forward = psutil.Process(int(line[1]))
+        assert "port-forward" in " ".join(forward.cmdline())
+        process.kill()  # no finally, no teardown: only the kernel can stop the port-forward
+        process.wait(timeout=10)
+        gone, _ = psutil.wait_procs([forward], timeout=10)
+        assert gone, f"kubectl port-forward (pid {forward.pid}) outlived its driver"
+    finally:
+        process.kill()
+        if forward is not None and forward.is_running():
+            forward.kill()
+
+
+def test_sigterm_during_the_rollout_tears_down_and_a_second_one_does_not_cut_it_short(
+    tmp_path, fakes
+):
+    import signal
+
+    log_path, spec = fakes
+    spec(
+        rules=[
+            {"match": "rollout status", "sleep_s": 60},
+            {"match": "delete -k", "sleep_s": 1.5, "stdout": "deleted\n"},
+        ]
+    )
+    out = tmp_path / "run"
+    process = _start_driver(tmp_path, out)
+    try:
+        _wait_for_call(log_path, ["rollout", "status"])
+        process.send_signal(signal.SIGTERM)
+        _wait_for_call(log_path, ["delete", "-k"])
+        process.send_signal(signal.SIGTERM)  # while the teardown runs
+        assert process.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        process.kill()
+    summary = json.loads((out / "k3s.json").read_text())  # written at the end of the teardown
+    assert [c["step"] for c in summary["commands"]][-1] == "teardown"
+    assert "port_forward_restarts" not in summary  # it never started

@@ -102,6 +102,9 @@ def k3s_config(kind: str, duration_s: float = DURATION_S, at_s: float = AT_S) ->
     )
     config = copy.deepcopy(config)
     config["cpus"] = CPUS
+    # A test of the fault's path, not of statistics: a few seconds at RATE_RPS are fewer than
+    # a study's measurement.min_requests (100), which would make every run here invalid.
+    config["measurement"]["min_requests"] = 20
     config["resilience"].update(
         rate_rps=RATE_RPS,
         duration_s=duration_s,
@@ -167,7 +170,7 @@ def test_delete_pod_under_load_on_the_k3s_target(cluster, payloads, tmp_path):
     assert facts["port_forward_restarts"] >= 2  # one failed start while the pod was pending
     assert (facts["replicas"], facts["pdb_min_available"], facts["access"]) == (
         1,
-        1,
+        None,  # the default PDB: maxUnavailable 1
         "port-forward",
     )
     assert facts["restarts"] == 0 and facts["events"] == 2 and facts["pods"]

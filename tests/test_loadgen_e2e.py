@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from servebench import arrivals
 from servebench.loadgen import run_loadtest
 from servebench.records import RunSummary
 from servebench.settings import LoadgenSettings
@@ -230,6 +231,70 @@ def test_two_workers_reproduce_the_single_worker_schedule(server, payloads, tmp_
     assert stats.loc["Aggregated", "Request Count"] == two.planned_requests
 
 
+def test_workers_elsewhere_get_the_plan_and_return_their_logs_by_message(
+    server, payloads, tmp_path, servebench_exe
+):
+    """`servebench loadtest --workers-expected 2 --master-bind` with two `servebench
+    loadgen-worker` commands, each in an empty folder of its own: the workers get the plan and
+    send their request logs back over Locust's message channel (nothing shared by path), and the
+    one schedule split across them gives one requests.parquet and one summary."""
+    port = free_port()
+    out = tmp_path / "master" / "run"
+    out.parent.mkdir()
+    cpus = ["--cpus", "1"] if LOADGEN_CPUS else []
+    master = subprocess.Popen(
+        [
+            servebench_exe, "loadtest", "--host", server, "--endpoint", "/ok",
+            "--arrival", "gamma", "--cv", "2.0", "--rate", "300", "--duration", "3",
+            "--seed", "7", "--payloads", str(payloads), "--out", str(out), "--no-progress",
+            "--workers-expected", "2", "--master-bind", f"127.0.0.1:{port}", *cpus,
+        ],
+        cwd=out.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    folders = [tmp_path / f"machine{index}" for index in range(2)]
+    workers = []
+    for folder in folders:
+        folder.mkdir()
+        workers.append(
+            subprocess.Popen(
+                [
+                    servebench_exe,
+                    "loadgen-worker",
+                    "--master",
+                    f"127.0.0.1:{port}",
+                    "--folder",
+                    str(folder / "worker"),
+                    *cpus,
+                ],
+                cwd=folder,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )  # fmt: skip
+        )
+    stdout, stderr = master.communicate(timeout=180)
+    logs = [worker.communicate(timeout=60)[0] for worker in workers]
+    assert master.returncode == 0, stdout + stderr + "".join(logs)
+    assert "servebench loadgen-worker --master 127.0.0.1:" in stderr
+    assert [worker.returncode for worker in workers] == [0, 0], logs
+    summary = RunSummary.read(out / "summary.json")
+    table = pd.read_parquet(out / "requests.parquet")
+    # The one global schedule (the same seed alone gives the same hash), split round-robin.
+    schedule = arrivals.make_schedule("gamma", seed=7, rate_rps=300.0, cv=2.0, duration_s=3.0)
+    assert summary.schedule_hash == schedule.schedule_hash
+    assert table["index"].tolist() == list(range(summary.planned_requests))
+    assert (table["worker"] == table["index"] % 2).all()
+    assert (table["outcome"] == "ok").all()
+    assert summary.valid, summary.invalid_reasons
+    assert set(summary.generator_cpu_percent_by_worker) == {"0", "1"}
+    assert summary.settings["master_bind"] == f"127.0.0.1:{port}"
+    # The master wrote both logs from the messages; each worker kept its own copy at home.
+    raw = sorted(path.name for path in (out / "raw").glob("requests_worker*.csv"))
+    assert raw == ["requests_worker0.csv", "requests_worker1.csv"]
+    copies = sorted(p.name for folder in folders for p in folder.rglob("requests_worker*.csv"))
+    assert copies == raw
+
+
 def test_cli_interrupted_run_keeps_what_was_done(server, payloads, tmp_path):
     out = tmp_path / "cut"
     command = [
@@ -257,3 +322,44 @@ def test_cli_interrupted_run_keeps_what_was_done(server, payloads, tmp_path):
     assert 50 <= len(table) < summary.planned_requests
     assert (table["outcome"] == "ok").all()
     assert (out / "locust_stats.csv").is_file()
+
+
+LOADGEN_DRIVER = r"""
+import json, sys
+from servebench import arrivals
+from servebench.loadgen import run_loadtest
+from servebench.settings import LoadgenSettings
+
+cpus = json.loads(sys.argv[4])
+generator = LoadgenSettings.with_defaults(cpus=cpus, workers=2, timeout_s=5.0, endpoint="/ok")
+run_loadtest(
+    host=sys.argv[1], out_dir=sys.argv[2], payloads=sys.argv[3], generator=generator, seed=3,
+    arrival="exponential", rate_rps=20.0, duration_s=120.0, progress=False,
+)
+"""
+
+
+def test_a_driver_killed_by_sigkill_leaves_no_locust_process(server, payloads, tmp_path):
+    import psutil
+
+    out = tmp_path / "killed"
+    command = [sys.executable, "-c", LOADGEN_DRIVER, server, str(out), str(payloads)]
+    driver = subprocess.Popen([*command, json.dumps(LOADGEN_CPUS)])
+    children: list = []
+    try:
+        deadline = time.monotonic() + 60
+        status = out / "raw" / "status_worker1.json"
+        while not (status.exists() and json.loads(status.read_text()).get("sent", 0) >= 20):
+            assert time.monotonic() < deadline and driver.poll() is None, "no load was sent"
+            time.sleep(0.2)
+        children = psutil.Process(driver.pid).children(recursive=True)
+        assert len(children) == 3  # master and two workers
+        driver.kill()  # no finally, no _stop(): only the kernel can end Locust now
+        driver.wait(timeout=10)
+        _, alive = psutil.wait_procs(children, timeout=15)
+        assert alive == [], f"Locust outlived its driver: {alive}"
+    finally:
+        driver.kill()
+        for child in children:
+            if child.is_running():
+                child.kill()

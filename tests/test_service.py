@@ -203,6 +203,30 @@ def test_passes_hold_at_most_the_token_and_count_limits():
     assert [len(indices) for indices in passes] == [4] * 16
 
 
+def test_token_limits_are_configured_or_derived_from_max_length():
+    # null (the schema's default): derived from the model's max_length
+    assert sentiment_inference.request_token_limit(512, 64) == 16 * 512
+    assert sentiment_inference.request_token_limit(512, 8) == 8 * 512  # at most the texts
+    assert sentiment_inference.pass_token_limit(512) == 4 * 512
+    # service.max_request_tokens, service.max_pass_tokens: as configured
+    assert sentiment_inference.request_token_limit(512, 64, 3000) == 3000
+    assert sentiment_inference.pass_token_limit(512, 700) == 700
+    runtime = _FakeRuntime(max_length=50)
+    with pytest.raises(ValueError, match="150 tokens .* over the limit max_request_tokens = 120"):
+        sentiment_inference.check_request_tokens(runtime, ["w " * 60] * 3, 120)
+
+
+def test_the_token_limits_of_the_config_reach_the_variant_spec(tmp_path):
+    default = bento.variant_spec(load_config(), "optimized", "m-x:0123")["limits"]
+    assert default["max_request_tokens"] is None and default["max_pass_tokens"] is None
+    limits = {"max_request_tokens": 3000, "max_pass_tokens": 700}
+    config = deep_merge(load_config(), {"service": limits})
+    spec = bento.variant_spec(config, "optimized", "m-x:0123")
+    context = bento.stage_build_context(spec, tmp_path / "optimized")
+    written = json.loads((context / "variant.json").read_text())["limits"]
+    assert {key: written[key] for key in limits} == limits
+
+
 class _FakeRuntime(_FakeClassifier):
     """A fake with the runtime's truncation at `max_length` tokens and a clock that each
     forward pass advances by one second per text."""
@@ -392,6 +416,13 @@ def test_answers_equal_the_in_process_model(served, testbed):
     spec = testbed.records[variant]["settings"]
     threads = spec["threads_per_worker"] or None
     classifier = load_runtime(testbed.runtime_dir(variant), threads=threads)
+    # The testbed's configured token limits (not the derived ones) are the service's.
+    limits = spec["limits"]
+    assert limits["max_pass_tokens"] != 4 * classifier.max_length
+    assert (
+        f"{limits['max_request_tokens']} per request, {limits['max_pass_tokens']} padded tokens "
+        "per forward pass" in server.log_path.read_text()
+    )
     texts = sample_texts(12, seed=5) + UNICODE_TEXTS
     for text in texts[:3] + UNICODE_TEXTS:
         status, answer = post_json(server.url + "/classify", {"text": text})
@@ -405,7 +436,9 @@ def test_answers_equal_the_in_process_model(served, testbed):
         classifier,
         texts,
         spec["sub_batch_size"],
-        sentiment_inference.PASS_TEXTS_AT_MAX_LENGTH * classifier.max_length,
+        sentiment_inference.pass_token_limit(
+            classifier.max_length, spec["limits"]["max_pass_tokens"]
+        ),
     )
     expected = sentiment_inference.to_predictions(classifier.labels, expected_proba)
     assert [a["label"] for a in answers] == [e["label"] for e in expected]
@@ -618,6 +651,32 @@ def test_oversized_bodies_get_413_before_they_are_read(served, testbed):
 
 
 @pytest.mark.e2e
+def test_the_soaks_bad_requests_each_get_a_4xx(served, testbed):
+    from servebench.bench import soak
+
+    variant, server = served
+    record = testbed.records[variant]
+    limits = record["settings"]["limits"]
+    kinds = soak.bad_requests(limits, int(record["model_provenance"]["max_length"]))
+    max_body = sentiment_inference.body_limits(limits["max_text_chars"], limits["max_batch_texts"])
+    address = urlsplit(server.url)
+    statuses = {
+        request.kind: soak.send_bad(
+            address.hostname, address.port, request, max_body["/classify_batch"].max_bytes
+        )[0]
+        for request in kinds
+    }
+    assert statuses == {
+        **{request.kind: 400 for request in kinds},
+        "over-content-length": 413,
+        "over-chunked": 413,
+    }
+    assert "over-token-limit" in statuses  # the testbed's configured limit can be broken
+    status, answer = post_json(server.url + "/classify_batch", {"texts": ["still serving"]})
+    assert status == 200 and len(answer) == 1
+
+
+@pytest.mark.e2e
 def test_largest_valid_request_is_answered_and_one_text_more_is_refused(served, testbed):
     """The largest request within every limit, in its most verbose JSON: texts of
     max_text_chars astral-plane characters (12 bytes each escaped), as many as the token limit
@@ -627,7 +686,9 @@ def test_largest_valid_request_is_answered_and_one_text_more_is_refused(served, 
     record = testbed.records[variant]
     limits = record["settings"]["limits"]
     max_length = int(record["model_provenance"]["max_length"])
-    max_tokens = sentiment_inference.request_token_limit(max_length, limits["max_batch_texts"])
+    max_tokens = sentiment_inference.request_token_limit(
+        max_length, limits["max_batch_texts"], limits["max_request_tokens"]
+    )
     text = "\U0001f600" * limits["max_text_chars"]
     texts = [text] * (max_tokens // max_length)
     status, answer = post_json(server.url + "/classify_batch", {"texts": texts}, timeout_s=120)

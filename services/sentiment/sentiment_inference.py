@@ -33,13 +33,13 @@ JSON_BYTES_PER_CHAR = 12
 BODY_ENVELOPE_BYTES = 64 * 1024
 # Padded tokens (texts x longest text) one forward pass may hold, in texts at the model's
 # max_length: bounds a pass's memory (attention grows with texts x length^2) and its time,
-# which is how long inference can go on after a request's deadline. Config key it would be:
-# service.max_pass_tokens (docs/service.md, "Limits").
+# which is how long inference can go on after a request's deadline. The default of the config
+# key service.max_pass_tokens (null: derived; docs/service.md, "Limits").
 PASS_TEXTS_AT_MAX_LENGTH = 4
 # Tokens one request may hold after truncation, in texts at the model's max_length. Characters
 # alone do not bound the cost: 64 texts of 10,000 characters are 64 x 512 tokens, about 97 s of
-# one core with roberta-base in fp32, past any timeout; 16 x 512 take about 25 s. Config key
-# it would be: service.max_request_tokens (docs/service.md, "Limits").
+# one core with roberta-base in fp32, past any timeout; 16 x 512 take about 25 s. The default
+# of the config key service.max_request_tokens (null: derived; docs/service.md, "Limits").
 REQUEST_TEXTS_AT_MAX_LENGTH = 16
 # After a request of at least this many characters, free memory goes back to the OS: the
 # tokenizer keeps every part truncation cut off (64 texts of 10,000 emoji: ~180 MB), and long
@@ -144,9 +144,22 @@ def check_text_count(texts: Any, max_batch_texts: int) -> Any:
     return texts
 
 
-def request_token_limit(max_length: int, max_batch_texts: int) -> int:
-    """Tokens (after truncation at `max_length` per text) one request may hold."""
+def request_token_limit(
+    max_length: int, max_batch_texts: int, configured: int | None = None
+) -> int:
+    """Tokens (after truncation at `max_length` per text) one request may hold:
+    service.max_request_tokens when set, else min(16, max_batch_texts) texts at max_length."""
+    if configured is not None:
+        return int(configured)
     return min(REQUEST_TEXTS_AT_MAX_LENGTH, max_batch_texts) * max_length
+
+
+def pass_token_limit(max_length: int, configured: int | None = None) -> int:
+    """Padded tokens (texts x longest text) one forward pass may hold:
+    service.max_pass_tokens when set, else 4 texts at max_length."""
+    if configured is not None:
+        return int(configured)
+    return PASS_TEXTS_AT_MAX_LENGTH * max_length
 
 
 def check_request_tokens(classifier: Any, texts: Sequence[str], max_request_tokens: int) -> None:

@@ -21,7 +21,6 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from sentiment_inference import (
-    PASS_TEXTS_AT_MAX_LENGTH,
     REQUEST_STARTED_S,
     DeadlineExceeded,
     JsonBodyMiddleware,
@@ -33,6 +32,7 @@ from sentiment_inference import (
     check_text_count,
     die_with_parent,
     load_spec,
+    pass_token_limit,
     predict_proba_sorted,
     release_free_memory,
     request_token_limit,
@@ -61,6 +61,10 @@ logger = logging.getLogger("bentoml.service.sentiment")
 LIMITS = SPEC["limits"]
 MAX_TEXT_CHARS = int(LIMITS["max_text_chars"])
 MAX_BATCH_TEXTS = int(LIMITS["max_batch_texts"])
+# service.max_request_tokens, service.max_pass_tokens; None (null, or a Bento built before the
+# keys existed): derived from the model's max_length (sentiment_inference).
+MAX_REQUEST_TOKENS = LIMITS.get("max_request_tokens")
+MAX_PASS_TOKENS = LIMITS.get("max_pass_tokens")
 BATCHING = SPEC["batching"]
 SUB_BATCH_SIZE = int(SPEC.get("sub_batch_size", 0))
 TIMEOUT_S = float(SPEC["timeout_s"])
@@ -116,7 +120,9 @@ class ClassifyBatchInput(bentoml.IODescriptor):
         # REQUEST_TEXTS_AT_MAX_LENGTH texts); at worst (64 x 10,000 characters) about 1 s.
         classifier = LOADED.get("classifier")
         if classifier is not None:
-            limit = request_token_limit(int(classifier.max_length), MAX_BATCH_TEXTS)
+            limit = request_token_limit(
+                int(classifier.max_length), MAX_BATCH_TEXTS, MAX_REQUEST_TOKENS
+            )
             try:
                 check_request_tokens(classifier, self.texts, limit)
             except ValueError:
@@ -152,8 +158,8 @@ class SentimentService:
         LOADED["classifier"] = self.classifier
         # A forward pass holds at most this many padded tokens (texts x longest text): the
         # largest valid request (max_batch_texts texts truncated to max_length tokens) runs
-        # in passes of PASS_TEXTS_AT_MAX_LENGTH texts, never as one padded batch.
-        self.max_pass_tokens = PASS_TEXTS_AT_MAX_LENGTH * int(self.classifier.max_length)
+        # in passes within it, never as one padded batch.
+        self.max_pass_tokens = pass_token_limit(int(self.classifier.max_length), MAX_PASS_TOKENS)
         # Warm-up: the first call of a runtime allocates its buffers.
         self._predict(["warm-up", "a somewhat longer warm-up text for the model"])
         if SPEC.get("gc_freeze"):
@@ -172,7 +178,9 @@ class SentimentService:
             SUB_BATCH_SIZE,
             SPEC.get("gc_freeze"),
             self.classifier.max_length,
-            request_token_limit(int(self.classifier.max_length), MAX_BATCH_TEXTS),
+            request_token_limit(
+                int(self.classifier.max_length), MAX_BATCH_TEXTS, MAX_REQUEST_TOKENS
+            ),
             self.max_pass_tokens,
             {path: limit.max_bytes for path, limit in BODY_LIMITS.items()},
         )

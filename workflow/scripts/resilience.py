@@ -14,7 +14,7 @@ spec = FaultRunSpec(
 )
 out_dir = Path(sm.output.meta).parent
 result = run_fault(
-    sm.config, spec, sm.input.bento, sm.input.payloads, out_dir, sm.input.capacity or None
+    sm.config, spec, sm.input.bento or None, sm.input.payloads, out_dir, sm.input.capacity or None
 )
 entry = result["faults"][0]
 logging.info(

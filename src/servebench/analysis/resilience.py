@@ -34,6 +34,8 @@ TABLE_COLUMNS = [
     "time_to_first_ok_s",
     "recovered",
     "time_to_recover_s",
+    "relapsed",
+    "first_relapse_s",
     "pre_fault_band_p99_ms",
     "peak_latency_ms",
     "readyz_first_failure_s",

@@ -2,9 +2,10 @@
 
 The kinds and the target each acts on are servebench.fault_kinds (the configuration's
 vocabulary); each target's module registers its injectors here: `faults.local` (kill-worker,
-kill-server, stall) and `faults.k3s` (delete-pod, rollout-restart, kill-containerd,
-restart-k3s). `injector(kind, target)` returns the one to run, or raises FaultError saying why
-it cannot run there.
+kill-server, stall), `faults.k3s` (delete-pod, rollout-restart, kill-containerd,
+restart-k3s) and `faults.docker` (kill-pid1, docker-kill, docker-restart, docker-pause).
+`injector(kind, target)` returns the one to run, or raises FaultError saying why it cannot run
+there.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ from typing import Any
 from servebench.fault_kinds import FAULT_KINDS, wrong_target_message
 
 # The module that registers each target's injectors (imported on first use).
-TARGET_MODULES = {"local": "servebench.faults.local", "k3s": "servebench.faults.k3s"}
+TARGET_MODULES = {
+    "local": "servebench.faults.local",
+    "k3s": "servebench.faults.k3s",
+    "docker": "servebench.faults.docker",
+}
 
 
 class FaultError(RuntimeError):
@@ -28,8 +33,9 @@ class FaultError(RuntimeError):
 @dataclass
 class FaultContext:
     """What an injector works on: the run's deployment (servebench.deploy: `.current` is the
-    local server, `.server` the K3s one; a local deployment restarts on the same port), the
-    fault's parameters, the variant's restart policy, and the run's stop event."""
+    local server, `.server` the K3s one or the container; a local deployment restarts on the
+    same port), the fault's parameters, the variant's restart policy, and the run's stop
+    event."""
 
     target: str
     params: dict[str, Any]

@@ -3,16 +3,23 @@
 All times are on the schedule's clock (seconds since the schedule's start t0):
 - requests not ok by outcome, time to the first error and to the first ok answer after the
   fault, peak corrected latency, requests lost (scheduled but never recorded: must be 0);
-- time to recover: the earliest time T after the injection from which, for `quiet_s`
-  seconds, every rolling `window_s` p99 (corrected latency of the ok requests scheduled in
-  [w - window_s, w)) stays within the pre-fault band and no request in those windows failed.
-  None ("not recovered") when the run ends first. The pre-fault band is the highest rolling
-  p99 before the fault times (1 + band_tolerance).
+- time to recover: a rolling window is *good* when no request in it failed and the p99 of
+  the corrected latency of its ok requests (scheduled in [w - window_s, w)) is within the
+  pre-fault band (the highest rolling p99 before the fault times (1 + band_tolerance)). The
+  search starts at the first bad window after the injection (a fault whose errors begin late,
+  such as a K3s rollout whose old pod stops only once the new one is ready, is not "recovered"
+  before it showed), and the recovery must hold to the end of the run: T is the end of the last
+  bad window, provided at least `quiet_s` of good windows follow it. None ("not recovered")
+  when the run ends first. Without any bad window after the injection, T = 0.
+- relapse: the service was good for `quiet_s` after the first failure and then failed again
+  (errors, or the band broken): `relapsed`, the number of relapses, the first recovery and the
+  time of the first relapse are reported.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -52,6 +59,66 @@ def _none_if_nan(value: float | None, digits: int = 3) -> float | None:
     return round(float(value), digits)
 
 
+@dataclass
+class Recovery:
+    """Where the good windows hold: indexes into the windows' ends, then times relative to the
+    injection (`to_times`)."""
+
+    at: int | None = None  # recovered from here to the end of the run
+    first: int | None = None  # the first recovery (== at without a relapse)
+    first_bad: int | None = None
+    first_relapse: int | None = None
+    relapses: int = 0
+    reason: str | None = None
+    at_s: float | None = None
+    first_at_s: float | None = None
+    first_bad_s: float | None = None
+    first_relapse_s: float | None = None
+
+    def to_times(self, ends_s: np.ndarray, start_s: float) -> None:
+        for index_name, time_name in (
+            ("at", "at_s"),
+            ("first", "first_at_s"),
+            ("first_bad", "first_bad_s"),
+            ("first_relapse", "first_relapse_s"),
+        ):
+            index = getattr(self, index_name)
+            if index is not None:
+                setattr(self, time_name, float(ends_s[index] - start_s))
+
+
+def find_recovery(good: np.ndarray, span: int) -> Recovery:
+    """Recovery on a sequence of windows (good or not, one per step from the injection on):
+    from the first bad window, the first stretch of `span` + 1 good windows is a recovery; a
+    bad window after a recovery is a relapse; the run recovered only when its last bad window is
+    followed by such a stretch, which then reaches the end of the run."""
+    bad = np.flatnonzero(~good)
+    if not len(bad):  # the fault never showed in the windows
+        if len(good) > span:
+            return Recovery(at=0, first=0)
+        return Recovery(reason="the run ended before {quiet_s} s of good windows")
+    result = Recovery(first_bad=int(bad[0]))
+    # Stretches of good windows between bad ones, after the first bad window: (first, length).
+    starts = bad[:-1] + 1
+    lengths = bad[1:] - bad[:-1] - 1
+    stretches = [(int(a), int(n)) for a, n in zip(starts, lengths, strict=True) if n > span]
+    tail_start = int(bad[-1]) + 1
+    tail_length = len(good) - tail_start
+    result.relapses = len(stretches)
+    if stretches:
+        result.first = stretches[0][0]
+        result.first_relapse = stretches[0][0] + stretches[0][1]
+    if tail_length > span:
+        result.at = tail_start
+        if result.first is None:
+            result.first = tail_start
+    elif result.relapses:
+        result.reason = "relapsed, and the run ended before {quiet_s} s of good windows after it"
+    else:
+        result.reason = "the run ended before {quiet_s} s of good windows"
+    return result
+
+
 def measure_fault(
     requests: pd.DataFrame,
     *,
@@ -77,7 +144,8 @@ def measure_fault(
     horizon = float(horizon_s) if horizon_s is not None else float(np.nanmax(scheduled))
 
     recorded = int(len(table))
-    lost = (planned - recorded if planned is not None else 0) + int((outcome == "missing").sum())
+    # Unknown when the plan is: a lost request is never assumed away.
+    lost = planned - recorded + int((outcome == "missing").sum()) if planned is not None else None
     not_ok = ~ok
     counts = pd.Series(outcome[not_ok]).value_counts().to_dict() if not_ok.any() else {}
     after = observed >= start_s
@@ -108,11 +176,8 @@ def measure_fault(
         pre_p99 = np.array([np.percentile(latency[before], 99)]) if before.any() else pre_p99
     band_ms = float(pre_p99.max()) * (1.0 + band_tolerance) if len(pre_p99) else None
 
-    recovery_s: float | None = None
-    reason = None
-    if band_ms is None:
-        reason = "no ok request before the fault: no pre-fault band"
-    else:
+    recovery: Recovery = Recovery(reason="no ok request before the fault: no pre-fault band")
+    if band_ms is not None:
         ends = np.arange(start_s, horizon + step / 2, step)
         p99 = rolling_p99_ms(ok_scheduled, ok_latency, ends, window_s)
         bad_scheduled = scheduled[not_ok]
@@ -125,17 +190,10 @@ def measure_fault(
         # A window is good without failures and with its p99 in the band (an empty window: no
         # traffic to judge, counts as good; a window of failures only is bad).
         good = (bad_in_window == 0) & ((any_in_window == 0) | (np.nan_to_num(p99) <= band_ms))
-        span = int(round(quiet_s / step))
-        # bad_after[i]: a bad window in ends[i : i + span + 1].
-        bad_cumulative = np.concatenate([[0], np.cumsum(~good)])
-        for index in range(len(ends)):
-            last = index + span
-            if last >= len(ends):
-                reason = f"the run ended before {quiet_s:g} s of good windows"
-                break
-            if bad_cumulative[last + 1] - bad_cumulative[index] == 0:
-                recovery_s = float(ends[index] - start_s)
-                break
+        recovery = find_recovery(good, int(round(quiet_s / step)))
+        if recovery.reason is not None:
+            recovery.reason = recovery.reason.format(quiet_s=f"{quiet_s:g}")
+        recovery.to_times(ends, start_s)
     result: dict[str, Any] = {
         "requests_planned": planned,
         "requests_recorded": recorded,
@@ -145,9 +203,14 @@ def measure_fault(
         "not_ok_by_outcome": {str(key): int(value) for key, value in counts.items()},
         "time_to_first_error_s": _none_if_nan(first_error),
         "time_to_first_ok_s": _none_if_nan(first_ok),
-        "recovered": recovery_s is not None,
-        "time_to_recover_s": _none_if_nan(recovery_s),
-        "not_recovered_reason": reason if recovery_s is None else None,
+        "recovered": recovery.at_s is not None,
+        "time_to_recover_s": _none_if_nan(recovery.at_s),
+        "not_recovered_reason": recovery.reason if recovery.at_s is None else None,
+        "relapsed": recovery.relapses > 0,
+        "relapses": recovery.relapses,
+        "first_recovery_s": _none_if_nan(recovery.first_at_s),
+        "first_relapse_s": _none_if_nan(recovery.first_relapse_s),
+        "time_to_first_bad_window_s": _none_if_nan(recovery.first_bad_s),
         "pre_fault_band_p99_ms": _none_if_nan(band_ms),
         "peak_latency_ms": _none_if_nan(peak_ms),
         "recovery_rule": {

@@ -16,6 +16,7 @@ import os
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,13 +24,14 @@ from typing import Any
 import pandas as pd
 
 from servebench.deploy import deployed
+from servebench.fault_kinds import PROBES_ONLY, wrong_target_message
 from servebench.faults import FaultContext, FaultError, Injector, injector
 from servebench.faults.measure import measure_fault
 from servebench.faults.probes import Prober
 from servebench.jobs.common import (
     clear_dir,
+    deployment_record,
     measured_loadtest,
-    read_json,
     reference_saturation_rps,
     run_meta,
     write_missing_outputs,
@@ -44,25 +46,35 @@ from servebench.layout import (
     REQUESTS,
     RESILIENCE_FILES,
 )
+from servebench.loadgen.runner import worker_statuses
 from servebench.matrix import FaultRunSpec, fault_seed
 from servebench.provenance import write_json
 from servebench.records import RunSummary
-from servebench.settings import K3sTarget, LoadgenSettings, ResilienceSettings, deploy_target
+from servebench.settings import (
+    DockerTarget,
+    K3sTarget,
+    LoadgenSettings,
+    ResilienceSettings,
+    deploy_target,
+)
 
 log = logging.getLogger(__name__)
 
 
 # How long the fault thread waits for the load generator's start time t0 before giving up.
 T0_WAIT_S = 120.0
+# After the load test, how long the fault thread may still take (beyond a server's ready
+# timeout: a supervised restart) before the run is declared invalid.
+FAULT_JOIN_EXTRA_S = 30.0
 
 
-def read_t0_wall(raw_dir: Path) -> float | None:
-    """The schedule's start (wall clock) that the load generator's workers report."""
-    for path in sorted(Path(raw_dir).glob("status_worker*.json")):
-        with contextlib.suppress(OSError, json.JSONDecodeError):
-            value = json.loads(path.read_text()).get("t0_wall")
-            if value:
-                return float(value)
+def read_t0_wall(raw_dir: Path, run_id: str | None = None) -> float | None:
+    """The schedule's start (wall clock) that the load generator's workers of run `run_id`
+    report (None: of any run; with one, a status file another run's process wrote is never
+    taken for this run's)."""
+    for status in worker_statuses(raw_dir, run_id):
+        if status.get("t0_wall"):
+            return float(status["t0_wall"])
     return None
 
 
@@ -93,6 +105,7 @@ class FaultThread(threading.Thread):
         raw_dir: Path,
         at_s: float,
         cpus: Sequence[int] | None = None,
+        run_id: str | None = None,
     ):
         super().__init__(name=f"fault-{name}", daemon=True)
         self.cpus = list(cpus or [])
@@ -100,6 +113,7 @@ class FaultThread(threading.Thread):
         self.context = context
         self.raw_dir = raw_dir
         self.at_s = at_s
+        self.run_id = run_id
         self.t0_wall: float | None = None
         self.record: dict[str, Any] = {}
         self.error: str | None = None
@@ -114,7 +128,7 @@ class FaultThread(threading.Thread):
                 if self.context.stop.is_set() or time.monotonic() > deadline:
                     self.error = "the load generator never reported its start time"
                     return
-                self.t0_wall = read_t0_wall(self.raw_dir)
+                self.t0_wall = read_t0_wall(self.raw_dir, self.run_id)
                 self.context.stop.wait(0.05)
             if self.context.stop.wait(max(0.0, self.t0_wall + self.at_s - time.time())):
                 self.error = "the load test ended before the fault's time"
@@ -126,7 +140,7 @@ class FaultThread(threading.Thread):
             self.error = f"{type(error).__name__}: {error}"
             log.error("fault %s failed: %s", self.name, traceback.format_exc())
         # Stay until the run ends: a server restarted from this thread gets SIGTERM from the
-        # kernel when its parent thread exits (PR_SET_PDEATHSIG, servebench.deploy.local).
+        # kernel when its parent thread exits (PR_SET_PDEATHSIG, servebench.children).
         self.context.stop.wait()
 
 
@@ -169,23 +183,59 @@ def _planned(out: Path) -> int | None:
     return None
 
 
+def fault_problems(
+    thread: FaultThread | None,
+    entry: dict[str, Any],
+    measured: dict[str, Any],
+    requests: pd.DataFrame | None,
+) -> list[str]:
+    """Why a run's fault figures cannot be trusted: the fault did not fire (its thread's record
+    is empty, or the thread had not finished), nothing was measured, the planned request count
+    is unknown, or requests were lost. A fault that never fired would otherwise read as a
+    service that took it without a single error."""
+    problems = []
+    if thread is not None and thread.is_alive():
+        problems.append(
+            f"the fault's injector had not returned {FAULT_JOIN_EXTRA_S:g} s after the server's"
+            " ready timeout, past the end of the load test"
+        )
+    elif not entry["injected"]:
+        if not entry["error"]:  # the thread's own error says why, when it has one
+            problems.append("the fault was not injected")
+    elif requests is None or not len(requests):
+        problems.append("no request recorded: the fault's effect cannot be measured")
+    if measured:
+        if measured["requests_planned"] is None:
+            problems.append(f"the planned request count is unknown ({PLAN} missing or unreadable)")
+        elif measured["requests_lost"]:
+            problems.append(f"{measured['requests_lost']} requests lost by the client")
+    return problems
+
+
 def run_fault(
     config: dict[str, Any],
     spec: FaultRunSpec,
-    bento_record_path: str | Path,
+    bento_record_path: str | Path | None,
     payloads_path: str | Path,
     out_dir: str | Path,
     reference_capacity_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """One resilience run; writes the load test's files, probes.csv, faults.json, meta.json
-    (last). A failed run is recorded, not raised. Returns the faults.json content."""
+    (last). A failed run is recorded, not raised. Returns the faults.json content.
+    `bento_record_path`: None on the external target (no Bento)."""
+    if spec.fault == PROBES_ONLY:
+        return run_probes_only(
+            config, spec, bento_record_path, payloads_path, out_dir, reference_capacity_path
+        )
     out = Path(out_dir)
     clear_dir(out)
     run = ResilienceSettings.of(config, spec.variant, spec.fault)
     fault = run.fault
     generator = LoadgenSettings.of(config)
     target = deploy_target(config, run.bento_variant)
-    record = read_json(bento_record_path)
+    if isinstance(target, DockerTarget):  # supervisor: Docker's restart policy restarts it
+        target = target.with_restart(run.restart)
+    record = deployment_record(config, run.bento_variant, bento_record_path)
     seed = fault_seed(config, spec.fault, spec.repetition)
     started = time.time()
     rate_rps: float | None = None
@@ -202,7 +252,10 @@ def run_fault(
         with deployed(target, record, out) as deployment, deployment.monitored(out):
             context.deployment = deployment
             prober = Prober(lambda: deployment.url, run.probe_interval_s, generator.cpus).start()
-            thread = FaultThread(fault.name, inject, context, out / RAW, fault.at_s, generator.cpus)
+            run_id = uuid.uuid4().hex  # the load test's, in its workers' status files
+            thread = FaultThread(
+                fault.name, inject, context, out / RAW, fault.at_s, generator.cpus, run_id
+            )
             thread.start()
             try:
                 summary = measured_loadtest(
@@ -221,10 +274,11 @@ def run_fault(
                     payloads=payloads_path,
                     generator=generator,
                     progress=False,
+                    run_id=run_id,
                 )
             finally:
                 context.stop.set()
-                thread.join(timeout=target.ready_timeout_s + 30)
+                thread.join(timeout=target.ready_timeout_s + FAULT_JOIN_EXTRA_S)
                 prober.stop()
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -265,10 +319,10 @@ def run_fault(
         )
     entry.update(measured)
     problems = [p for p in dict.fromkeys((run_error, entry["error"])) if p]
+    if run_error is None:
+        problems += fault_problems(thread, entry, measured, requests)
     # The load generator's own validity (it sent on schedule, nothing else used the cores).
     problems += [f"load: {reason}" for reason in summary.invalid_reasons if run_error is None]
-    if measured and measured["requests_lost"]:
-        problems.append(f"{measured['requests_lost']} requests lost by the client")
     k3s_facts = _k3s_facts(out) if isinstance(target, K3sTarget) else None
     result = {
         "faults": [entry],
@@ -310,5 +364,161 @@ def run_fault(
         valid=not problems,
         problems=problems,
     )
+    write_json(out / META, meta)
+    return result
+
+
+def probe_only_figures(
+    requests: pd.DataFrame | None, probes: pd.DataFrame, planned: int | None
+) -> dict[str, Any]:
+    """How the service held up under the resilience load without a fault: requests not ok by
+    outcome, requests lost, the peak latency, the /readyz probes that failed (times on the
+    schedule's clock)."""
+    requests = requests if requests is not None else pd.DataFrame(columns=["outcome"])
+    outcome = requests["outcome"].astype("string").fillna("missing")
+    not_ok = outcome[outcome != "ok"]
+    latency = requests["latency_ms"] if "latency_ms" in requests else pd.Series(dtype=float)
+    readyz = probes[probes["path"] == "/readyz"] if len(probes) else probes
+    failed = readyz[~readyz["ok"].astype(bool)] if len(readyz) else readyz
+    return {
+        "requests_planned": planned,
+        "requests_recorded": int(len(requests)),
+        "requests_lost": planned - len(requests) if planned is not None else None,
+        "requests_not_ok": int(len(not_ok)),
+        "not_ok_by_outcome": {str(k): int(v) for k, v in not_ok.value_counts().items()},
+        "peak_latency_ms": float(latency.max()) if latency.notna().any() else None,
+        "readyz_failed_probes": int(len(failed)),
+        "readyz_first_failure_s": float(failed["t_s"].min()) if len(failed) else None,
+    }
+
+
+def run_probes_only(
+    config: dict[str, Any],
+    spec: FaultRunSpec,
+    bento_record_path: str | Path | None,
+    payloads_path: str | Path,
+    out_dir: str | Path,
+    reference_capacity_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """The resilience run of a target without fault kinds (deploy.target external, where
+    servebench owns neither the server's processes nor its platform): the resilience load test
+    and the /readyz and /livez probes, no fault. Each configured fault is skipped with its
+    reason (faults.json `skipped`); the run is valid when the load test is and no request was
+    lost. Writes the files of a resilience run, meta.json last; returns faults.json's content."""
+    out = Path(out_dir)
+    clear_dir(out)
+    run = ResilienceSettings.of(config, spec.variant, spec.fault)
+    generator = LoadgenSettings.of(config)
+    target = deploy_target(config, run.bento_variant)
+    record = deployment_record(config, run.bento_variant, bento_record_path)
+    seed = fault_seed(config, spec.fault, spec.repetition)
+    skipped = [
+        {
+            "name": name,
+            "kind": fault["kind"],
+            "reason": wrong_target_message(fault["kind"], spec.target),
+        }
+        for name, fault in config["resilience"]["faults"].items()
+    ]
+    started = time.time()
+    rate_rps: float | None = None
+    summary = RunSummary()
+    prober: Prober | None = None
+    run_error = None
+    notes: list[str] = []
+    try:
+        rate_rps = run.rate_rps or run.scenario.offered_rate_rps(
+            reference_saturation_rps(reference_capacity_path)
+        )
+        with deployed(target, record, out) as deployment, deployment.monitored(out):
+            prober = Prober(lambda: deployment.url, run.probe_interval_s, generator.cpus).start()
+            try:
+                summary = measured_loadtest(
+                    target.cpus + generator.cpus,
+                    float(config["measurement"]["foreign_cpu_max_percent"]),
+                    int(config["measurement"]["min_requests"]),
+                    host=deployment.url,
+                    out_dir=out,
+                    seed=seed,
+                    arrival=run.scenario.arrival,
+                    rate_rps=rate_rps,
+                    cv=run.scenario.cv,
+                    shape=run.scenario.shape,
+                    duration_s=run.duration_s,
+                    warmup_s=run.warmup_s,
+                    payloads=payloads_path,
+                    generator=generator,
+                    progress=False,
+                )
+            finally:
+                prober.stop()
+        notes = list(getattr(deployment, "notes", []))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as error:  # a failed run is data, not a stopped workflow
+        log.error("resilience run %s failed: %s\n%s", out, error, traceback.format_exc())
+        run_error = f"{type(error).__name__}: {error}"
+    t0_wall = read_t0_wall(out / RAW)
+    probes = prober.frame(t0_wall) if prober is not None else pd.DataFrame()
+    if prober is not None:
+        probes.to_csv(out / PROBES, index=False)
+    figures = probe_only_figures(_read_requests(out), probes, _planned(out))
+    entry = {
+        "name": PROBES_ONLY,
+        "kind": "none",
+        "restart": run.restart,
+        "params": {},
+        "start_s": None,
+        "end_s": None,
+        "injected": False,
+        "error": run_error,
+        "skipped": skipped,
+        **figures,
+    }
+    problems = [run_error] if run_error else []
+    problems += [f"load: {reason}" for reason in summary.invalid_reasons if run_error is None]
+    if figures["requests_lost"]:
+        problems.append(f"{figures['requests_lost']} requests lost by the client")
+    result = {
+        "faults": [entry],
+        "target": spec.target,
+        "variant": spec.variant,
+        "bento_variant": run.bento_variant,
+        "restart": run.restart,
+        "fault": spec.fault,
+        "repetition": spec.repetition,
+        "rate_rps": rate_rps,
+        "t0_wall_s": t0_wall,
+        "valid": not problems,
+        "problems": problems,
+        "skipped_faults": skipped,
+    }
+    write_json(out / FAULTS, result)
+    write_missing_outputs(out, RESILIENCE_FILES)
+    identity = {
+        "kind": "resilience",
+        "target": spec.target,
+        "variant": spec.variant,
+        "bento_variant": run.bento_variant,
+        "restart": run.restart,
+        "fault": spec.fault,
+        "fault_config": None,
+        "skipped_faults": [fault["name"] for fault in skipped],
+        "scenario": run.scenario.name,
+        "scenario_config": config["scenarios"][run.scenario.name],
+        "repetition": spec.repetition,
+        "seed": seed,
+        "rate_rps": rate_rps,
+        "duration_s": run.duration_s,
+    }
+    meta = run_meta(config, record, identity)
+    meta.update(
+        wall_time_s=round(time.time() - started, 3),
+        summary_valid=summary.valid,
+        valid=not problems,
+        problems=problems,
+    )
+    if notes:
+        meta["deployment_notes"] = notes
     write_json(out / META, meta)
     return result

@@ -1,14 +1,20 @@
 """Open-loop Locust user: sends a precomputed schedule, one greenlet per request.
 
 Run only by Locust, in its own process (`servebench.loadgen.runner` starts it); never imported
-by servebench itself. Everything it needs comes from the plan file named by $SERVEBENCH_PLAN
-(written by the runner): send times, payload order, request bodies, the in-flight cap.
+by servebench itself. Everything it needs comes from the plan (written by the runner): send
+times, payload order, request bodies, the in-flight cap. The standalone runner and the master
+read it from the file named by $SERVEBENCH_PLAN. A worker's own plan file only names its own
+working folder (servebench.loadgen.runner.worker_command): the master sends it the plan over
+Locust's message channel (`servebench_plan`), and the worker sends its request log back the
+same way (`servebench_rows`, every status interval), so that workers on other machines share no
+file with the master, which writes every raw/requests_worker<w>.csv and status_worker<w>.json.
 
 Timeline: the master (or the single local runner) picks a common start time t0 a moment ahead
 and sends it to every worker (a Locust custom message). Worker w of N sends the requests whose
 global index i has i % N == w, each at t0 + scheduled_s[i] in its own greenlet, so a slow
 answer never delays a later send. Each request is logged when it ends, one CSV line flushed
-at once, so a run cut short keeps every request that completed.
+at once, so a run cut short keeps every request that completed (distributed: every request
+whose line reached the master, i.e. all but at most the last half second's).
 """
 
 from __future__ import annotations
@@ -33,12 +39,64 @@ PLAN_PATH = os.environ["SERVEBENCH_PLAN"]
 with open(PLAN_PATH, encoding="utf-8") as _file:
     PLAN = json.load(_file)
 
-REJECTED_STATUSES = frozenset(PLAN["rejected_statuses"])
+# The run's log folder, opened once: every file is created relative to it, so a process that
+# outlives its run (its driver killed) writes into that run's folder, which the next run of the
+# same path has replaced, never into the new one (creating a file in a removed folder fails).
+LOG_DIR_FD = os.open(PLAN["log_dir"], os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _in_log_dir(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o666, dir_fd=LOG_DIR_FD)
+
 
 _start = {"t0_mono": None, "t0_wall": None}
 _started = Event()
 _finished_workers: dict[int, dict] = {}
 clock = time.monotonic
+# What a worker needs of the master's plan (its own log folder stays its own).
+WORKER_PLAN_KEYS = (
+    "run_id", "workers", "endpoint", "method", "headers", "bodies", "scheduled_s",
+    "payload_index", "max_in_flight", "overflow", "timeout_s", "rejected_statuses",
+    "status_interval_s",
+)  # fmt: skip
+# The master's per-worker request logs in raw/, opened once each: {worker: (file, writer)}.
+_worker_logs: dict[int, tuple] = {}
+
+
+def _on_plan(environment, msg, **_kwargs) -> None:  # noqa: ANN001
+    # A worker: the master's plan, received before the spawn message that starts the user.
+    PLAN.update(msg.data)
+    OpenLoopUser.concurrency = PLAN["max_in_flight"]
+    OpenLoopUser.network_timeout = PLAN["timeout_s"]
+    OpenLoopUser.connection_timeout = PLAN["timeout_s"]
+
+
+def _master_log(worker: int):  # noqa: ANN202
+    """The master's raw/requests_worker<w>.csv of a worker (created with its header)."""
+    if worker not in _worker_logs:
+        path = os.path.join(PLAN["log_dir"], f"requests_worker{worker}.csv")
+        file = open(path, "w", encoding="utf-8", newline="", buffering=1)  # noqa: SIM115
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(LOG_COLUMNS)
+        _worker_logs[worker] = (file, writer)
+    return _worker_logs[worker][1]
+
+
+def _master_status(status: dict) -> None:
+    """The master's raw/status_worker<w>.json of a worker (replaced atomically), stamped with
+    the master's run."""
+    if "run_id" in PLAN:
+        status = dict(status, run_id=PLAN["run_id"])
+    path = os.path.join(PLAN["log_dir"], f"status_worker{status['worker']}.json")
+    with open(path + ".tmp", "w", encoding="utf-8") as file:
+        json.dump(status, file)
+    os.replace(path + ".tmp", path)
+
+
+def _on_rows(environment, msg, **_kwargs) -> None:  # noqa: ANN001
+    # The master: a worker's log lines and counters since its last report, in order.
+    _master_log(msg.data["worker"]).writerows(msg.data["rows"])
+    _master_status(msg.data["status"])
 
 
 def _on_start(environment, msg, **_kwargs) -> None:  # noqa: ANN001
@@ -51,6 +109,9 @@ def _on_start(environment, msg, **_kwargs) -> None:  # noqa: ANN001
 
 
 def _on_done(environment, msg, **_kwargs) -> None:  # noqa: ANN001
+    if isinstance(environment.runner, MasterRunner):  # its final counters and CPU figures
+        _master_log(msg.data["worker"])  # (a worker that answered nothing has an empty log)
+        _master_status(msg.data)
     _finished_workers[msg.data["worker"]] = msg.data
     if len(_finished_workers) >= PLAN["workers"]:
         # Every worker has sent its share and seen its answers: end the test, once Locust's
@@ -69,6 +130,10 @@ def _on_init(environment, **_kwargs) -> None:  # noqa: ANN001
         runner.register_message("servebench_start", _on_start)
     if not isinstance(runner, WorkerRunner):
         runner.register_message("servebench_done", _on_done)
+    if isinstance(runner, WorkerRunner):
+        runner.register_message("servebench_plan", _on_plan)
+    if isinstance(runner, MasterRunner):
+        runner.register_message("servebench_rows", _on_rows)
 
 
 @events.test_start.add_listener
@@ -76,6 +141,9 @@ def _on_test_start(environment, **_kwargs) -> None:  # noqa: ANN001
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         return
+    if isinstance(runner, MasterRunner):  # the plan first: a worker's messages arrive in order
+        plan = {key: PLAN[key] for key in WORKER_PLAN_KEYS if key in PLAN}
+        runner.send_message("servebench_plan", plan)
     runner.send_message("servebench_start", {"t0_wall": time.time() + PLAN["start_lead_s"]})
 
 
@@ -138,7 +206,7 @@ def classify(status: int, error: BaseException | None) -> str:
         return "timeout" if is_timeout or "timed out" in str(error).lower() else "failed"
     if 200 <= status < 300:
         return "ok"
-    if status in REJECTED_STATUSES:
+    if status in PLAN["rejected_statuses"]:  # a worker's come from the master
         return "rejected"
     return "failed"
 
@@ -160,12 +228,17 @@ class OpenLoopUser(FastHttpUser):
         self.pending = 0
         self.idle = Event()
         self.idle.set()
-        log_path = os.path.join(PLAN["log_dir"], f"requests_worker{self.worker}.csv")
+        log_name = f"requests_worker{self.worker}.csv"
         # Line-buffered: every line reaches the OS when written, so a kill loses nothing done.
-        self.log_file = open(log_path, "w", encoding="utf-8", newline="", buffering=1)  # noqa: SIM115
+        self.log_file = open(  # noqa: SIM115
+            log_name, "w", encoding="utf-8", newline="", buffering=1, opener=_in_log_dir
+        )
         self.log = csv.writer(self.log_file, lineterminator="\n")
         self.log.writerow(LOG_COLUMNS)
-        self.status_path = os.path.join(PLAN["log_dir"], f"status_worker{self.worker}.json")
+        self.status_name = f"status_worker{self.worker}.json"
+        # A worker sends its lines and counters to the master (its own log is a local copy).
+        self.remote = isinstance(self.environment.runner, WorkerRunner)
+        self.rows: list[tuple] = []
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -220,6 +293,8 @@ class OpenLoopUser(FastHttpUser):
         )
         self._write_status(result)
         self.log_file.flush()
+        if self.remote:  # the last lines first: the master writes them before the counters
+            self._send_rows(result)
         self.environment.runner.send_message("servebench_done", result)
         gevent.sleep(PLAN["timeout_s"] + 3600.0)  # until the master quits the test
 
@@ -264,20 +339,21 @@ class OpenLoopUser(FastHttpUser):
     def _finish(self, index, payload_index, sent_s, done_s, status, outcome, delayed, error):  # noqa: ANN001
         """One line of the per-request log (flushed: the file is line-buffered)."""
         scheduled_s = PLAN["scheduled_s"][index]
-        self.log.writerow(
-            (
-                index,
-                self.worker,
-                payload_index,
-                repr(scheduled_s),
-                f"{sent_s:.7f}" if sent_s != "" else "",
-                f"{done_s:.7f}" if done_s != "" else "",
-                status,
-                outcome,
-                delayed,
-                error,
-            )
+        row = (
+            index,
+            self.worker,
+            payload_index,
+            repr(scheduled_s),
+            f"{sent_s:.7f}" if sent_s != "" else "",
+            f"{done_s:.7f}" if done_s != "" else "",
+            status,
+            outcome,
+            delayed,
+            error,
         )
+        self.log.writerow(row)
+        if self.remote:
+            self.rows.append(row)
         self.pending -= 1
         if self.pending == 0:
             self.idle.set()
@@ -285,11 +361,32 @@ class OpenLoopUser(FastHttpUser):
     def _report_status(self) -> None:
         while True:
             gevent.sleep(PLAN["status_interval_s"])
-            self._write_status(dict(self.counts, worker=self.worker, in_flight=self.pending))
+            status = dict(self.counts, worker=self.worker, in_flight=self.pending)
+            self._write_status(status)
+            if self.remote:
+                self._send_rows(status)
+
+    def _send_rows(self, status: dict) -> None:
+        """The lines since the last report, and the counters, to the master."""
+        rows, self.rows[:] = list(self.rows), []
+        status = dict(
+            status,
+            run_id=PLAN.get("run_id"),
+            t0_wall=_start["t0_wall"],
+            updated_s=clock() - _start["t0_mono"],
+        )
+        self.environment.runner.send_message(
+            "servebench_rows", {"worker": self.worker, "rows": rows, "status": status}
+        )
 
     def _write_status(self, status: dict) -> None:
-        status = dict(status, t0_wall=_start["t0_wall"], updated_s=clock() - _start["t0_mono"])
-        temporary = self.status_path + ".tmp"
-        with open(temporary, "w", encoding="utf-8") as file:
+        status = dict(
+            status,
+            run_id=PLAN["run_id"],  # readers take only their run's statuses
+            t0_wall=_start["t0_wall"],
+            updated_s=clock() - _start["t0_mono"],
+        )
+        temporary = self.status_name + ".tmp"
+        with open(temporary, "w", encoding="utf-8", opener=_in_log_dir) as file:
             json.dump(status, file)
-        os.replace(temporary, self.status_path)
+        os.replace(temporary, self.status_name, src_dir_fd=LOG_DIR_FD, dst_dir_fd=LOG_DIR_FD)

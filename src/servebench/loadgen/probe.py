@@ -15,6 +15,17 @@ from collections.abc import Iterator, Sequence
 from urllib.parse import urlsplit
 
 
+def request_headers(json_body: bool, given: dict[str, str] | None = None) -> dict[str, str]:
+    """The headers of every request: the JSON Content-Type when it has a body, then `given`
+    (`-H`) over it (a header's name matches whatever its case)."""
+    headers = {"Content-Type": "application/json"} if json_body else {}
+    for name, value in (given or {}).items():
+        for known in [key for key in headers if key.lower() == name.lower()]:
+            del headers[known]
+        headers[name] = value
+    return headers
+
+
 @contextlib.contextmanager
 def _pinned(cpus: Sequence[int]) -> Iterator[None]:
     """This thread on `cpus` for the block (never on the server's cores)."""
@@ -37,15 +48,20 @@ def sequential_latencies_ms(
     method: str = "POST",
     timeout_s: float = 30.0,
     cpus: Sequence[int] = (),
+    headers: dict[str, str] | None = None,
 ) -> list[float | None]:
     """Send `count` requests to `url` one at a time (bodies in turn); the latency of each, in
-    milliseconds, or None for one that did not get a 2xx answer."""
+    milliseconds, or None for one that did not get a 2xx answer. `headers` go with every
+    request, as the load generator sends them (request_headers)."""
     parts = urlsplit(url)
     path = parts.path or "/"
-    headers = {"Content-Type": "application/json"}
+    headers = request_headers(bool(bodies), headers)
+    connection_class = (
+        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    )
     latencies: list[float | None] = []
     with _pinned(cpus):
-        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
+        connection = connection_class(parts.hostname, parts.port, timeout=timeout_s)
         try:
             for index in range(count):
                 body = bodies[index % len(bodies)].encode("utf-8") if bodies else None
@@ -72,12 +88,15 @@ def wait_until_idle(
     *,
     max_wait_s: float = 60.0,
     cpus: Sequence[int] = (),
+    headers: dict[str, str] | None = None,
 ) -> float:
     """Probe until one request is answered within `idle_latency_ms` (the server has drained
     what an overloaded step left queued); returns the seconds waited (at most `max_wait_s`)."""
     started = time.monotonic()
     while time.monotonic() - started < max_wait_s:
-        (latency,) = sequential_latencies_ms(url, bodies, 1, timeout_s=max_wait_s, cpus=cpus)
+        (latency,) = sequential_latencies_ms(
+            url, bodies, 1, timeout_s=max_wait_s, cpus=cpus, headers=headers
+        )
         if latency is not None and latency <= idle_latency_ms:
             break
         time.sleep(0.2)

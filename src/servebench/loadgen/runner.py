@@ -1,7 +1,10 @@
 """Run one open-loop load test: schedule -> Locust subprocess(es) -> requests.parquet, summary.json.
 
 Locust always runs as its own process (master + N workers on 127.0.0.1, or one standalone
-process for N = 1), pinned to the generator's cores; this module never imports locust.
+process for N = 1), pinned to the generator's cores; this module never imports locust. With
+`master_bind`, only the master runs here and N workers connect to it from other machines
+(`servebench loadgen-worker`, `run_worker`); workers, local or not, get the plan from the master
+and send their request logs back over Locust's message channel (servebench.loadgen.locustfile).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,19 +28,24 @@ import numpy as np
 
 from servebench import arrivals
 from servebench import cpus as cpu_lists
+from servebench.children import guarded
 from servebench.layout import PLAN, RAW, REQUESTS, SUMMARY
+from servebench.loadgen.probe import request_headers
 from servebench.loadgen.summary import read_worker_logs, request_table, summarize
 from servebench.net import LOOPBACK, free_port
 from servebench.payloads import PayloadError, read_texts
 from servebench.provenance import stable_hash, write_json
 from servebench.records import RunSummary
 from servebench.settings import LoadgenSettings
+from servebench.slo import Gate
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 DEFAULT_BODY_TEMPLATE = '{"texts": ["{text}"]}'
 TEXT_PLACEHOLDER = "{text}"
 # Seconds between the start message and the first send: every worker must be waiting by then.
 START_LEAD_S = {"standalone": 1.0, "distributed": 2.0}
+# How long a master bound for remote workers (`master_bind`) waits for all of them to connect.
+REMOTE_WORKERS_WAIT_S = 300
 # Locust stops on its own at the end of the schedule; this bound only guards a hang.
 RUN_TIME_MARGIN_S = 60.0
 
@@ -84,15 +93,6 @@ def _check_cpus(cpu_list: list[int] | None) -> None:
             raise LoadTestError(str(error)) from None
 
 
-def _pin(command: list[str], cpus: list[int] | None) -> list[str]:
-    if not cpus:
-        return command
-    taskset = shutil.which("taskset")
-    if taskset is None:  # pragma: no cover - util-linux is everywhere Linux is
-        raise LoadTestError("taskset (util-linux) is needed to pin the generator to cores")
-    return [taskset, "-c", ",".join(map(str, cpus)), *command]
-
-
 def _locust_env() -> dict[str, str]:
     # LOCUST_* variables would silently change Locust's options: the plan decides, not them.
     env = {key: value for key, value in os.environ.items() if not key.startswith("LOCUST_")}
@@ -121,6 +121,10 @@ def run_loadtest(
     rejected_statuses: tuple[int, ...] = (429, 503),
     progress: bool = True,
     progress_interval_s: float | None = None,
+    master_bind: tuple[str, int] | None = None,
+    headers: dict[str, str] | None = None,
+    gates: tuple[Gate, ...] = (),
+    run_id: str | None = None,
 ) -> RunSummary:
     """Send the seeded schedule to `host` + `endpoint` open loop; return the summary.
 
@@ -129,7 +133,11 @@ def run_loadtest(
     Writes into `out_dir`: requests.parquet, summary.json, plan.json (the schedule, payload
     order and settings), Locust's CSVs (locust_*.csv), HTML report and logs, and the raw
     per-worker logs under raw/. `progress`: a live line on stderr when it is a terminal, a
-    line every few seconds otherwise (`progress_interval_s`).
+    line every few seconds otherwise (`progress_interval_s`). `headers`: sent with every
+    request, over the JSON Content-Type of a request with a body. `gates`: SLO gates judged in
+    the summary, with goodput (servebench.slo). `run_id`: this run's id (a new one when
+    None), in plan.json, summary.json's settings and every status file of its workers: only
+    those of this run are read (worker_statuses).
     """
     out = Path(out_dir)
     generator = generator or LoadgenSettings.with_defaults()
@@ -186,6 +194,7 @@ def run_loadtest(
     else:
         raise LoadTestError(f"a {method} load test needs a payload file (--payloads)")
     order = arrivals.payload_order(len(schedule), len(bodies), seed)
+    run_id = run_id or uuid.uuid4().hex
 
     out.mkdir(parents=True, exist_ok=True)
     raw_dir = out / RAW
@@ -194,8 +203,10 @@ def run_loadtest(
     raw_dir.mkdir()
     for stale in (SUMMARY, REQUESTS):
         (out / stale).unlink(missing_ok=True)
-    mode = "standalone" if workers == 1 else "distributed"
+    # master_bind: the master alone here, `workers` workers connecting from elsewhere.
+    mode = "standalone" if workers == 1 and master_bind is None else "distributed"
     settings = {
+        "run_id": run_id,
         "host": host,
         "endpoint": endpoint,
         "method": method.upper(),
@@ -205,12 +216,16 @@ def run_loadtest(
         "payloads_hash": stable_hash(texts),
         "payload_order_hash": arrivals.hash_array(order),
         "workers": workers,
+        "master_bind": f"{master_bind[0]}:{master_bind[1]}" if master_bind else None,
         "cpus": cpu_list,
         "max_in_flight": max_in_flight,
         "overflow": overflow,
         "timeout_s": timeout_s,
         "rejected_statuses": sorted(rejected_statuses),
         "warmup_s": warmup_s,
+        # Names only: a header's value may be a secret (an API key), and settings are recorded.
+        "header_names": sorted(headers or {}),
+        "slo": [str(gate) for gate in gates],
     }
     plan = {
         **settings,
@@ -218,7 +233,7 @@ def run_loadtest(
         "log_dir": str(raw_dir.resolve()),
         "start_lead_s": START_LEAD_S[mode],
         "status_interval_s": 0.5,
-        "headers": {"Content-Type": "application/json"} if payloads is not None else {},
+        "headers": request_headers(payloads is not None, headers),
         "bodies": bodies,
         "scheduled_s": schedule.scheduled_s.tolist(),
         "payload_index": order.tolist(),
@@ -228,9 +243,9 @@ def run_loadtest(
 
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     run_time_s = math.ceil(START_LEAD_S[mode] + schedule.horizon_s + timeout_s + RUN_TIME_MARGIN_S)
-    processes = _start_locust(out, plan_path, host, workers, cpu_list, run_time_s)
+    processes = _start_locust(out, plan_path, host, workers, cpu_list, run_time_s, master_bind)
     monitor = (
-        ProgressMonitor(raw_dir, len(schedule), sys.stderr, progress_interval_s)
+        ProgressMonitor(raw_dir, len(schedule), sys.stderr, progress_interval_s, run_id)
         if progress
         else None
     )
@@ -242,7 +257,9 @@ def run_loadtest(
         os.sched_setaffinity(0, cpu_list)
     previous_sigterm = _sigterm_as_interrupt()
     try:
-        exit_code = _wait(processes, monitor, deadline_s=run_time_s + 30.0)
+        # Remote workers may take their time to connect (the master waits for them).
+        waits_s = REMOTE_WORKERS_WAIT_S if master_bind else 0.0
+        exit_code = _wait(processes, monitor, deadline_s=run_time_s + 30.0 + waits_s)
     except KeyboardInterrupt:
         interrupted = True
         exit_code = _stop(processes)
@@ -271,6 +288,8 @@ def run_loadtest(
         workers=workers,
         interrupted=interrupted,
         locust_exit_code=exit_code,
+        gates=gates,
+        run_id=run_id,
     )
     summary.schedule = schedule.describe()
     summary.settings = settings
@@ -290,18 +309,17 @@ def finish(
     workers: int,
     interrupted: bool,
     locust_exit_code: int | None,
+    gates: tuple[Gate, ...] = (),
+    run_id: str | None = None,
 ) -> RunSummary:
-    """Merge the per-worker logs into requests.parquet and compute the summary."""
+    """Merge the per-worker logs into requests.parquet and compute the summary (with the
+    status files of run `run_id` only; None: every one)."""
     raw_dir = out / RAW
     table = request_table(read_worker_logs(raw_dir), warmup_s)
     temporary = out / "requests.parquet.tmp"
     table.to_parquet(temporary, index=False)
     temporary.replace(out / REQUESTS)
-    worker_results = []
-    for path in sorted(raw_dir.glob("status_worker*.json")):
-        status = json.loads(path.read_text())
-        if status.get("finished"):
-            worker_results.append(status)
+    worker_results = [s for s in worker_statuses(raw_dir, run_id) if s.get("finished")]
     return summarize(
         table,
         schedule,
@@ -311,7 +329,22 @@ def finish(
         workers=workers,
         interrupted=interrupted,
         locust_exit_code=locust_exit_code,
+        gates=gates,
     )
+
+
+def worker_statuses(raw_dir: Path, run_id: str | None) -> list[dict[str, Any]]:
+    """The status files of the generator's workers of run `run_id` (None: of any run), worker
+    order. A file another run's process wrote (it outlived its driver) is not this run's."""
+    statuses = []
+    for path in sorted(Path(raw_dir).glob("status_worker*.json")):
+        try:
+            status = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue  # being replaced
+        if run_id is None or status.get("run_id") == run_id:
+            statuses.append(status)
+    return statuses
 
 
 def _sigterm_as_interrupt() -> Any:
@@ -333,6 +366,7 @@ def _start_locust(
     workers: int,
     cpus: list[int] | None,
     run_time_s: int,
+    master_bind: tuple[str, int] | None = None,
 ) -> list[subprocess.Popen]:
     env = _locust_env()
     env["SERVEBENCH_PLAN"] = str(plan_path.resolve())
@@ -352,36 +386,41 @@ def _start_locust(
         "0",
     ]
 
-    def launch(command: list[str], name: str, cores: list[int] | None) -> subprocess.Popen:
+    def launch(
+        command: list[str], name: str, cores: list[int] | None, own_plan: Path | None = None
+    ) -> subprocess.Popen:
+        """Locust in its own session; a worker in its own folder, with its own plan file."""
         command += ["--logfile", str((out / f"{name}.log").resolve()), "--loglevel", "INFO"]
         with (out / f"{name}.out").open("w", encoding="utf-8") as console:
             # Its own session: a Ctrl-C on the terminal reaches only us, and we stop Locust
-            # cleanly (it then writes its reports).
+            # cleanly (it then writes its reports). Pinned, and SIGKILLed by the kernel when
+            # this thread's process dies without stopping it (SIGKILL, OOM): the launcher
+            # (servebench.children) sets PR_SET_PDEATHSIG, with no preexec_fn.
             return subprocess.Popen(
-                _pin(command, cores),
-                cwd=out,
-                env=env,
+                guarded(command, cpus=cores, death_signal=signal.SIGKILL),
+                cwd=own_plan.parent if own_plan else out,
+                env={**env, "SERVEBENCH_PLAN": str(own_plan)} if own_plan else env,
                 stdout=console,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
-    if workers == 1:
+    if workers == 1 and master_bind is None:
         return [launch([*base, *report, "-u", "1", "-r", "1"], "locust", cpus)]
-    port = free_port()
+    bind_host, port = master_bind or (LOOPBACK, free_port())
     master = launch(
         [
             *base,
             *report,
             "--master",
             "--master-bind-host",
-            LOOPBACK,
+            bind_host,
             "--master-bind-port",
             str(port),
             "--expect-workers",
             str(workers),
             "--expect-workers-max-wait",
-            "60",
+            str(REMOTE_WORKERS_WAIT_S if master_bind else 60),
             "-u",
             str(workers),
             "-r",
@@ -391,20 +430,65 @@ def _start_locust(
         cpus,
     )
     processes = [master]
+    if master_bind is not None:  # the workers run elsewhere: `servebench loadgen-worker`
+        return processes
     for worker in range(workers):
         # One core per worker when there are enough, else all of the generator's cores.
         cores = [cpus[worker % len(cpus)]] if cpus and len(cpus) >= workers else cpus
-        command = [
-            *base,
-            "--worker",
-            "--master-host",
-            LOOPBACK,
-            "--master-port",
-            str(port),
-            "--headless",
-        ]
-        processes.append(launch(command, f"locust_worker{worker}", cores))
+        # A folder of its own, as on another machine: nothing is shared with the master by path.
+        own_plan = worker_plan(out / RAW / f"worker{worker}")
+        command = worker_command(LOOPBACK, port)
+        processes.append(launch(command, f"locust_worker{worker}", cores, own_plan))
     return processes
+
+
+def worker_plan(folder: Path) -> Path:
+    """A worker's own plan file in `folder`: its log folder (a local copy of its request log)
+    and placeholders until the master's plan arrives over the message channel."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / PLAN
+    placeholders = {"max_in_flight": 1, "timeout_s": 1.0, "rejected_statuses": []}
+    path.write_text(json.dumps({"log_dir": str(folder.resolve()), **placeholders}))
+    return path
+
+
+def worker_command(master_host: str, master_port: int) -> list[str]:
+    """A Locust worker of this locustfile connecting to the master at master_host:master_port."""
+    return [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker",
+        "--master-host", master_host, "--master-port", str(master_port), "--headless",
+    ]  # fmt: skip
+
+
+def run_worker(
+    master_host: str,
+    master_port: int,
+    cpus: list[int] | None = None,
+    folder: Path | None = None,
+) -> int:
+    """One worker of a distributed load test whose master runs elsewhere (`servebench loadtest
+    --workers-expected N --master-bind HOST:PORT`): Locust's worker in a folder of its own (a
+    temporary one unless `folder`), pinned to `cpus`, until the master ends the test. It gets
+    the plan from the master and sends its request log back: no file is shared. Returns
+    Locust's exit status."""
+    import tempfile
+
+    cpu_list = parse_cpus(cpus)
+    _check_cpus(cpu_list)
+    with tempfile.TemporaryDirectory(prefix="servebench-worker-") as temporary:
+        here = Path(folder or temporary)
+        own_plan = worker_plan(here)
+        command = worker_command(master_host, master_port)
+        command += ["--logfile", str(here / "locust_worker.log"), "--loglevel", "INFO"]
+        if cpu_list:
+            command = ["taskset", "-c", ",".join(map(str, cpu_list)), *command]
+        env = {**_locust_env(), "SERVEBENCH_PLAN": str(own_plan)}
+        process = subprocess.Popen(command, cwd=here, env=env, start_new_session=True)
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            _stop([process])
+            raise
 
 
 def _wait(
@@ -460,9 +544,15 @@ class ProgressMonitor:
     """
 
     def __init__(
-        self, raw_dir: Path, planned: int, stream: TextIO, interval_s: float | None = None
+        self,
+        raw_dir: Path,
+        planned: int,
+        stream: TextIO,
+        interval_s: float | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.raw_dir = raw_dir
+        self.run_id = run_id
         self.planned = planned
         self.stream = stream
         self.tty = stream.isatty()
@@ -489,12 +579,7 @@ class ProgressMonitor:
                 self.recent.append((done, (done - scheduled) * 1000.0))
 
     def line(self) -> str | None:
-        statuses = []
-        for path in self.raw_dir.glob("status_worker*.json"):
-            try:
-                statuses.append(json.loads(path.read_text()))
-            except (OSError, json.JSONDecodeError):
-                continue
+        statuses = worker_statuses(self.raw_dir, self.run_id)
         if not statuses:
             return None
         self._read_new_rows()

@@ -1,12 +1,15 @@
 """External commands of the K3s target: each one logged with its output and exit status to
 `<run>/deploy.log`, a failure raised as K3sStepError naming the step and showing the tail of
-its stderr; and the image build (`bentoml containerize`) and transfer to the cluster."""
+its stderr; and the image build (`servebench image build`: the offline build the docker
+target runs, servebench.deploy.images) and transfer to the cluster."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shlex
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from servebench.children import guarded
 from servebench.deploy.k3s.manifests import image_name
 from servebench.settings import K3sTarget
 
@@ -104,14 +108,18 @@ class CommandRunner:
         return result
 
     def start(self, step: str, command: Sequence[str]) -> subprocess.Popen:
-        """Start a long-running command (port-forward); its output goes to the log."""
+        """Start a long-running command (port-forward); its output goes to the log. It gets
+        SIGTERM from the kernel when the calling thread's process dies without stopping it
+        (servebench.children): a driver killed by SIGKILL leaves no port-forward behind."""
         command = [str(part) for part in command]
         self._write(f"# {step} (background)\n$ {shlex.join(command)}\n")
         log.info("k3s %s: %s", step, shlex.join(command))
+        if shutil.which(command[0]) is None:  # the launcher would only exit with 127
+            raise K3sStepError(step, f"command not found: {command[0]} (is it installed?)")
         handle = self.log_path.open("a", encoding="utf-8")
         try:
             return subprocess.Popen(
-                command,
+                guarded(command, death_signal=signal.SIGTERM),
                 stdin=subprocess.DEVNULL,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
@@ -139,41 +147,51 @@ def _split(command: str) -> list[str]:
     return shlex.split(command)
 
 
-def bentoml_command() -> str:
-    """`bentoml` of PATH (the venv's first when run by the workflow), else the venv's."""
-    from servebench.bento import bentoml_exe
+def servebench_command() -> str:
+    """`servebench` of PATH (the venv's first when run by the workflow), else the venv's."""
+    import sys
 
-    return shutil.which("bentoml") or bentoml_exe()
+    return shutil.which("servebench") or str(Path(sys.executable).with_name("servebench"))
+
+
+# The Bento an image was built from (a label servebench.deploy.images sets).
+BENTO_LABEL = "io.servebench.bento"
 
 
 def image_present_command(backend: str, image: str) -> list[str]:
-    if backend == "buildah":
-        return ["buildah", "inspect", "--type", "image", image]
-    return [backend, "image", "inspect", image]
+    """The Bento label of `image` (fails when there is no such image)."""
+    label = "{{index .Config.Labels " + f'"{BENTO_LABEL}"' + "}}"
+    return [backend, "image", "inspect", "--format", label, image]
 
 
 def image_save_command(backend: str, image: str, tar_path: Path) -> list[str]:
-    if backend == "buildah":
-        return ["buildah", "push", image, f"docker-archive:{tar_path}:{image}"]
     return [backend, "save", "-o", str(tar_path), image]
 
 
 def ensure_image(
     runner: CommandRunner, settings: K3sTarget, record: dict[str, Any], work_dir: Path
 ) -> str:
-    """The Bento's image, built by the backend if needed and made available to the cluster."""
+    """The Bento's image, built if needed and made available to the cluster. The build is
+    `servebench image build`, the one the docker target's image comes from (not `bentoml
+    containerize`, whose image cannot start under the pod's read-only root filesystem and
+    which cannot build offline: docs/containers.md): the cluster runs what was tested here."""
     backend = settings.containerize_backend
     name, tag = image_name(settings, record["tag"])
     image = f"{name}:{tag}"
     present = runner.run("image-check", image_present_command(backend, image), check=False)
-    if present.returncode != 0:
-        from servebench.bento import bentoml_env
-
+    # An image of the same tag built otherwise (an older `bentoml containerize`) is replaced.
+    if present.returncode != 0 or present.stdout.strip() != record["tag"]:
+        # The Bento record the build reads, kept next to the run's files (work_dir, <run>/k3s/,
+        # is rendered afresh after this step).
+        bento_json = work_dir.parent / "bento.json"
+        bento_json.parent.mkdir(parents=True, exist_ok=True)
+        bento_json.write_text(json.dumps(record, indent=1), encoding="utf-8")
         runner.run(
             "containerize",
-            [bentoml_command(), "containerize", record["tag"], "--backend", backend]
-            + ["--image-tag", image],
-            env=bentoml_env(record["bentoml_home"]),
+            [servebench_command(), "image", "build", "--bento-json", bento_json]
+            + ["--results-dir", settings.results_dir]
+            + ["--repository", settings.image_repository]
+            + ["--registry", settings.image_registry],
         )
     if settings.image_transfer == "push":
         if not settings.image_registry:

@@ -6,8 +6,10 @@
 
 The same shape as `deploy.local.local_server`. The steps, each named in errors and in the log:
 
-1. `image-check` / `containerize`: `bentoml containerize <tag> --backend <backend>` builds
-   `[<registry>/]<repository>/<Bento name>:<Bento version>` unless the backend has it already;
+1. `image-check` / `containerize`: `servebench image build` (servebench.deploy.images, the
+   offline build whose image the docker target runs with this pod spec) builds
+   `[<registry>/]<repository>/<Bento name>:<Bento version>` unless Docker has that image of
+   this Bento already;
 2. `image-save` + `image-import` (`k3s ctr images import`, single node) or `image-push`
    (a registry, multi-node), skipped when the cluster's containerd has the image already;
 3. `render`: the overlay of the variant (k3s/base + the settings) into `<run>/k3s/`;

@@ -1,10 +1,12 @@
-"""Container images (servebench.images): the requirement sets of the wheelhouse, the run flags
-derived from the K3s pod spec, and, where Docker runs, the tiny optimized image started with the
-pod's security settings (probes, the service's fuzz cases, nothing written outside the emptyDirs).
+"""Container images (servebench.deploy.images): the requirement sets of the wheelhouse, the run
+flags derived from the K3s pod spec (servebench.deploy.docker), and, where Docker runs, the tiny
+optimized image started with the pod's security settings (probes, the service's fuzz cases,
+nothing written outside the emptyDirs).
 
 The Docker test builds the base image, the wheelhouse and the image under results/test/ the
-first time (debootstrap needs root and apt's Debian mirror; a few minutes) and reuses them
-afterwards. It starts a container: run it under the heavy-command lock, e.g.
+first time (debootstrap needs root and apt's Debian mirror; a few minutes; tests/
+docker_testbed.py) and reuses them afterwards. It starts a container: run it under the
+heavy-command lock, e.g.
 `flock /tmp/servebench-heavy.lock .venv/bin/python -m pytest tests/test_images.py`.
 """
 
@@ -21,13 +23,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from bento_testbed import post_json, tiny_testbed
+from bento_testbed import post_json
 
-from servebench import images
 from servebench.config import load_config
+from servebench.deploy import docker, images, podspec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TINY_RESULTS = REPO_ROOT / "results" / "test"
 READY_TIMEOUT_S = 180.0
 
 # ------------------------------------------------------------------------ without Docker
@@ -75,22 +76,22 @@ def test_wheel_pin_reads_wheel_file_names():
 
 
 def test_quantities():
-    assert images.memory_bytes("1536Mi") == 1536 * 2**20
-    assert images.memory_bytes("3Gi") == 3 * 2**30
-    assert images.memory_bytes("512M") == 512 * 10**6
-    assert images.memory_bytes(1000) == 1000
-    assert images.cpu_cores("500m") == 0.5
-    assert images.cpu_cores("2") == 2.0
-    with pytest.raises(images.ImageBuildError, match="memory quantity"):
-        images.memory_bytes("lots")
-    with pytest.raises(images.ImageBuildError, match="CPU quantity"):
-        images.cpu_cores("fast")
+    assert podspec.memory_bytes("1536Mi") == 1536 * 2**20
+    assert podspec.memory_bytes("3Gi") == 3 * 2**30
+    assert podspec.memory_bytes("512M") == 512 * 10**6
+    assert podspec.memory_bytes(1000) == 1000
+    assert podspec.cpu_cores("500m") == 0.5
+    assert podspec.cpu_cores("2") == 2.0
+    with pytest.raises(podspec.PodSpecError, match="memory quantity"):
+        podspec.memory_bytes("lots")
+    with pytest.raises(podspec.PodSpecError, match="CPU quantity"):
+        podspec.cpu_cores("fast")
 
 
 def test_container_settings_are_the_pod_specs(monkeypatch):
-    monkeypatch.setattr(images, "docker_exe", lambda: "docker")
-    deployment = images.load_deployment()
-    settings = images.container_settings(deployment)
+    monkeypatch.setattr(docker, "docker_exe", lambda: "docker")
+    deployment = podspec.load_deployment()
+    settings = podspec.container_settings(deployment)
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert settings["user"] == (
@@ -107,7 +108,7 @@ def test_container_settings_are_the_pod_specs(monkeypatch):
     assert settings["probes"]["readiness"]["path"] == "/readyz"
     assert settings["probes"]["liveness"]["path"] == "/livez"
     assert settings["probes"]["startup"]["port"] == images.CONTAINER_PORT
-    args = images.docker_run_args(settings, "img:1", host_port=4321, cpuset=[0], name="x")
+    args = docker.docker_run_args(settings, "img:1", host_port=4321, cpuset=[0], name="x")
     joined = " ".join(args)
     for flag in (
         "--read-only",
@@ -120,14 +121,15 @@ def test_container_settings_are_the_pod_specs(monkeypatch):
         "--publish 127.0.0.1:4321:3000",
         "--tmpfs /tmp:",
         "--tmpfs /home/bentoml/.cache:",
+        "--restart no",
     ):
         assert flag in joined, flag
     assert args[-1] == "img:1"
 
 
 def test_changing_the_pod_spec_changes_the_container_flags(monkeypatch):
-    monkeypatch.setattr(images, "docker_exe", lambda: "docker")
-    deployment = copy.deepcopy(images.load_deployment())
+    monkeypatch.setattr(docker, "docker_exe", lambda: "docker")
+    deployment = copy.deepcopy(podspec.load_deployment())
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     pod["securityContext"]["runAsUser"] = 2000
@@ -137,17 +139,17 @@ def test_changing_the_pod_spec_changes_the_container_flags(monkeypatch):
     container["securityContext"]["capabilities"] = {"drop": ["NET_RAW"]}
     container["resources"]["limits"] = {"cpu": "1500m", "memory": "1Gi"}
     container["volumeMounts"].append({"name": "scratch", "mountPath": "/scratch"})
-    pod["volumes"].append({"name": "scratch", "emptyDir": {}})
-    settings = images.container_settings(deployment)
-    args = images.docker_run_args(settings, "img:1", host_port=4321)
+    pod["volumes"].append({"name": "scratch", "emptyDir": {"sizeLimit": "64Mi"}})
+    settings = podspec.container_settings(deployment)
+    args = docker.docker_run_args(settings, "img:1", host_port=4321)
     joined = " ".join(args)
     assert "--read-only" not in args and "no-new-privileges" not in joined
     assert "--user 2000:3000" in joined and "--cap-drop NET_RAW" in joined
     assert "--cpus 1.5" in joined and f"--memory {2**30}" in joined
-    assert "--tmpfs /scratch:" in joined
+    assert f"/scratch:{docker.TMPFS_OPTIONS},size={64 * 2**20}" in args  # the emptyDir's limit
     pod["volumes"].append({"name": "config", "configMap": {"name": "c"}})
-    with pytest.raises(images.ImageBuildError, match="other than emptyDir"):
-        images.container_settings(deployment)
+    with pytest.raises(podspec.PodSpecError, match="other than emptyDir"):
+        podspec.container_settings(deployment)
 
 
 def test_dockerfile_installs_from_the_wheelhouse_only():
@@ -158,6 +160,10 @@ def test_dockerfile_installs_from_the_wheelhouse_only():
     assert f"USER {images.BENTO_UID}:{images.BENTO_UID}" in text
     assert f"EXPOSE {images.CONTAINER_PORT}" in text
     assert 'ENTRYPOINT ["/entry.sh"]' in text
+    # The pod's emptyDir paths exist, world-writable: a tmpfs mounted over a folder takes its
+    # mode, also when Docker starts the container again (docker restart, a restart policy).
+    paths = podspec.container_settings(podspec.load_deployment())["writable_paths"]
+    assert f"chmod 1777 {' '.join(paths)}" in text
     # The final stage copies the venv, not the wheels.
     final = text.split("FROM servebench-base:abc", 2)[2]
     assert "/wheels" not in final
@@ -173,35 +179,6 @@ def _docker(*args: str, check: bool = True, timeout_s: float = 60) -> str:
     if check and result.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)}: {result.stderr.strip()[-500:]}")
     return result.stdout
-
-
-@pytest.fixture(scope="module")
-def optimized_image(tmp_path_factory):
-    reason = images.docker_available()
-    if reason is not None:
-        pytest.skip(f"Docker cannot run here: {reason} (containers/dockerd.sh starts it)")
-    base_recorded = images.base_record_path(TINY_RESULTS).is_file()
-    if not base_recorded and (os.geteuid() != 0 or not Path("/usr/sbin/debootstrap").exists()):
-        pytest.skip("no base image recorded and debootstrap (as root) is not available")
-    # The test bed's Bento is built from the source tree in this session (the workflow's under
-    # results/test/bentos/ may be older than the code); the same Bento gives the same image tag,
-    # so an unchanged service reuses its image.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    record = tiny_testbed(tmp_path_factory).records["optimized"]
-    try:
-        base = images.build_base_image(TINY_RESULTS)
-        wheels = images.build_wheelhouse(TINY_RESULTS, [record["settings"]["runtime"]])
-        # Its record goes to a folder of the test's: results/test/images/optimized.json is the
-        # workflow's Bento's.
-        records = tmp_path_factory.mktemp("image-records")
-        built = images.build_bento_image(record, base, wheels, TINY_RESULTS, records_dir=records)
-    except images.ImageBuildError as error:
-        pytest.fail(str(error))
-    yield built
-    # The tiny model's export is not byte-identical from one session to the next, so each
-    # session's Bento (and image) is new: remove the image this test built (417 MB).
-    if not built["reused"]:
-        _docker("image", "rm", built["image_id"], check=False)
 
 
 def free_port() -> int:
@@ -242,15 +219,15 @@ def _proc_status(container: str) -> dict[str, str]:
 
 
 @pytest.mark.e2e
-def test_optimized_image_serves_with_the_pods_security_settings(optimized_image):
+def test_optimized_image_serves_with_the_pods_security_settings(tiny_optimized_image):
     from test_service import _bad_requests
 
     config = load_config(REPO_ROOT / ".test" / "config.yaml")
-    settings = images.container_settings(images.load_deployment())
+    settings = podspec.container_settings(podspec.load_deployment())
     port = free_port()
-    args = images.docker_run_args(
+    args = docker.docker_run_args(
         settings,
-        optimized_image["image"],
+        tiny_optimized_image["image"],
         host_port=port,
         cpuset=config["cpus"]["server"],
         name=f"servebench-test-images-{os.getpid()}",

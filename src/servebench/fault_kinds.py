@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-TARGETS = ("local", "k3s")
+TARGETS = ("local", "k3s", "docker", "external")
+# The resilience run of a target without fault kinds (external: servebench owns neither the
+# server's processes nor its platform): the load test and the health probes, no fault.
+PROBES_ONLY = "probes-only"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,20 @@ FAULT_KINDS: dict[str, FaultKind] = {
             ("k3s",),
             "restart the K3s service (deploy.k3s.faults.restart_k3s)",
         ),
+        FaultKind(
+            "kill-pid1",
+            ("docker",),
+            "SIGKILL the container's main process from the host (its PID from `docker inspect`); "
+            "restart none: the container stays down, supervisor: Docker's on-failure policy "
+            "restarts it",
+        ),
+        FaultKind("docker-kill", ("docker",), "`docker kill` (SIGKILL through the daemon)"),
+        FaultKind("docker-restart", ("docker",), "`docker restart` (SIGTERM, then a new start)"),
+        FaultKind(
+            "docker-pause",
+            ("docker",),
+            "`docker pause` (the cgroup freezer) for duration_s, then `docker unpause`",
+        ),
     )
 }
 
@@ -58,6 +75,8 @@ FAULT_KINDS: dict[str, FaultKind] = {
 TARGET_FAULTS_ACT_ON = {
     "local": "the processes of a `bentoml serve` on this machine",
     "k3s": "a K3s cluster (its pods, its deployment or its node's services)",
+    "docker": "a Docker container on this machine (its main process, or the container through "
+    "the daemon)",
 }
 
 
@@ -87,3 +106,12 @@ def faults_for_target(config: dict[str, Any]) -> list[str]:
         if kind is None or target in kind.targets:
             names.append(name)
     return names
+
+
+def resilience_faults(config: dict[str, Any]) -> list[str]:
+    """The `<fault>` names of the resilience runs: the configured faults of deploy.target, or
+    PROBES_ONLY on a target that has no fault kind (the configured faults are skipped, each
+    with its reason in the run's faults.json)."""
+    if not faults_of(config["deploy"]["target"]):
+        return [PROBES_ONLY]
+    return faults_for_target(config)

@@ -25,6 +25,11 @@ Every step is idempotent (a record whose image still exists, built from the same
 reused) and writes a JSON record under <results>/images/ (or <results>/wheelhouse/) with what it
 built, its digest, size and build time in seconds. A failed step raises ImageBuildError with a
 one-line summary and the tail of the failing command's output.
+
+The images run on the docker target (servebench.deploy.docker: the container as the K3s pod
+spec asks) and on the K3s target (its containerize step builds the same image). By hand:
+`servebench image build --variant NAME` (the workflow's `image` rule), or the steps one by one
+with `python -m servebench.deploy.images {dockerd,base,wheelhouse,image,all}`.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ from pathlib import Path
 from typing import Any
 
 from servebench.bento import bento_path, model_path, requirements_file
+from servebench.deploy.podspec import container_settings, load_deployment
+from servebench.errors import UserError
+from servebench.layout import Layout
 from servebench.provenance import REPO_ROOT, write_json
 
 CONTAINERS_DIR = REPO_ROOT / "containers"
@@ -91,6 +99,8 @@ VENV_PATH = "/app/.venv"
 CONTAINER_PORT = 3000
 IMAGE_REPOSITORY = "servebench"
 INPUTS_LABEL = "io.servebench.inputs"
+# The folder of an image's record: a newer image of the same variant there replaces it.
+RECORDS_LABEL = "io.servebench.records"
 # Runtimes whose wheels are fetched by default (the CUDA ones need a GPU node and GBs of wheels).
 CPU_RUNTIMES = ("pytorch", "onnx", "onnx-int8")
 # A CPU image must not carry CUDA libraries (nvidia_cublas_cu12, ..., triton); nvidia-ml-py, a
@@ -99,8 +109,9 @@ CUDA_WHEEL = re.compile(r"^(nvidia_[a-z0-9_]+_cu\d+|triton)-", re.IGNORECASE)
 OUTPUT_TAIL_LINES = 20
 
 
-class ImageBuildError(RuntimeError):
-    """An image could not be built; the first line says which step failed and why."""
+class ImageBuildError(UserError):
+    """An image could not be built; the first line says which step failed and why (shown as
+    one line by `servebench image`, like any UserError)."""
 
 
 # ------------------------------------------------------------------------------- commands
@@ -230,7 +241,7 @@ def _read_record(path: Path) -> dict[str, Any] | None:
 
 
 def base_record_path(results_dir: str | Path) -> Path:
-    return Path(results_dir) / "images" / "base.json"
+    return Layout(results_dir).images_dir / "base.json"
 
 
 def release_epoch(rootfs: Path) -> int:
@@ -393,7 +404,7 @@ def build_base_image(
     """Build (or reuse) the Debian base image; write and return <results>/images/base.json."""
     results_dir = Path(results_dir).resolve()
     record_path = base_record_path(results_dir)
-    work = results_dir / "images" / "base"
+    work = Layout(results_dir).images_dir / "base"
     tar_path = work / "rootfs.tar"
     log_path = Path(log) if log else work / "build.log"
     recorded = _read_record(record_path)
@@ -681,9 +692,16 @@ def image_ref(bento_tag: str, repository: str = IMAGE_REPOSITORY, registry: str 
     return "/".join(part.strip("/") for part in parts if part) + f":{version}"
 
 
+def writable_paths() -> list[str]:
+    """The pod spec's emptyDir paths (k3s/base/deployment.yaml), which the image holds as
+    world-writable folders (see the template)."""
+    return container_settings(load_deployment())["writable_paths"]
+
+
 def render_dockerfile(base_image: str, runtime: str, entrypoint: Sequence[str]) -> str:
     template = DOCKERFILE_TEMPLATE.read_text(encoding="utf-8")
     values = {
+        "WRITABLE_PATHS": " ".join(writable_paths()),
         "BASE_IMAGE": base_image,
         "RUNTIME": runtime,
         "VENV_PATH": VENV_PATH,
@@ -756,6 +774,7 @@ def bento_image_inputs(
         "pins_sha256": runtime_wheels["pins_sha256"],
         "dockerfile_template_sha256": file_sha256(DOCKERFILE_TEMPLATE),
         "uid": BENTO_UID,
+        "writable_paths": writable_paths(),
     }
 
 
@@ -785,9 +804,12 @@ def build_bento_image(
     image = image_ref(bento_record["tag"], repository, registry)
     inputs = bento_image_inputs(bento_record, base_record, runtime_wheels)
     inputs_sha256 = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
-    records = Path(records_dir) if records_dir else results_dir / "images"
+    layout = Layout(results_dir)
+    record_path = (
+        Path(records_dir) / f"{variant}.json" if records_dir else layout.image_record(variant)
+    )
+    records = record_path.parent
     records.mkdir(parents=True, exist_ok=True)
-    record_path = records / f"{variant}.json"
     log_path = Path(log) if log else records / f"{variant}.build.log"
     present = image_inspect(image)
     recorded = _read_record(record_path)
@@ -815,7 +837,7 @@ def build_bento_image(
     missing = [path.name for path in wheel_paths if not path.is_file()]
     if missing:
         raise ImageBuildError(f"wheels missing from {wheels_dir}: {', '.join(missing[:3])}")
-    context = results_dir / "images" / "build" / variant
+    context = layout.images_dir / "build" / variant
     started = time.monotonic()
     bento_dir = stage_bento_context(
         context, bento_record, Path(runtime_wheels["pins_file"]), wheel_paths
@@ -851,6 +873,8 @@ def build_bento_image(
                 f"io.servebench.variant={variant}",
                 "--label",
                 f"io.servebench.base={base_record['image_id']}",
+                "--label",
+                f"{RECORDS_LABEL}={records.resolve()}",
                 str(context),
             ],
             f"docker build of {image}",
@@ -874,14 +898,26 @@ def build_bento_image(
         capture_output=True,
         stdin=subprocess.DEVNULL,
     )
-    if present is not None and present["Id"] != inspected["Id"]:
-        # The image this tag named before (other inputs) is now untagged: remove it (refused,
-        # harmlessly, while a container still uses it).
-        subprocess.run(
-            [docker_exe(), "image", "rm", present["Id"]],
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-        )
+    # The images this variant had before under these records (the tag's previous image, older
+    # Bentos' images: a new Bento has a new tag) are replaced: remove them (refused, harmlessly,
+    # while a container still uses one).
+    older = [present["Id"]] if present is not None else []
+    listed = subprocess.run(
+        [docker_exe(), "images", "--quiet", "--no-trunc"]
+        + ["--filter", f"label={RECORDS_LABEL}={records.resolve()}"]
+        + ["--filter", f"label=io.servebench.variant={variant}"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    older += listed.stdout.split() if listed.returncode == 0 else []
+    for image_id in dict.fromkeys(older):
+        if image_id != inspected["Id"]:
+            subprocess.run(
+                [docker_exe(), "image", "rm", "--force", image_id],
+                capture_output=True,
+                stdin=subprocess.DEVNULL,
+            )
     record = {
         "variant": variant,
         "image": image,
@@ -904,145 +940,33 @@ def build_bento_image(
     return record
 
 
-# ------------------------------------------------------- running an image as the pod does
-
-DEPLOYMENT_MANIFEST = REPO_ROOT / "k3s" / "base" / "deployment.yaml"
-# docker's --tmpfs defaults to noexec; an emptyDir is a plain writable folder.
-TMPFS_OPTIONS = "rw,exec,nosuid,nodev,mode=1777"
-_MEMORY_UNITS = {
-    "": 1,
-    "k": 1000,
-    "M": 1000**2,
-    "G": 1000**3,
-    "T": 1000**4,
-    "Ki": 1024,
-    "Mi": 1024**2,
-    "Gi": 1024**3,
-    "Ti": 1024**4,
-}
-
-
-def memory_bytes(quantity: str | int) -> int:
-    """A Kubernetes memory quantity ("1536Mi", "3Gi", "512M", 1000000) in bytes."""
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([kMGT]i?)?\s*", str(quantity))
-    if match is None:
-        raise ImageBuildError(f"not a memory quantity: {quantity!r}")
-    return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2) or ""])
-
-
-def cpu_cores(quantity: str | int | float) -> float:
-    """A Kubernetes CPU quantity ("1", "500m", 1.5) in cores."""
-    text = str(quantity).strip()
-    try:
-        return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
-    except ValueError as error:
-        raise ImageBuildError(f"not a CPU quantity: {quantity!r}") from error
-
-
-def _probe(probe: dict[str, Any] | None, ports: dict[str, int]) -> dict[str, Any] | None:
-    if not probe:
-        return None
-    http = probe.get("httpGet") or {}
-    port = http.get("port")
-    return {
-        "path": http.get("path", "/"),
-        "port": ports.get(port, port) if isinstance(port, str) else port,
-        "initial_delay_s": probe.get("initialDelaySeconds", 0),
-        "period_s": probe.get("periodSeconds", 10),
-        "timeout_s": probe.get("timeoutSeconds", 1),
-        "failure_threshold": probe.get("failureThreshold", 3),
-    }
-
-
-def container_settings(deployment: dict[str, Any]) -> dict[str, Any]:
-    """What a container needs to run as the Deployment's pod does: user, read-only root, dropped
-    capabilities, privilege escalation, writable paths (the emptyDir mounts), limits, env,
-    port and probes. `deployment` is a Deployment document (k3s/base/deployment.yaml, or the
-    rendered overlay's), so the pod spec is the one source of these settings."""
-    pod = deployment["spec"]["template"]["spec"]
-    container = pod["containers"][0]
-    pod_security = pod.get("securityContext") or {}
-    security = container.get("securityContext") or {}
-    empty_dirs = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v}
-    other_volumes = [v["name"] for v in pod.get("volumes", []) if "emptyDir" not in v]
-    if other_volumes:
-        raise ImageBuildError(f"pod volumes other than emptyDir are not supported: {other_volumes}")
-    ports = {p.get("name", str(p["containerPort"])): p["containerPort"] for p in container["ports"]}
-    limits = (container.get("resources") or {}).get("limits") or {}
-    uid = security.get("runAsUser", pod_security.get("runAsUser"))
-    gid = security.get("runAsGroup", pod_security.get("runAsGroup", uid))
-    return {
-        "user": None if uid is None else f"{uid}:{gid}",
-        "read_only_root_filesystem": bool(security.get("readOnlyRootFilesystem", False)),
-        "cap_drop": list((security.get("capabilities") or {}).get("drop") or []),
-        "cap_add": list((security.get("capabilities") or {}).get("add") or []),
-        "no_new_privileges": security.get("allowPrivilegeEscalation") is False,
-        "privileged": bool(security.get("privileged", False)),
-        "writable_paths": sorted(
-            m["mountPath"] for m in container.get("volumeMounts", []) if m["name"] in empty_dirs
-        ),
-        "cpus": cpu_cores(limits["cpu"]) if "cpu" in limits else None,
-        "memory_bytes": memory_bytes(limits["memory"]) if "memory" in limits else None,
-        "env": {e["name"]: str(e.get("value", "")) for e in container.get("env", [])},
-        "port": container["ports"][0]["containerPort"],
-        "probes": {
-            kind: _probe(container.get(f"{kind}Probe"), ports)
-            for kind in ("startup", "readiness", "liveness")
-        },
-    }
-
-
-def load_deployment(path: str | Path = DEPLOYMENT_MANIFEST) -> dict[str, Any]:
-    """The Deployment document of a manifest file (the first of kind Deployment)."""
-    import yaml
-
-    for document in yaml.safe_load_all(Path(path).read_text(encoding="utf-8")):
-        if isinstance(document, dict) and document.get("kind") == "Deployment":
-            return document
-    raise ImageBuildError(f"{path}: no Deployment in it")
-
-
-def docker_run_args(
-    settings: dict[str, Any],
-    image: str,
+def ensure_bento_image(
+    bento_record: dict[str, Any],
+    results_dir: str | Path,
     *,
-    host_port: int,
-    cpuset: Sequence[int] | None = None,
-    name: str | None = None,
-    host_address: str = "127.0.0.1",
-) -> list[str]:
-    """`docker run -d ...` of `image` with the pod's settings (container_settings), its port
-    published on `host_address` only, pinned to the `cpuset` cores."""
-    args = [docker_exe(), "run", "--detach"]
-    if name:
-        args += ["--name", name]
-    if settings["user"]:
-        args += ["--user", settings["user"]]
-    if settings["read_only_root_filesystem"]:
-        args.append("--read-only")
-    for capability in settings["cap_drop"]:
-        args += ["--cap-drop", capability]
-    for capability in settings["cap_add"]:
-        args += ["--cap-add", capability]
-    if settings["no_new_privileges"]:
-        args += ["--security-opt", "no-new-privileges"]
-    if settings["privileged"]:
-        args.append("--privileged")
-    for path in settings["writable_paths"]:
-        args += ["--tmpfs", f"{path}:{TMPFS_OPTIONS}"]
-    if settings["cpus"]:
-        args += ["--cpus", f"{settings['cpus']:g}"]
-    if settings["memory_bytes"]:
-        # No swap beyond the limit, as on a Kubernetes node.
-        args += ["--memory", str(settings["memory_bytes"])]
-        args += ["--memory-swap", str(settings["memory_bytes"])]
-    if cpuset:
-        args += ["--cpuset-cpus", ",".join(str(cpu) for cpu in cpuset)]
-    for key, value in sorted(settings["env"].items()):
-        args += ["--env", f"{key}={value}"]
-    args += ["--publish", f"{host_address}:{host_port}:{settings['port']}"]
-    args.append(image)
-    return args
+    repository: str = IMAGE_REPOSITORY,
+    registry: str = "",
+    records_dir: str | Path | None = None,
+    start_dockerd: bool = True,
+    log: str | Path | None = None,
+) -> dict[str, Any]:
+    """One Bento's image with all it needs (dockerd, the base, its runtime's wheels): what the
+    workflow's `image` rule, `servebench image build` and the K3s target's containerize step
+    run; reuses whatever exists and is up to date."""
+    if start_dockerd:
+        ensure_dockerd()
+    base = build_base_image(results_dir)
+    wheels = build_wheelhouse(results_dir, [bento_record["settings"]["runtime"]])
+    return build_bento_image(
+        bento_record,
+        base,
+        wheels,
+        results_dir,
+        repository=repository,
+        registry=registry,
+        records_dir=records_dir,
+        log=log,
+    )
 
 
 def build_all(
@@ -1076,8 +1000,8 @@ def build_all(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m servebench.images {dockerd,base,wheelhouse,image,all} ...`: one line per
-    result (JSON); errors as one line on stderr, exit 2."""
+    """`python -m servebench.deploy.images {dockerd,base,wheelhouse,image,all} ...`: one line
+    per result (JSON); errors as one line on stderr, exit 2."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="step", required=True)
     sub.add_parser("dockerd", help="install and start dockerd when no daemon answers")
@@ -1120,7 +1044,7 @@ def main(argv: list[str] | None = None) -> int:
                 base_image=args.base_image,
             )
     except ImageBuildError as error:
-        print(f"servebench.images {args.step}: error: {error}", file=sys.stderr)
+        print(f"servebench.deploy.images {args.step}: error: {error}", file=sys.stderr)
         return 2
     for result in results:
         keep = ("image", "image_id", "size_bytes", "build_s", "reused", "docker_server")

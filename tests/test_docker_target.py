@@ -1,0 +1,372 @@
+"""The docker target (servebench.deploy.docker, servebench.faults.docker): its settings come from
+the same rendered K3s manifest as a pod's; and, where Docker runs, a scenario run and each docker
+fault on the tiny optimized image, the container's CPU time counted as the job's own, teardown
+on SIGTERM.
+
+The Docker tests start containers: run them under the heavy-command lock, e.g.
+`flock /tmp/servebench-heavy.lock .venv/bin/python -m pytest tests/test_docker_target.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+import yaml
+from bento_testbed import sample_texts, tiny_testbed
+
+from servebench.config import config_errors, deep_merge, load_config
+from servebench.cpus import ForeignCpu, adopt_cpu
+from servebench.deploy import docker
+from servebench.errors import UserError
+from servebench.fault_kinds import faults_for_target, faults_of
+from servebench.faults import FaultError, injector
+from servebench.matrix import resilience_matrix
+from servebench.settings import DockerTarget, deploy_target
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DOCKER_FAULTS = ["kill-pid1", "docker-kill", "docker-restart", "docker-pause"]
+
+
+def docker_config(**deploy_k3s) -> dict:
+    return deep_merge(load_config(), {"deploy": {"target": "docker", "k3s": deploy_k3s}})
+
+
+# ------------------------------------------------------------------------ without Docker
+
+
+def test_the_docker_target_takes_the_server_cores_and_the_variants_pod_settings():
+    config = docker_config(resources={"limits": {"memory": "2Gi"}})
+    config["variants"]["optimized"]["k3s"] = {"replicas": 1, "pdb_min_available": 1}
+    target = deploy_target(config, "optimized")
+    assert isinstance(target, DockerTarget)
+    assert target.cpus == tuple(config["cpus"]["server"]) and target.restart == "none"
+    assert target.pod.resources["limits"]["memory"] == "2Gi"
+    assert target.with_restart("supervisor").restart == "supervisor"
+    assert config_errors(config) == []
+
+
+def _plan(config: dict, tmp_path: Path, monkeypatch) -> tuple[dict, list[str], dict]:
+    """What docker_deployment derives for the optimized variant: the rendered pod's manifest
+    (as written into the run folder), the container settings and the `docker run` flags."""
+    monkeypatch.setattr(docker, "docker_exe", lambda: "docker")
+    target = deploy_target(config, "optimized")
+    out = tmp_path / "run"
+    settings, args = docker.plan_container(
+        target, "optimized", ("servebench/sentiment-optimized", "v1"), out, host_port=4321
+    )
+    rendered = yaml.safe_load_all((out / "k3s" / "manifests.yaml").read_text(encoding="utf-8"))
+    deployment = next(doc for doc in rendered if doc and doc["kind"] == "Deployment")
+    return deployment["spec"]["template"]["spec"]["containers"][0], args, settings
+
+
+def test_one_setting_changes_the_pod_manifest_and_the_container_flags_alike(tmp_path, monkeypatch):
+    container, args, settings = _plan(docker_config(), tmp_path / "default", monkeypatch)
+    joined = " ".join(args)
+    assert container["resources"]["limits"]["memory"] == "3Gi"
+    assert f"--memory {3 * 2**30}" in joined
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "--read-only" in args and "--cpus 1" in joined
+    assert f"--cpuset-cpus {','.join(map(str, docker_config()['cpus']['server']))}" in joined
+    assert "--publish 127.0.0.1:4321:3000" in joined and "--restart no" in joined
+    assert args[-1] == "servebench/sentiment-optimized:v1"
+    # deploy.k3s.resources.limits.memory: both the manifest and the flags follow.
+    changed = docker_config(resources={"limits": {"memory": "1536Mi", "cpu": "500m"}})
+    container, args, _ = _plan(changed, tmp_path / "memory", monkeypatch)
+    joined = " ".join(args)
+    assert container["resources"]["limits"] == {"memory": "1536Mi", "cpu": "500m"}
+    assert f"--memory {1536 * 2**20}" in joined and "--cpus 0.5" in joined
+    # deploy.k3s.read_only_root_filesystem: both follow.
+    writable = docker_config(read_only_root_filesystem=False)
+    container, args, _ = _plan(writable, tmp_path / "writable", monkeypatch)
+    assert container["securityContext"]["readOnlyRootFilesystem"] is False
+    assert "--read-only" not in args
+    # A resilience variant's restart: supervisor is Docker's on-failure policy.
+    target = deploy_target(docker_config(), "optimized").with_restart("supervisor")
+    _, args = docker.plan_container(target, "optimized", ("i", "1"), tmp_path / "r", host_port=1)
+    assert "--restart on-failure" in " ".join(args)
+
+
+def test_docker_runs_rerun_when_a_pod_setting_changes():
+    before = DockerTarget.of(docker_config(), "optimized").as_dict()
+    after = DockerTarget.of(docker_config(read_only_root_filesystem=False), "optimized").as_dict()
+    assert before != after and before["pod"]["read_only_root_filesystem"] is True
+    # Settings of the cluster only (how kubectl is called) do not touch a container.
+    other = DockerTarget.of(docker_config(kubectl="k3s kubectl"), "optimized").as_dict()
+    assert other == before
+
+
+def test_more_than_one_replica_is_refused_on_the_docker_target(tmp_path):
+    config = docker_config(replicas=2, pdb_min_available=1)
+    with pytest.raises(UserError, match="one container.*2 replicas"):
+        with docker.docker_deployment(deploy_target(config, "optimized"), {"tag": "a:b"}, tmp_path):
+            pass
+
+
+def test_the_docker_faults_belong_to_the_docker_target():
+    assert faults_of("docker") == DOCKER_FAULTS
+    config = docker_config()
+    # config.yaml's (schema default) faults of the other targets are skipped, not errors.
+    assert faults_for_target(config) == DOCKER_FAULTS
+    assert {spec.fault for spec in resilience_matrix(config)} == set(DOCKER_FAULTS)
+    assert not set(DOCKER_FAULTS) & set(faults_for_target(load_config()))
+    for kind in DOCKER_FAULTS:
+        assert callable(injector(kind, "docker"))
+        with pytest.raises(FaultError, match="docker target only"):
+            injector(kind, "local")
+    with pytest.raises(FaultError, match="local target only"):
+        injector("kill-worker", "docker")
+
+
+def test_the_overhead_table_compares_the_two_calibrations_of_a_variant():
+    from servebench.bench.container_overhead import FIELDS, comparison_row
+
+    local = {"saturation_rps": 100.0, "capacity_rps": 80.0, "unloaded_p50_ms": 5.0}
+    docker_answers = {"saturation_rps": 90.0, "capacity_rps": None, "steps_run": 7}
+    docker_answers["capacity_unattainable"] = "unattainable: no rate met p99 <= 200 ms twice"
+    row = comparison_row("optimized", {"local": local, "docker": docker_answers})
+    assert row["local_saturation_rps"] == 100.0 and row["docker_saturation_rps"] == 90.0
+    assert row["saturation_docker_over_local"] == 0.9
+    assert row["capacity_docker_over_local"] is None  # no capacity on one side: no ratio
+    assert row["docker_capacity_unattainable"].startswith("unattainable")
+    assert row["docker_steps"] == 7 and set(row) <= set(FIELDS)
+
+
+BUSY = "import time\nend = time.process_time() + {s}\nwhile time.process_time() < end: pass\n"
+
+
+def test_adopted_cpu_time_is_the_jobs_own(tmp_path):
+    """A process that is not our descendant (like a container's, a child of Docker's daemon) is
+    foreign to the check, unless a deployment adopts its CPU time (servebench.cpus.adopt_cpu)."""
+    core = sorted(os.sched_getaffinity(0))[-1]
+
+    def orphan_busy(seconds: float) -> psutil.Process:
+        # sh starts python in the background and exits: python is reparented, not our child.
+        pid_file = tmp_path / f"orphan{seconds}.pid"
+        subprocess.run(
+            ["sh", "-c", f'taskset -c {core} "$0" -c "$1" & echo $! > "$2"']
+            + [sys.executable, BUSY.format(s=seconds), str(pid_file)],
+            check=True,
+        )
+        process = psutil.Process(int(pid_file.read_text()))
+        assert process.pid not in {p.pid for p in psutil.Process().children(recursive=True)}
+        return process
+
+    def window(adopt: bool) -> float:
+        process = orphan_busy(1.0)
+        used = {"s": 0.0}
+
+        def cpu_s() -> float:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                used["s"] = max(used["s"], times.user + times.system)
+            return used["s"]
+
+        with ForeignCpu([core], interval_s=0.1) as foreign:
+            with adopt_cpu(cpu_s) if adopt else contextlib.nullcontext():
+                psutil.wait_procs([process], timeout=30)
+        return foreign.foreign_cpu_s
+
+    assert window(adopt=False) >= 0.6
+    assert window(adopt=True) <= 0.3
+
+
+# --------------------------------------------------------------------------- with Docker
+
+
+@pytest.fixture(scope="module")
+def testbed(tmp_path_factory):
+    return tiny_testbed(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def payloads(tmp_path_factory):
+    path = tmp_path_factory.mktemp("payloads") / "payloads.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text"])
+        for text in sample_texts(100, seed=3):
+            writer.writerow([text])
+    return path
+
+
+def tiny_docker_config(testbed) -> dict:
+    config = copy.deepcopy(testbed.config)
+    config["deploy"]["target"] = "docker"
+    return config
+
+
+def containers_of(out: Path) -> list[str]:
+    result = docker.docker(
+        "ps", "--all", "--quiet", "--filter", f"label={docker.RUN_LABEL}={out.resolve()}"
+    )
+    return result.stdout.split()
+
+
+@pytest.mark.e2e
+def test_a_scenario_run_on_the_docker_target(tiny_optimized_image, testbed, payloads, tmp_path):
+    from servebench.jobs.scenario import run_scenario
+    from servebench.matrix import RunSpec
+
+    config = tiny_docker_config(testbed)
+    config["scenarios"]["steady"].update(rate_rps=150.0, duration_s=8.0, warmup_s=1.0)
+    out = tmp_path / "runs" / "docker" / "optimized" / "steady" / "rep0"
+    spec = RunSpec("docker", "optimized", "steady", 0)
+    summary = run_scenario(config, spec, testbed.record_paths["optimized"], payloads, out)
+    assert summary.valid, summary.invalid_reasons
+    facts = json.loads((out / "docker.json").read_text())
+    assert facts["image"] == tiny_optimized_image["image"] and facts["removed"]
+    assert facts["restart"] == "none" and "--read-only" in facts["run_args"]
+    assert facts["state"]["Status"] == "running" and facts["restart_count"] == 0
+    assert containers_of(out) == []
+    # Docker's helpers of the container (its shim; the proxy of its port, unless the daemon
+    # runs without one) ran on the server's cores: on the generator's they delay its sends.
+    pinning = facts["helper_pinning"]
+    assert "containerd-shim" in {helper["name"] for helper in pinning}, pinning
+    assert all(helper.get("cpus") == config["cpus"]["server"] for helper in pinning), pinning
+    # The container's CPU time during the load (its processes, sampled once a second) was the
+    # job's own: the foreign-CPU check did not count it (it would, were it not adopted).
+    resources = pd.read_csv(out / "resources.csv")
+    container_cpu_s = resources["cpu_percent"].sum() / 100
+    assert container_cpu_s > 1.0 and facts["container_cpu_s"] > container_cpu_s / 2
+    window_s, cores = 8.0, len(config["cpus"]["server"]) + len(config["cpus"]["loadgen"])
+    foreign_cpu_s = summary.foreign_cpu_percent / 100 * window_s * cores
+    assert foreign_cpu_s < 0.5 * container_cpu_s, (foreign_cpu_s, container_cpu_s)
+    assert len((out / "server.log").read_text().splitlines()) > 1  # the container's own lines
+    assert (resources["n_processes"] >= 1).all() and resources["cpu_percent"].max() > 0
+    assert resources["rss_bytes"].max() > 50 * 2**20
+    metrics = pd.read_csv(out / "server_metrics.csv")
+    assert metrics["metric"].str.startswith("bentoml_").any()
+    rendered = (out / "k3s" / "manifests.yaml").read_text()
+    assert tiny_optimized_image["image"].split(":")[1] in rendered
+
+
+def run_docker_fault(testbed, payloads, tmp_path, kind, restart="none", **params):
+    from servebench.jobs.resilience import run_fault
+    from servebench.matrix import FaultRunSpec
+
+    config = tiny_docker_config(testbed)
+    config["resilience"].update(
+        rate_rps=10.0,
+        duration_s=14.0,
+        warmup_s=1.0,
+        variants={"v": {"variant": "optimized", "restart": restart}},
+        faults={"f": {"kind": kind, "at_s": 4.0, **params}},
+        recovery={"window_s": 2.0, "quiet_s": 3.0, "band_tolerance": 2.0},
+    )
+    assert config_errors(config) == []
+    out = tmp_path / "resilience"
+    spec = FaultRunSpec("docker", "v", "f", 0)
+    result = run_fault(config, spec, testbed.record_paths["optimized"], payloads, out)
+    entry = result["faults"][0]
+    assert entry["injected"] and entry["error"] is None, result
+    assert entry["start_s"] == pytest.approx(4.0, abs=0.3)
+    assert entry["requests_lost"] == 0
+    requests = pd.read_parquet(out / "requests.parquet")
+    assert (requests[requests["scheduled_s"] < 3.5]["outcome"] == "ok").all()
+    facts = json.loads((out / "docker.json").read_text())
+    assert facts["removed"] and containers_of(out) == []
+    return entry, facts, requests
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "kind, restart",
+    [("kill-pid1", "none"), ("docker-kill", "supervisor"), ("kill-pid1", "supervisor")],
+)
+def test_a_killed_container_stays_down_unless_docker_restarts_it(
+    tiny_optimized_image, testbed, payloads, tmp_path, kind, restart
+):
+    entry, facts, requests = run_docker_fault(testbed, payloads, tmp_path, kind, restart)
+    assert entry["requests_not_ok"] > 0 and entry["time_to_first_error_s"] >= 0
+    if kind == "kill-pid1" and restart == "supervisor":
+        # Docker's on-failure policy starts the container again on the same port.
+        assert facts["restart_count"] >= 1 and facts["state"]["Status"] == "running"
+        assert entry["time_to_first_ok_s"] > 0 and entry["recovered"], entry
+    else:
+        # restart none; and `docker kill` is a stop by hand, which no policy undoes.
+        assert facts["restart_count"] == 0 and facts["state"]["Status"] == "exited"
+        assert facts["state"]["ExitCode"] == 137
+        after = requests[requests["scheduled_s"] > 4.5]
+        assert len(after) and (after["outcome"] != "ok").all()
+        assert not entry["recovered"] and entry["time_to_first_ok_s"] is None
+
+
+@pytest.mark.e2e
+def test_docker_restart_comes_back_on_the_same_port(
+    tiny_optimized_image, testbed, payloads, tmp_path
+):
+    entry, facts, _ = run_docker_fault(testbed, payloads, tmp_path, "docker-restart")
+    assert entry["restarted_pid"] and entry["restarted_pid"] != entry["pid"]
+    assert entry["end_s"] > entry["start_s"]
+    assert entry["requests_not_ok"] > 0 and entry["recovered"], entry
+    assert facts["state"]["Status"] == "running"
+
+
+@pytest.mark.e2e
+def test_docker_pause_stalls_then_recovers(tiny_optimized_image, testbed, payloads, tmp_path):
+    entry, _, _ = run_docker_fault(testbed, payloads, tmp_path, "docker-pause", duration_s=2.0)
+    assert entry["end_s"] - entry["start_s"] == pytest.approx(2.0, abs=0.5)
+    # requests sent into the pause wait for it: corrected latency of about the pause
+    assert entry["peak_latency_ms"] > 1500
+    assert entry["recovered"], entry
+
+
+# A job that deploys the optimized variant on the docker target and waits (as Snakemake's
+# job would while it measures); argv: config.json, the Bento record, the run folder.
+SIGTERM_CHILD = r"""
+import json, sys, time
+from pathlib import Path
+from servebench.deploy import deployed
+from servebench.settings import deploy_target
+config = json.loads(Path(sys.argv[1]).read_text())
+record = json.loads(Path(sys.argv[2]).read_text())
+with deployed(deploy_target(config, "optimized"), record, Path(sys.argv[3])) as deployment:
+    print(deployment.url, flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.e2e
+def test_sigterm_removes_the_container(tiny_optimized_image, testbed, tmp_path):
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(tiny_docker_config(testbed)))
+    out = tmp_path / "run"
+    child = subprocess.Popen(
+        [sys.executable, "-c", SIGTERM_CHILD, config_path]
+        + [testbed.record_paths["optimized"], out],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = child.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        assert len(containers_of(out)) == 1
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) != 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert containers_of(out) == []
+    assert json.loads((out / "docker.json").read_text())["removed"]
+    assert (out / "server.log").stat().st_size > 0
+
+
+@pytest.mark.e2e
+def test_a_missing_image_names_the_command_that_builds_it(tiny_optimized_image, testbed):
+    target = deploy_target(tiny_docker_config(testbed), "optimized")
+    record = {"variant": "optimized", "tag": "sentiment-optimized:0000000000000000"}
+    with pytest.raises(UserError, match="servebench image build --variant optimized"):
+        docker.bento_image(target, record)
+    name, tag, inspected = docker.bento_image(target, testbed.records["optimized"])
+    assert f"{name}:{tag}" == tiny_optimized_image["image"] and inspected["Id"]

@@ -203,3 +203,38 @@ def test_schema_keywords_are_words():
 
     stray = [path for path, key in keys(load_schema()) if " " in str(key)]
     assert stray == []
+
+
+@pytest.mark.parametrize(
+    ("section", "name"),
+    [
+        ("variants", "../x"),
+        ("scenarios", "a/b"),
+        ("resilience.variants", ".."),
+        ("resilience.faults", "-rf"),
+        ("variants", "x" * 65),
+    ],
+)
+def test_names_that_become_folders_are_refused_naming_the_key(section, name):
+    # A name becomes a folder that its job deletes: `../x` would delete outside results/.
+    config = load_yaml(DEFAULT)
+    where = config
+    for part in section.split("."):
+        where = where.setdefault(part, {})
+    examples = {
+        "variants": {"runtime": "onnx"},
+        "scenarios": {"arrival": "exponential", "rate_rps": 2.0, "duration_s": 30},
+        "resilience.variants": {"variant": "optimized"},
+        "resilience.faults": {"kind": "stall", "at_s": 1},
+    }
+    where[name] = examples[section]  # a valid entry: its name is its only problem
+    problems = config_errors(config)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"'{section}': the name {name!r} is not allowed")
+
+
+def test_safe_names_are_accepted():
+    config = deep_merge(
+        load_yaml(DEFAULT), {"variants": {"Opt_2.int8-x": {"runtime": "onnx-int8"}}}
+    )
+    assert config_errors(config) == []

@@ -16,15 +16,21 @@ from typing import Any
 import jsonschema
 import yaml
 
+from servebench.cpus import assign_cpus, cpu_problems, usable_cpus
 from servebench.errors import ConfigError
 from servebench.fault_kinds import FAULT_KINDS, faults_for_target, faults_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
-DEFAULT_CONFIG_PATH = REPO_ROOT / "config" / "config.yaml"
+# The files an installed `servebench` needs wherever it runs. In a checkout,
+# src/servebench/bundled/ holds links to config/ and data/ (the one copy everyone edits), so
+# these resolve to config/schema.yaml, config/config.yaml and data/texts.csv; building a wheel
+# copies what the links point at into the package (tests/test_install.py compares them).
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+SCHEMA_PATH = (BUNDLED_DIR / "schema.yaml").resolve()
+DEFAULT_CONFIG_PATH = (BUNDLED_DIR / "config.yaml").resolve()
 # The project's own corpus (data/README.md): the default payloads (data.source: bundled) and
 # the synthetic tokenizer's training texts.
-BUNDLED_CORPUS = REPO_ROOT / "data" / "texts.csv"
+BUNDLED_CORPUS = (BUNDLED_DIR / "texts.csv").resolve()
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -71,6 +77,14 @@ def _describe(error: jsonschema.ValidationError) -> str:
         where = f"under '{key}'" if error.absolute_path else "at the top level"
         hint = f" (known keys: {', '.join(allowed)})" if allowed else ""
         return f"unknown key {', '.join(repr(name) for name in unknown)} {where}{hint}"
+    if "propertyNames" in error.relative_schema_path:  # a name under variants, scenarios ...
+        return (
+            f"'{key}': the name {error.instance!r} is not allowed: names become folders of the"
+            " results tree, so letters, digits, '.', '_' and '-' only, starting with a letter or"
+            " a digit, at most 64 characters"
+        )
+    if error.validator == "pattern" and error.validator_value == "^auto$":
+        return f"'{key}': expected auto or a list of core numbers, not {error.instance!r}"
     if error.validator in ("oneOf", "anyOf") and error.schema is not None:
         return f"'{key}': {_one_of_hint(error)}"
     return f"'{key}': {error.message}"
@@ -93,38 +107,59 @@ def _one_of_hint(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
-def config_errors(config: dict[str, Any], schema: dict[str, Any] | None = None) -> list[str]:
+def config_errors(
+    config: dict[str, Any], schema: dict[str, Any] | None = None, *, server_here: bool = True
+) -> list[str]:
     """Every problem of `config`, one readable line each (empty when the config is valid).
-    Rules across keys are checked on a copy with the schema's defaults filled in."""
+    Rules across keys are checked on a copy with the schema's defaults filled in.
+    `server_here`: False for a command that pins no server on this machine (servebench
+    loadtest, calibrate), whose cpus.server then need not exist."""
     schema = load_schema() if schema is None else schema
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda error: list(error.absolute_path))
     if errors:
         return [_describe(error) for error in errors]
-    filled = apply_defaults(copy.deepcopy(config), schema)
-    return _consistency_errors(filled) + _k3s_axes_errors(filled) + _resilience_errors(filled)
+    filled = _fill_defaults(copy.deepcopy(config), schema)
+    # A cluster's pods do not run on this machine's cores.
+    server_here = server_here and filled["deploy"]["target"] in ("local", "docker")
+    cpus = cpu_problems(
+        filled["cpus"]["server"],
+        filled["cpus"]["loadgen"],
+        usable_cpus(),
+        server_runs_here=server_here,
+    )
+    _resolve_cpus(filled)
+    return (
+        cpus
+        + _consistency_errors(filled, server_here)
+        + _k3s_axes_errors(filled)
+        + _resilience_errors(filled)
+    )
 
 
-def _consistency_errors(config: dict[str, Any]) -> list[str]:
+def _consistency_errors(config: dict[str, Any], server_here: bool = True) -> list[str]:
     """Rules that span several keys, which JSON schema cannot express."""
     problems: list[str] = []
     variants, scenarios = config["variants"], config["scenarios"]
     experiment = config["experiment"]
-    for name in experiment["variants"]:
-        if name not in variants:
-            problems.append(f"'experiment.variants': no variant named {name!r} under 'variants'")
-    reference = experiment["reference_variant"]
-    if reference not in variants:
-        problems.append(f"'experiment.reference_variant': no variant named {reference!r}")
+    if config["deploy"]["target"] == "external":
+        # An external variant is a name and a URL: nothing of `variants` is built or served.
+        problems += _external_url_errors(config)
+        variants = {}
+    else:
+        for name in experiment["variants"]:
+            if name not in variants:
+                problems.append(
+                    f"'experiment.variants': no variant named {name!r} under 'variants'"
+                )
+        reference = experiment["reference_variant"]
+        if reference not in variants:
+            problems.append(f"'experiment.reference_variant': no variant named {reference!r}")
     for name in experiment["scenarios"]:
         if name not in scenarios:
             problems.append(f"'experiment.scenarios': no scenario named {name!r} under 'scenarios'")
-    cpus = config["cpus"]
-    shared = sorted(set(cpus["server"]) & set(cpus["loadgen"]))
-    if shared:
-        problems.append(f"'cpus': server and loadgen share cores {shared}; they must be disjoint")
-    server_cores = len(cpus["server"])
-    for name, variant in variants.items():
+    server_cores = len(config["cpus"]["server"])
+    for name, variant in variants.items() if server_here and server_cores else ():
         threads = variant["threads_per_worker"] or 1
         if variant["workers"] * threads > server_cores:
             problems.append(
@@ -134,14 +169,33 @@ def _consistency_errors(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _external_url_errors(config: dict[str, Any]) -> list[str]:
+    """On the external target every variant a job serves needs its URL (deploy.external.urls):
+    the experiment's, its reference and the resilience variants' Bento variants."""
+    urls = config["deploy"]["external"]["urls"]
+    needed = {name: "experiment.variants" for name in config["experiment"]["variants"]}
+    needed.setdefault(config["experiment"]["reference_variant"], "experiment.reference_variant")
+    if config["resilience"]["enabled"]:
+        for name, variant in config["resilience"]["variants"].items():
+            needed.setdefault(variant["variant"], f"resilience.variants.{name}.variant")
+    missing = [(name, where) for name, where in needed.items() if name not in urls]
+    return [
+        f"'deploy.external.urls': no URL for variant {name!r} ({where}); deploy.target external "
+        "serves each variant from its URL, e.g. deploy.external.urls: "
+        f"{{{name}: http://HOST:PORT}}"
+        for name, where in missing
+    ]
+
+
 def _k3s_axes_errors(config: dict[str, Any]) -> list[str]:
     """A PodDisruptionBudget asking for more pods than the Deployment has is never met (every
     eviction, a node drain's included, waits forever): pdb_min_available <= replicas, for
-    deploy.k3s and for each variant that sets its own axes (`variants.<name>.k3s`)."""
+    deploy.k3s and for each variant that sets its own axes (`variants.<name>.k3s`). Null (the
+    default: maxUnavailable 1) is met at any replica count."""
     k3s = config["deploy"]["k3s"]
     problems = []
     replicas, pdb = k3s["replicas"], k3s["pdb_min_available"]
-    if pdb > replicas:
+    if pdb is not None and pdb > replicas:
         problems.append(
             f"'deploy.k3s': pdb_min_available {pdb} exceeds replicas {replicas}: the "
             "PodDisruptionBudget could never be met"
@@ -152,7 +206,7 @@ def _k3s_axes_errors(config: dict[str, Any]) -> list[str]:
             continue
         variant_replicas = own.get("replicas", replicas)
         variant_pdb = own.get("pdb_min_available", pdb)
-        if variant_pdb > variant_replicas:
+        if variant_pdb is not None and variant_pdb > variant_replicas:
             inherited = [key for key in ("pdb_min_available", "replicas") if key not in own]
             note = f" ({', '.join(inherited)} from deploy.k3s)" if inherited else ""
             problems.append(
@@ -173,7 +227,8 @@ def _resilience_errors(config: dict[str, Any]) -> list[str]:
     if resilience["scenario"] not in config["scenarios"]:
         problems.append(f"'resilience.scenario': no scenario named {resilience['scenario']!r}")
     for name, variant in resilience["variants"].items():
-        if variant["variant"] not in config["variants"]:
+        # External: the variant's URL is checked with the experiment's (_external_url_errors).
+        if variant["variant"] not in config["variants"] and target != "external":
             problems.append(
                 f"'resilience.variants.{name}.variant': no variant named {variant['variant']!r}"
             )
@@ -184,7 +239,7 @@ def _resilience_errors(config: dict[str, Any]) -> list[str]:
                 f"'resilience.faults.{name}.at_s' must be before the run's end "
                 f"(resilience.duration_s {resilience['duration_s']:g} s)"
             )
-    if not runs_here:
+    if not runs_here and faults_of(target):
         # Faults of another target are skipped (a profile cannot remove config.yaml's faults),
         # but a resilience stage without a single fault of its target is a mistake.
         others = "; ".join(
@@ -199,9 +254,9 @@ def _resilience_errors(config: dict[str, Any]) -> list[str]:
     return problems
 
 
-def check_config(config: dict[str, Any]) -> None:
+def check_config(config: dict[str, Any], *, server_here: bool = True) -> None:
     """Raise ConfigError listing every problem of `config`."""
-    problems = config_errors(config)
+    problems = config_errors(config, server_here=server_here)
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
 
@@ -233,12 +288,30 @@ def _validator_filling_defaults() -> type:
     return jsonschema.validators.extend(base, {"properties": properties})
 
 
-def apply_defaults(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Fill in the schema's defaults for every key `config` leaves out, in place (the workflow's
-    `config` is Snakemake's own dict); returns it. Call it on a checked config."""
-    schema = load_schema() if schema is None else schema
+def _fill_defaults(config: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     for _ in _validator_filling_defaults()(schema).iter_errors(config):
         pass
+    return config
+
+
+def _resolve_cpus(config: dict[str, Any]) -> None:
+    """`cpus.server` / `cpus.loadgen` as the lists they mean on this machine (`auto` resolved
+    against the cores this process may use), so that every reader of config["cpus"] gets
+    lists. config_errors says when they do not fit the machine."""
+    cpus = config.get("cpus")
+    if isinstance(cpus, dict) and {"server", "loadgen"} <= set(cpus):
+        cpus["server"], cpus["loadgen"] = assign_cpus(
+            cpus["server"], cpus["loadgen"], usable_cpus()
+        )
+
+
+def apply_defaults(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fill in the schema's defaults for every key `config` leaves out, in place (the workflow's
+    `config` is Snakemake's own dict), and resolve `cpus: auto` to core lists; returns it. Call
+    it on a checked config."""
+    schema = load_schema() if schema is None else schema
+    _fill_defaults(config, schema)
+    _resolve_cpus(config)
     return config
 
 
@@ -251,13 +324,19 @@ def schema_defaults(*keys: str) -> Any:
     return value
 
 
-def load_config(*override_paths: str | Path) -> dict[str, Any]:
+def variant_defaults(runtime: str) -> dict[str, Any]:
+    """A variant of `runtime` with every other knob at the schema's default."""
+    return apply_defaults({"variants": {"v": {"runtime": runtime}}})["variants"]["v"]
+
+
+def load_config(*override_paths: str | Path, server_here: bool = True) -> dict[str, Any]:
     """config/config.yaml with each file merged over it, checked, defaults filled in: the
-    config as the workflow sees it."""
+    config as the workflow sees it. `server_here=False`: for commands that pin no server here
+    (config_errors)."""
     config = load_yaml(DEFAULT_CONFIG_PATH)
     for path in override_paths:
         config = deep_merge(config, load_yaml(path))
-    check_config(config)
+    check_config(config, server_here=server_here)
     return apply_defaults(config)
 
 

@@ -289,15 +289,10 @@ def comparison_figure(
     comparison: pd.DataFrame, labels: tuple[str, str], out_base: Path
 ) -> list[Path]:
     """One panel per headline metric: the ratio B / A of every (variant, scenario), with its
-    Holm-adjusted interval, coloured by the verdict; a line at 1 (no change)."""
-    from servebench.analysis.figures import (
-        COLUMN_WIDTH_IN,
-        STYLE,
-        _plain_log,
-        _pyplot,
-        placeholder,
-        save,
-    )
+    Holm-adjusted interval, coloured by the verdict; a line at 1x (no change)."""
+    from matplotlib import ticker
+
+    from servebench.analysis.figures import COLUMN_WIDTH_IN, STYLE, _pyplot, placeholder, save
 
     rows = comparison[comparison["metric"].isin(FIGURE_METRICS)]
     rows = rows[rows["on_log_scale"].astype(bool) & np.isfinite(rows["ratio"].astype(float))]
@@ -330,8 +325,9 @@ def comparison_figure(
                     axis.plot([low, high], [y, y], color=color, linewidth=1.4)
                 axis.plot([ratio], [y], "o", color=color, markersize=4)
             axis.axvline(1.0, color="#000000", linewidth=0.8)
-            axis.set_xscale("log")
-            _plain_log(axis.xaxis)
+            # A linear axis with a few plain ticks: ratios of one study to another are near 1.
+            axis.xaxis.set_major_locator(ticker.MaxNLocator(4))
+            axis.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:.3g}x"))
             label = next(m.label for m in METRICS if m.name == metric)
             axis.set_title(label)
             axis.set_xlabel(f"{labels[1]} / {labels[0]}")

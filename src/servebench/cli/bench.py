@@ -10,6 +10,8 @@ BENCHMARKS = {
     "single-core-ceiling": "how many texts/s one server core classifies with no server",
     "model-quantization": "INT8 quantization configs: speed and agreement with fp32",
     "service-internals": "sub-batching, gc pauses and INT8 batch composition in-process",
+    "container-overhead": "each variant calibrated locally, then in its container (docker)",
+    "soak": "10 min at 0.7 of saturation with 5% bad requests: no failure, leak or restart",
 }
 
 

@@ -8,7 +8,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from servebench.cli import add_configfile_option
+from servebench.cli import add_configfile_option, add_header_option, parse_headers
 from servebench.errors import UserError
 
 
@@ -20,8 +20,10 @@ def _run(args: argparse.Namespace) -> int:
     from servebench.payloads import PayloadError
     from servebench.settings import CalibrationSettings, LoadgenSettings
 
+    headers = parse_headers(args.headers)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    config = load_config(*args.configfile)
+    # Only the generator runs here: the server's cores need not exist on this machine.
+    config = load_config(*args.configfile, server_here=False)
     calibration = CalibrationSettings.of(config)
     if args.slo_p99_ms is not None:
         calibration = dataclasses.replace(calibration, slo_p99_ms=args.slo_p99_ms)
@@ -47,6 +49,7 @@ def _run(args: argparse.Namespace) -> int:
             measured_cpus=generator.cpus,
             body_template=args.body_template or DEFAULT_BODY_TEMPLATE,
             foreign_cpu_max_percent=config["measurement"]["foreign_cpu_max_percent"],
+            headers=headers,
         )
     except (LoadTestError, PayloadError, RuntimeError) as error:
         raise UserError(str(error)) from None
@@ -94,17 +97,27 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         description="Search an endpoint's saturation throughput (the highest rate it keeps up "
         "with) and its capacity at a p99 SLO (the highest rate that keeps up and meets it, every "
         "lower one too, confirmed by a repeat), starting from its unloaded service time: the "
-        "study's calibration, against any server. Writes capacity.json and steps.csv into --out.",
+        "study's calibration, against any server. Writes capacity.json and steps.csv into --out. "
+        "Settings not given come from the configuration (`calibration`, `loadgen`, "
+        "`cpus.loadgen`, `seed`; --configfile FILE merged over config/config.yaml). Exit status: "
+        "0 done (an unattainable SLO is an answer, printed), 2 bad input or no answer from the "
+        "endpoint, 130 interrupted.",
     )
-    parser.add_argument("--host", required=True, help="base URL, e.g. http://127.0.0.1:3000")
     parser.add_argument(
-        "--endpoint", help="path that receives the load (default: config loadgen.endpoint)"
+        "--host", required=True, metavar="URL", help="base URL, e.g. http://127.0.0.1:3000"
     )
     parser.add_argument(
-        "--payloads", type=Path, required=True, help="CSV file with a `text` column"
+        "--endpoint",
+        metavar="PATH",
+        help="path that receives the load (default: config loadgen.endpoint)",
+    )
+    add_header_option(parser)
+    parser.add_argument(
+        "--payloads", type=Path, required=True, metavar="CSV", help="CSV file with a `text` column"
     )
     parser.add_argument(
         "--body-template",
+        metavar="JSON",
         help='JSON body with "{text}" where the text goes (default: {"texts": ["{text}"]})',
     )
     parser.add_argument(
@@ -113,10 +126,17 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         metavar="MS",
         help="p99 objective in milliseconds (default: config calibration.slo_p99_ms)",
     )
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument(
-        "--seed", type=int, help="seed of the steps' schedules (default: config seed)"
+        "--seed",
+        type=int,
+        metavar="INT",
+        help="seed of the steps' schedules (default: config seed)",
     )
-    parser.add_argument("--cpus", help="cores of the load generator, e.g. 1 (default: config)")
+    parser.add_argument(
+        "--cpus",
+        metavar="CPUS",
+        help="cores of the load generator, e.g. 1 or 2-3 (default: config cpus.loadgen)",
+    )
     add_configfile_option(parser)
     parser.set_defaults(func=_run)

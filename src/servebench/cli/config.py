@@ -40,7 +40,9 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         "`snakemake --configfile FILE` does, and checked against config/schema.yaml and every "
         "rule across keys (the same checks the workflow runs at start).",
     )
-    parser.add_argument("files", nargs="+", type=Path, help="YAML configuration files")
+    parser.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="YAML configuration files"
+    )
     parser.set_defaults(func=_run_check)
     reference = subparsers.add_parser(
         "config-reference",

@@ -15,9 +15,12 @@ def _render(args: argparse.Namespace) -> int:
     from servebench.deploy.k3s import kustomize
     from servebench.deploy.k3s.manifests import (
         OVERLAYS_DIR,
+        OverlayError,
+        committed_image_tags,
         validation_errors,
         write_committed_overlays,
     )
+    from servebench.layout import Layout
 
     config = load_config(*args.configfile)
     variants = args.variant or config["experiment"]["variants"]
@@ -25,7 +28,13 @@ def _render(args: argparse.Namespace) -> int:
     if unknown:
         raise UserError(f"no variant named {', '.join(map(repr, unknown))}")
     targets = {name: K3sTarget.of(config, name) for name in variants}
-    written = write_committed_overlays(targets, args.out or OVERLAYS_DIR)
+    # The images' tags: the versions (content hashes) of the variants' built Bentos.
+    bentos_dir = args.bentos or Layout.of(config).path("bentos")
+    try:
+        tags = committed_image_tags(bentos_dir, variants)
+    except OverlayError as error:
+        raise UserError(str(error)) from None
+    written = write_committed_overlays(targets, tags, args.out or OVERLAYS_DIR)
     failed = False
     for directory in written:
         errors = validation_errors(kustomize.render(directory))
@@ -45,10 +54,26 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         "the configuration and validate what it renders to (kubernetes-validate --strict).",
     )
     parser.add_argument(
-        "--out", type=Path, default=None, help="overlays folder (default: k3s/overlays)"
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="overlays folder (default: k3s/overlays)",
     )
     parser.add_argument(
-        "--variant", action="append", default=[], help="variant (default: the experiment's)"
+        "--bentos",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder of the Bento records whose versions tag the images "
+        "(default: <results_dir>/bentos)",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="variant, repeatable (default: the experiment's)",
     )
     add_configfile_option(parser)
     parser.set_defaults(func=_render)

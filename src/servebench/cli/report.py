@@ -50,9 +50,19 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         "Chromium; exit status 1 when an image did not load or the page logged an error.",
     )
     commands = parser.add_subparsers(dest="report_command", metavar="ACTION", required=True)
-    render = commands.add_parser("render", help="tables, figures and report.html from disk")
+    render = commands.add_parser(
+        "render",
+        help="tables, figures and report.html from disk",
+        description="Write the study's tables, figures and report.html from the results on "
+        "disk, without Snakemake: nothing upstream runs.",
+    )
     add_configfile_option(render)
     render.set_defaults(func=_render)
-    check = commands.add_parser("check", help="open a report in headless Chromium")
-    check.add_argument("html", type=Path, help="the report.html to check")
+    check = commands.add_parser(
+        "check",
+        help="open a report in headless Chromium",
+        description="Open a report in headless Chromium; exit status 1 when an image did not "
+        "load or the page logged an error.",
+    )
+    check.add_argument("html", type=Path, metavar="HTML", help="the report.html to check")
     check.set_defaults(func=_check)

@@ -79,23 +79,32 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         description="Serve one variant's Bento (built by the workflow) on 127.0.0.1, pinned to "
         "the server cores, until Ctrl-C.",
     )
-    parser.add_argument("--variant", required=True, help="variant name from the config")
-    parser.add_argument("--port", type=int, default=None, help="port (default: a free one)")
     parser.add_argument(
-        "--cpus", default=None, help="server cores, e.g. 0 or 0-1 (default: config cpus.server)"
+        "--variant", required=True, metavar="NAME", help="variant name from the config"
+    )
+    parser.add_argument(
+        "--port", type=int, default=None, metavar="PORT", help="port (default: a free one)"
+    )
+    parser.add_argument(
+        "--cpus",
+        default=None,
+        metavar="CPUS",
+        help="server cores, e.g. 0 or 0-1 (default: config cpus.server)",
     )
     add_configfile_option(parser)
     parser.add_argument(
         "--bento-json",
         type=Path,
         default=None,
+        metavar="FILE",
         help="the Bento record (default: <results_dir>/bentos/<variant>.json)",
     )
-    parser.add_argument("--log", type=Path, default=None, help="server log file")
+    parser.add_argument("--log", type=Path, default=None, metavar="FILE", help="server log file")
     parser.add_argument(
         "--monitor",
         type=Path,
         default=None,
+        metavar="DIR",
         help="folder for server_metrics.csv and resources.csv, sampled once a second",
     )
     parser.set_defaults(func=_serve)

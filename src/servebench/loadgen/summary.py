@@ -17,6 +17,7 @@ from servebench.arrivals import Schedule, interarrival_cv, ks_test
 from servebench.config import schema_defaults
 from servebench.quantiles import quantile, quantile_ci
 from servebench.records import LOG_COLUMNS, OUTCOMES, PERCENTILES, RunSummary
+from servebench.slo import Gate, goodput_latency_ms, judge
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -134,8 +135,10 @@ def summarize(
     workers: int,
     interrupted: bool = False,
     locust_exit_code: int | None = 0,
+    gates: tuple[Gate, ...] = (),
 ) -> RunSummary:
-    """The run's summary (the contract's fields) with `valid` and `invalid_reasons`."""
+    """The run's summary (the contract's fields) with `valid` and `invalid_reasons`; with
+    `gates`, goodput and each gate's verdict (servebench.slo)."""
     rules = validity_rules(validity)
     horizon = schedule.horizon_s
     window_s = horizon - warmup_s
@@ -151,7 +154,13 @@ def summarize(
     achieved = len(sent_times) / (max(horizon, last_sent) - warmup_s) if window_s > 0 else math.nan
     done_times = measured["done_s"].dropna().to_numpy()
     last_done = float(done_times.max()) if len(done_times) else horizon
-    throughput = len(ok) / (max(horizon, last_done) - warmup_s) if window_s > 0 else math.nan
+    answer_window_s = max(horizon, last_done) - warmup_s
+    throughput = len(ok) / answer_window_s if window_s > 0 else math.nan
+    # Goodput: ok answers within every latency gate, over the throughput's window.
+    good_ms = goodput_latency_ms(gates)
+    goodput = math.nan
+    if good_ms is not None and window_s > 0:
+        goodput = int((ok["latency_ms"] <= good_ms).sum()) / answer_window_s
     if schedule.rate_rps is not None:
         target_rate = schedule.rate_rps
     elif schedule.profile is not None and window_s > 0:
@@ -184,6 +193,8 @@ def summarize(
         "offered_rate_rps": _finite(offered),
         "achieved_rate_rps": _finite(achieved),
         "throughput_rps": _finite(throughput),
+        "goodput_rps": _finite(goodput),
+        "goodput_latency_ms": good_ms,
         "target_cv": _finite(schedule.target_cv),
         "schedule_cv": _finite(schedule_cv),
         "realized_cv": _finite(realized_cv),
@@ -212,6 +223,7 @@ def summarize(
     reasons = invalid_reasons(summary, rules, n_sent=len(sent_times), expected_workers=workers)
     summary.valid = not reasons
     summary.invalid_reasons = reasons
+    summary.slo_gates = judge(gates, summary)
     return summary
 
 

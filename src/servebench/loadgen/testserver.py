@@ -16,8 +16,17 @@ Endpoints (any method):
                                (an M/D/1 queue under Poisson arrivals: queueing theory knows its
                                capacity)
   /readyz, /livez              200 (the probes of a BentoML server)
+  /metrics                     with --metrics: a Prometheus counter of /classify_batch requests
+                               (BentoML's name); 404 without
   /by-text                     behaviour chosen by the request's text ({"text": ...} or
                                {"texts": [...]}): "status:<code>", "sleep:<ms>", anything else 200
+
+With --require-header 'Name: value', every request without that header (and value) gets 401:
+a protected endpoint, for the generator's -H/--header.
+
+With --classify-ms MS, /classify_batch serves one request at a time, MS milliseconds each, in
+arrival order (as /fifo/<MS>): a stand-in for a one-worker model server with a known capacity
+(1000 / MS requests per second), e.g. the external target's servers in the tests.
 
 With --raw, a minimal HTTP/1.1 server instead (bodies by Content-Length only) that answers
 every request 200 at once: many times faster than aiohttp, so that the capacity benchmark
@@ -50,8 +59,15 @@ async def ok(request: web.Request) -> web.Response:
     return _reply()
 
 
+# Options of the stand-in model server (--classify-ms, --metrics), set once by main().
+MODEL_SERVER = {"service_s": 0.0, "metrics": False, "requests": 0}
+
+
 async def classify_batch(request: web.Request) -> web.Response:
     body = await request.json()
+    MODEL_SERVER["requests"] += 1
+    if MODEL_SERVER["service_s"]:
+        await _in_queue(request.path, MODEL_SERVER["service_s"])
     return _reply(payload=[{"label": "neutral", "score": 1.0} for _ in body.get("texts", [])])
 
 
@@ -88,12 +104,26 @@ async def fifo(request: web.Request) -> web.Response:
     completion) + the service time, on an exact timeline (a late wake-up of one request does
     not delay the next), so the server is an ideal M/D/1 queue under Poisson arrivals."""
     await request.read()
-    service_s = int(request.match_info["ms"]) / 1000
-    arrived = time.monotonic()
-    done = max(arrived, _fifo_busy_until.get(request.path, 0.0)) + service_s
-    _fifo_busy_until[request.path] = done
-    await asyncio.sleep(max(0.0, done - time.monotonic()))
+    await _in_queue(request.path, int(request.match_info["ms"]) / 1000)
     return _reply()
+
+
+async def _in_queue(key: str, service_s: float) -> None:
+    """Wait for this request's turn in queue `key` and its service time (see fifo)."""
+    arrived = time.monotonic()
+    done = max(arrived, _fifo_busy_until.get(key, 0.0)) + service_s
+    _fifo_busy_until[key] = done
+    await asyncio.sleep(max(0.0, done - time.monotonic()))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    if not MODEL_SERVER["metrics"]:
+        return _reply(404)
+    text = (
+        "# TYPE bentoml_service_request_total counter\n"
+        f'bentoml_service_request_total{{endpoint="/classify_batch"}} {MODEL_SERVER["requests"]}\n'
+    )
+    return web.Response(text=text, content_type="text/plain")
 
 
 async def by_text(request: web.Request) -> web.Response:
@@ -145,8 +175,21 @@ async def _serve_raw(host: str, port: int) -> None:
         await server.serve_forever()
 
 
-def make_app() -> web.Application:
-    app = web.Application()
+def require_header(name: str, value: str) -> object:
+    """Middleware: 401 for a request without header `name` equal to `value`."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: object) -> web.StreamResponse:
+        if request.headers.get(name) != value:
+            await request.read()
+            return _reply(401)
+        return await handler(request)  # type: ignore[operator]
+
+    return check
+
+
+def make_app(required_header: tuple[str, str] | None = None) -> web.Application:
+    app = web.Application(middlewares=[require_header(*required_header)] if required_header else [])
     app.router.add_route("*", "/ok", ok)
     app.router.add_route("*", "/classify_batch", classify_batch)
     app.router.add_route("*", "/delay/{ms}", delay)
@@ -156,6 +199,7 @@ def make_app() -> web.Application:
     app.router.add_route("*", "/readyz", ok)
     app.router.add_route("*", "/livez", ok)
     app.router.add_route("*", "/by-text", by_text)
+    app.router.add_route("GET", "/metrics", metrics)
     return app
 
 
@@ -165,13 +209,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--cpus", default="", help="cores to pin the server to, e.g. 0 or 0,2")
     parser.add_argument("--raw", action="store_true", help="minimal server: 200 to everything")
+    parser.add_argument(
+        "--classify-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="/classify_batch: one request at a time, MS milliseconds each (0: at once)",
+    )
+    parser.add_argument("--metrics", action="store_true", help="serve /metrics (Prometheus)")
+    parser.add_argument(
+        "--require-header",
+        metavar="'NAME: VALUE'",
+        help="answer 401 to every request without this header",
+    )
     args = parser.parse_args(argv)
+    MODEL_SERVER.update(service_s=args.classify_ms / 1000.0, metrics=args.metrics)
+    required = None
+    if args.require_header:
+        name, _, value = args.require_header.partition(":")
+        required = (name.strip(), value.strip())
     if args.cpus:
         os.sched_setaffinity(0, {int(cpu) for cpu in args.cpus.split(",")})
     if args.raw:
         asyncio.run(_serve_raw(args.host, args.port))
         return
-    web.run_app(make_app(), host=args.host, port=args.port, access_log=None, print=None)
+    web.run_app(make_app(required), host=args.host, port=args.port, access_log=None, print=None)
 
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ def build_comparison_context(result: Comparison, out_dir: Path) -> dict[str, Any
             "title": f"{b} / {a}: headline metrics",
             "caption": (
                 f"<p>The ratio of {b}'s mean to {a}'s for every variant and scenario both "
-                "studies ran (log scale; 1 = no change), with its interval at the "
+                "studies ran (1x = no change), with its interval at the "
                 "Holm-adjusted level that the verdict uses; colour = verdict. For latency a "
                 "ratio below 1 is better, for throughput above 1.</p>"
             ),

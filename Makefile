@@ -54,24 +54,48 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/snakefmt Snakefile workflow/rules
 
-# Re-pin the whole environment from the current venv.
+# Re-pin the whole environment from the current venv. Local version labels (torch's +cpu) go:
+# a plain package index has only the public version, and pip still prefers a local CPU build.
 lock: $(STAMP)
-	{ sed -n '1,3p' envs/requirements.lock; $(BIN)/python -m pip freeze --exclude-editable | grep -vi '^servebench'; } > envs/requirements.lock.new
+	{ sed -n '1,3p' envs/requirements.lock; $(BIN)/python -m pip freeze --exclude-editable | grep -vi '^servebench' | sed -E 's/^([^=]+==[^+]+)\+[A-Za-z0-9.]+$$/\1/'; } > envs/requirements.lock.new
 	mv envs/requirements.lock.new envs/requirements.lock
 
 clean-venv:
 	rm -rf $(VENV)
 
 # Container images of the Bentos, built offline (docs/containers.md): starts dockerd when no
-# daemon answers (installs Debian's docker.io; root), then the Debian base image, the wheelhouse
-# and each Bento's image, tagged <repository>/<Bento name>:<Bento version> as K3s expects.
-.PHONY: images images-tiny
+# daemon answers (installs Debian's docker.io; root), then the Bentos and each variant's image
+# (the workflow's image rule: a Debian base image, the wheelhouse, `docker build --network
+# none`), tagged <repository>/<Bento name>:<Bento version> as the K3s overlays expect.
+.PHONY: images images-tiny smoke-docker docker-study container-overhead
 images: $(STAMP)
 	containers/dockerd.sh
-	$(BIN)/snakemake --cores $(CORES) bentos $(SNAKEMAKE_ARGS)
-	$(BIN)/python -m servebench.images all results/bentos/*.json --results-dir results
+	$(BIN)/snakemake --cores $(CORES) images $(SNAKEMAKE_ARGS)
 
 images-tiny: $(STAMP)
 	containers/dockerd.sh
-	$(BIN)/snakemake --cores 2 bentos --configfile .test/config.yaml $(SNAKEMAKE_ARGS)
-	$(BIN)/python -m servebench.images all results/test/bentos/*.json --results-dir results/test
+	$(BIN)/snakemake --cores 2 images --configfile .test/config.yaml $(SNAKEMAKE_ARGS)
+
+# The tiny study on deploy.target docker (what CI runs after `make smoke`, sharing its model
+# and Bentos): dockerd, the base image and both variants' images, then every calibration, run
+# and resilience run in a container with the K3s pod's settings; fails unless every run is
+# valid (results/test/status.json).
+ALL_RUNS_VALID = $(BIN)/python -c 'import json, sys; s = json.load(open(sys.argv[1])); 	print(sys.argv[1], json.dumps(s)); sys.exit(not (s["ok"] and s["valid_runs"] == s["runs"] 	and s["valid_resilience_runs"] == s["resilience_runs"]))'
+smoke-docker: $(STAMP)
+	containers/dockerd.sh
+	$(BIN)/snakemake --cores 2 all --configfile .test/config.yaml .test/docker.yaml $(SNAKEMAKE_ARGS)
+	$(ALL_RUNS_VALID) results/test/status.json
+
+# The default study on deploy.target docker (config/docker.yaml: results/*/docker/).
+docker-study: $(STAMP)
+	containers/dockerd.sh
+	$(BIN)/snakemake --cores $(CORES) all --configfile config/docker.yaml $(SNAKEMAKE_ARGS)
+
+# The container's overhead: each variant calibrated locally, then in its container, back to
+# back (<results>/benchmarks/container_overhead.csv; the default profile holds the machine
+# 15-30 minutes). Tiny: make container-overhead OVERHEAD_CONFIG=.test/config.yaml
+OVERHEAD_CONFIG ?= config/config.yaml
+container-overhead: $(STAMP)
+	containers/dockerd.sh
+	$(BIN)/snakemake --cores $(CORES) images --configfile $(OVERHEAD_CONFIG) $(SNAKEMAKE_ARGS)
+	$(BIN)/servebench bench container-overhead --configfile $(OVERHEAD_CONFIG)

@@ -37,6 +37,7 @@ class Testbed:
 
 
 _CACHE: dict[str, Testbed] = {}
+TESTBED_TOKEN_LIMITS = {"max_request_tokens": 1000, "max_pass_tokens": 300}
 
 
 def sample_texts(n: int, seed: int = 0) -> list[str]:
@@ -55,6 +56,9 @@ def tiny_testbed(
 
     root = tmp_path_factory.mktemp("bento-testbed")
     config = load_config(REPO_ROOT / ".test" / "config.yaml")
+    # Configured token limits, not the derived ones (16 and 4 texts at the tiny model's
+    # max_length of 128), so that the served tests check that the keys reach the service.
+    config["service"].update(TESTBED_TOKEN_LIMITS)
     corpus = root / "corpus.csv"
     with corpus.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

@@ -45,3 +45,14 @@ def snakemake_exe() -> str:
 @pytest.fixture(scope="session")
 def servebench_exe() -> str:
     return venv_tool("servebench")
+
+
+@pytest.fixture(scope="session")
+def tiny_optimized_image(tmp_path_factory):
+    """The tiny optimized Bento's container image (tests/docker_testbed.py), built once per
+    session and removed at its end; skips where Docker cannot run."""
+    from docker_testbed import build_tiny_image, remove_image
+
+    built = build_tiny_image(tmp_path_factory)
+    yield built
+    remove_image(built)

@@ -30,10 +30,13 @@ LAYERS = {
         "provenance",
         "cpus",
         "net",
+        "children",
         "arrivals",
         "quantiles",
+        "queueing",
+        "slo",
     ),
-    "domain": ("payloads", "model", "loadgen", "bento", "images"),
+    "domain": ("payloads", "model", "loadgen", "bento"),
     "deploy": ("deploy",),
     "faults": ("faults",),
     "jobs": ("jobs",),
@@ -84,6 +87,8 @@ def imports_of(path: Path, *, top_level_only: bool = False) -> set[str]:
 
 
 def layer_of(module: str) -> str:
+    if module == "servebench":
+        return "foundation"  # the package's __init__ holds only __version__
     first = module.split(".")[1] if "." in module else ""
     for layer, names in LAYERS.items():
         if first in names:

@@ -121,3 +121,27 @@ def test_the_search_finds_the_known_saturation_and_slo_capacity(fifo_server, tmp
     assert capacity <= 1.05 * capacity_truth, (capacity, steps)
     low, high = answers["capacity_bracket_rps"]
     assert high / low <= 1 + calibration.bracket_precision + 1e-9
+
+
+def test_a_search_past_its_deadline_starts_no_step_and_says_why(tmp_path):
+    """The tuning stage's budget bounds a search already started: no step after the deadline,
+    and the answers say the search was cut short. (Nothing listens on the URL: a step would
+    fail loudly.)"""
+    from servebench.jobs.calibrate import Searcher
+
+    payloads = tmp_path / "payloads.csv"
+    payloads.write_text("text\nhello\n")
+    calibration = CalibrationSettings.of(load_config())
+    searcher = Searcher(
+        f"http://127.0.0.1:{free_port()}",
+        payloads,
+        calibration,
+        LoadgenSettings.with_defaults(cpus=LOADGEN_CPUS),
+        tmp_path,
+        seed=1,
+        deadline_monotonic=time.monotonic() - 1.0,
+    )
+    searcher.unloaded_p50_ms = 10.0  # as if probed
+    answers = searcher.search().answers(calibration)
+    assert answers["steps_run"] == 0
+    assert any("time budget" in note for note in answers["notes"]), answers

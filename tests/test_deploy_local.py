@@ -74,6 +74,56 @@ def test_log_tail(tmp_path):
     assert "no server log" in local.log_tail(tmp_path / "missing.log")
 
 
+def test_a_port_taken_before_the_start_is_a_clear_error(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(local.ServerStartError) as error:
+            local.start_server(
+                "sentiment-x:1", bentoml_home=tmp_path, log_path=tmp_path / "s.log", port=port
+            )
+    message = str(error.value)
+    assert f"port {port} on 127.0.0.1 is already in use, by pid {os.getpid()}" in message
+    assert not (tmp_path / "s.log").exists()  # refused before anything was started
+
+
+def test_a_port_answered_by_another_server_is_not_ready(tmp_path):
+    import http.server
+    import threading
+
+    class Ready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - every path answers 200, /readyz included
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    other = http.server.HTTPServer(("127.0.0.1", 0), Ready)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    started = subprocess.Popen(["sleep", "30"])  # "our server": never listens
+    try:
+        server = local.LocalServer(
+            tag="sentiment-x:1",
+            host="127.0.0.1",
+            port=other.server_address[1],
+            cpus=[],
+            log_path=tmp_path / "s.log",
+            process=started,
+        )
+        with pytest.raises(local.ServerStartError, match="another server holds the port"):
+            local.wait_ready(server, timeout_s=5)
+    finally:
+        started.kill()
+        started.wait()
+        other.shutdown()
+        other.server_close()
+
+
 # ------------------------------------------------------------------------------ end to end
 
 
@@ -276,3 +326,14 @@ def test_servebench_serve_explains_a_missing_bento(tmp_path):
     assert result.returncode == 2
     assert "no Bento built for variant 'optimized'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_server_does_not_inherit_a_jobs_thread_counts(monkeypatch, tmp_path):
+    # Snakemake sets OMP_NUM_THREADS & co. to a job's `threads` (all cores for a measurement):
+    # inherited, the baseline's PyTorch would run 4 threads on its 1 core (2x slower here).
+    for name in local.THREAD_ENV_VARS:
+        monkeypatch.setenv(name, "4")
+    env = local.server_env(tmp_path, {"SERVEBENCH_VARIANT_SPEC": "spec.json"})
+    assert not set(local.THREAD_ENV_VARS) & set(env)
+    assert env["SERVEBENCH_VARIANT_SPEC"] == "spec.json"
+    assert env["BENTOML_HOME"] == str(tmp_path.resolve())

@@ -593,6 +593,9 @@ def test_tiny_profile_model_stage_end_to_end(tmp_path, snakemake_exe):
         fidelity = json.loads((model_dir / runtime / "fidelity.json").read_text())
         assert fidelity["passed"] and fidelity["n_payloads"] == 200
         bench = pd.read_csv(model_dir / runtime / "inprocess_bench.csv")
-        assert sorted(bench["batch_size"]) == [1, 8] and set(bench["threads"]) == {1}
+        payload_order = bench[bench["order"] == "payload"]
+        assert sorted(payload_order["batch_size"]) == [1, 8] and set(bench["threads"]) == {1}
+        # the ceiling's other strategy: whole passes over length-sorted texts in batches of 4
+        assert bench[bench["order"] == "sorted"]["batch_size"].tolist() == [4]
     summary = json.loads((results_dir / "data" / "payload_token_lengths_summary.json").read_text())
     assert summary["n_texts"] == 200 and summary["model_name"] == "synthetic-roberta-2l-64h"

@@ -7,6 +7,7 @@ would redo after each kind of change, and a Ctrl-C in the middle of a load test.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import signal
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.e2e
 # As the README asks for the full study: more cores than this 2-core machine has, so that
 # the scheduler would run jobs side by side if the measurement rules let it.
 CORES = "4"
-MEASUREMENT_RULES = {"calibrate", "loadtest", "resilience_run"}
+MEASUREMENT_RULES = {"calibrate", "tune", "loadtest", "resilience_run"}
 
 
 def snakemake_command(
@@ -62,9 +63,14 @@ def planned_jobs(
         cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return job_counts(result.stdout + result.stderr)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """{rule: number of jobs} from the job table that Snakemake prints (`--quiet rules`)."""
     jobs: dict[str, int] = {}
     in_table = False
-    for line in (result.stdout + result.stderr).splitlines():
+    for line in output.splitlines():
         if line.startswith("job ") and "count" in line:
             in_table = True
             continue
@@ -140,6 +146,52 @@ def test_no_measurement_runs_beside_another_job(study_run):
         assert beside == [], f"{rule} {start}-{end} ran beside {beside}"
 
 
+def started_runs(output: str) -> list[tuple[str, str]]:
+    """(variant, scenario) of every loadtest job in the order Snakemake started them."""
+    runs, in_loadtest = [], False
+    for line in output.splitlines():
+        line = line.strip()
+        if re.match(r"^(?:local)?rule \S+:$", line):
+            in_loadtest = line.endswith("rule loadtest:")
+        elif in_loadtest and line.startswith("wildcards:"):
+            fields = dict(part.split("=", 1) for part in line[len("wildcards:") :].split(", "))
+            runs.append((fields["variant"].strip(), fields["scenario"].strip()))
+            in_loadtest = False
+    return runs
+
+
+def test_the_tuning_comes_first_and_runs_keep_their_matrix_order(study_run):
+    """The tuned variant's Bento waits for the tuning; everything upstream of it has a higher
+    priority than any load test, so the runs still go in the matrix's ABBA order."""
+    from servebench.config import load_config
+    from servebench.matrix import run_matrix
+
+    intervals = job_intervals(study_run[1])
+    tune_end = max(end for rule, _, end, _ in intervals if rule == "tune")
+    first_run = min(start for rule, start, _, _ in intervals if rule == "loadtest")
+    assert tune_end <= first_run
+    planned = [
+        (spec.variant, spec.scenario)
+        for spec in run_matrix(load_config(REPO_ROOT / ".test" / "config.yaml"))
+    ]
+    assert started_runs(study_run[1]) == planned
+
+
+def test_the_tuned_variant_serves_what_the_tuning_chose(finished_study):
+    import json
+
+    tuned = json.loads((finished_study / "tuning" / "tuned.json").read_text())
+    record = json.loads((finished_study / "bentos" / "optimized.json").read_text())
+    for key, value in tuned["settings"].items():
+        assert record["settings"][key] == value, key
+    with open(finished_study / "tuning" / "tuning.csv", newline="") as handle:
+        tried = list(csv.DictReader(handle))
+    # pruned runtimes first (never served), then the measured ones, the first searched whole
+    measured = [row for row in tried if not row["trial"].startswith("pruned")]
+    assert measured and measured[0]["trial"] == "t00", tried
+    assert measured[0]["configuration"] and float(measured[0]["saturation_rps"]) > 0
+
+
 def run_dir(results_dir: Path, variant: str, scenario: str, rep: int = 0) -> Path:
     return results_dir / "runs" / "local" / variant / scenario / f"rep{rep}"
 
@@ -166,15 +218,45 @@ def test_forcerun_one_scenario_reruns_it_for_every_variant_only(snakemake_exe, f
     assert "calibrate" not in jobs and "bento" not in jobs
 
 
+@pytest.mark.parametrize(
+    ("options", "runs"),
+    [
+        (["--scenario", "bursty"], {("baseline", "bursty"), ("optimized", "bursty")}),
+        (["--variant", "optimized"], {("optimized", "steady"), ("optimized", "bursty")}),
+    ],
+)
+def test_servebench_rerun_by_name(servebench_exe, finished_study, tmp_path, options, runs):
+    """`servebench rerun --scenario NAME` / `--variant NAME`: those runs and what follows."""
+    where = tmp_path / "where.yaml"  # what snakemake_command sets with --config
+    bentoml_home = str(finished_study / "bentoml_home")
+    where.write_text(f"results_dir: {finished_study}\ndeploy: {{bentoml_home: {bentoml_home}}}\n")
+    result = subprocess.run(
+        [servebench_exe, "rerun", *options, "--configfile", ".test/config.yaml", str(where)]
+        + ["--cores", CORES, "--dry-run", "--", "--quiet", "rules"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    jobs = job_counts(result.stdout + result.stderr)
+    assert jobs.get("loadtest") == len(runs), jobs
+    assert not {"calibrate", "bento", "resilience_run"} & set(jobs), jobs
+    forced = result.stdout.split("--forcerun", 1)[1].split("\n", 1)[0].split()
+    assert {(Path(path).parts[-4], Path(path).parts[-3]) for path in forced} == runs
+
+
 def test_a_deleted_file_the_analysis_reads_reruns_its_run(snakemake_exe, finished_study):
-    """Every file the analysis reads is a declared output of the job that writes it."""
+    """Every file the analysis reads is a declared output of the job that writes it: asked
+    for, a deleted one is made again by its run's load test, and nothing else. (Snakemake 9
+    does not rebuild a missing intermediate file for `all` while everything downstream of it
+    is up to date; `servebench rerun` or the file's path as the target does.)"""
     folder = run_dir(finished_study, "baseline", "steady")
     parquet = folder / "requests.parquet"
     kept = parquet.read_bytes()
     parquet.unlink()
     try:
-        jobs = planned_jobs(snakemake_exe, finished_study, "all")
-        assert jobs.get("loadtest") == 1, jobs
+        jobs = planned_jobs(snakemake_exe, finished_study, str(parquet))
+        assert jobs == {"loadtest": 1}, jobs
     finally:
         parquet.write_bytes(kept)
         os.utime(parquet, (folder.stat().st_mtime,) * 2)

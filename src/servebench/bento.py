@@ -180,9 +180,15 @@ def register_model(
     return tag
 
 
-def variant_spec(config: dict[str, Any], variant: str, tag_of_model: str) -> dict[str, Any]:
-    """The spec written into the Bento as variant.json and read by the service at import."""
-    settings = variant_settings(config, variant)
+def variant_spec(
+    config: dict[str, Any],
+    variant: str,
+    tag_of_model: str,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The spec written into the Bento as variant.json and read by the service at import;
+    `settings` (VARIANT_KEYS) instead of the variant's in the config (the tuning stage's)."""
+    settings = settings or variant_settings(config, variant)
     return {
         "variant": variant,
         **settings,
@@ -263,15 +269,17 @@ def build_bento(
     bentoml_home: str | Path | None = None,
     build_root: str | Path | None = None,
     log: str | Path | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build (or reuse) the Bento of `variant` and write its record to `output_json`."""
+    """Build (or reuse) the Bento of `variant` and write its record to `output_json`;
+    `settings` (VARIANT_KEYS) instead of the variant's in the config (tuned ones)."""
     runtime_dir = Path(runtime_dir)
     home = Path(bentoml_home or config["deploy"]["bentoml_home"])
     home = home.resolve()
     log_path = Path(log) if log else None
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-    settings = variant_settings(config, variant)
+    settings = settings or variant_settings(config, variant)
     provenance = json.loads((runtime_dir / "provenance.json").read_text(encoding="utf-8"))
     if provenance.get("runtime") != settings["runtime"]:
         raise BentoBuildError(
@@ -282,7 +290,7 @@ def build_bento(
     env = bentoml_env(home)
     with _store_lock(home):
         tag_of_model = register_model(runtime_dir, home, log_path)
-        spec = variant_spec(config, variant, tag_of_model)
+        spec = variant_spec(config, variant, tag_of_model, settings)
         stage_build_context(spec, build_dir)
         version = hash_paths([build_dir])[:16]
         tag = f"{bento_name(variant)}:{version}"

@@ -6,6 +6,8 @@
       model/<model>/<runtime>/{provenance.json, files/, payload_probabilities.csv,
                                fidelity.json, inprocess_bench.csv}
       bentos/<variant>.json                     (the Bentos themselves: deploy.bentoml_home)
+      images/{base.json, <variant>.json}          (the images themselves: the Docker daemon)
+      tuning/{tuning.csv, tuned.json, bentos/<runtime>.json, t<i>/}
       calibration/<target>/<variant>/{steps.csv, capacity.json, step<i>/}
       runs/<target>/<variant>/<scenario>/rep<r>/{RUN_FILES}
       resilience/<target>/<variant>/<fault>/rep<r>/{RESILIENCE_FILES}
@@ -36,6 +38,7 @@ META = "meta.json"
 FAULTS = "faults.json"
 PROBES = "probes.csv"
 K3S_FACTS = "k3s.json"
+DOCKER_FACTS = "docker.json"  # the docker target's container: state, restarts, CPU
 # A calibration.
 STEPS = "steps.csv"
 CAPACITY = "capacity.json"
@@ -53,7 +56,20 @@ PROBABILITIES = "payload_probabilities.csv"
 FIDELITY = "fidelity.json"
 INPROCESS_BENCH = "inprocess_bench.csv"
 
-TABLE_NAMES = ("runs", "summary", "comparison", "ablation", "capacity", "invalid_runs", "problems")
+# The tuning stage.
+TUNING = "tuning.csv"
+TUNED = "tuned.json"
+
+TABLE_NAMES = (
+    "runs",
+    "summary",
+    "comparison",
+    "ablation",
+    "capacity",
+    "tuning",
+    "invalid_runs",
+    "problems",
+)
 RESILIENCE_TABLE = "resilience"
 FIGURE_FORMATS = ("png", "pdf")
 
@@ -67,7 +83,7 @@ def figure_names(scenarios: Iterable[str]) -> list[str]:
     names = ["latency_percentiles", "latency_throughput", "interarrivals"]
     for scenario in scenarios:
         names += scenario_figure_names(scenario)
-    return names + ["payload_tokens", "inprocess_bench"]
+    return names + ["payload_tokens", "inprocess_bench", "tuning"]
 
 
 def resilience_figure_names(faults: Iterable[str]) -> list[str]:
@@ -115,6 +131,14 @@ class Layout:
     def bento_record(self, variant: str) -> Path:
         return self.path("bentos", f"{variant}.json")
 
+    @property
+    def images_dir(self) -> Path:
+        """The container images' records (servebench.deploy.images): base.json, <variant>.json."""
+        return self.path("images")
+
+    def image_record(self, variant: str) -> Path:
+        return self.images_dir / f"{variant}.json"
+
     # ------------------------------------------------------------------ jobs
     def calibration_dir(self, target: str, variant: str) -> Path:
         return self.path("calibration", target, variant)
@@ -124,6 +148,10 @@ class Layout:
 
     def resilience_dir(self, target: str, variant: str, fault: str, repetition: int | str) -> Path:
         return self.path("resilience", target, variant, fault, f"rep{repetition}")
+
+    @property
+    def tuning_dir(self) -> Path:
+        return self.path("tuning")
 
     def log(self, *parts: str) -> Path:
         return self.path("logs", *parts)

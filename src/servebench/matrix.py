@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from servebench.fault_kinds import faults_for_target
+from servebench.fault_kinds import resilience_faults
 from servebench.layout import (
     CALIBRATION_FILES,
     FIDELITY,
@@ -21,8 +21,11 @@ from servebench.layout import (
     META,
     MODEL_PROVENANCE,
     RUN_FILES,
+    TUNED,
+    TUNING,
     Layout,
 )
+from servebench.settings import TuningSettings
 
 
 @dataclass(frozen=True)
@@ -86,14 +89,15 @@ def run_matrix(config: dict[str, Any]) -> list[RunSpec]:
 
 def resilience_matrix(config: dict[str, Any]) -> list[FaultRunSpec]:
     """Every resilience run (none when resilience.enabled is false), fault by fault, variants
-    interleaved A B B A across repetitions."""
+    interleaved A B B A across repetitions; on a target without fault kinds (external), one
+    probes-only run per variant and repetition."""
     resilience = config["resilience"]
     if not resilience["enabled"]:
         return []
     target = config["deploy"]["target"]
     variants = list(resilience["variants"])
     specs = []
-    for fault in faults_for_target(config):
+    for fault in resilience_faults(config):
         for repetition in range(int(resilience["repetitions"])):
             for variant in abba_order(variants, repetition):
                 specs.append(FaultRunSpec(target, variant, fault, repetition))
@@ -104,7 +108,7 @@ def resilience_fault_names(config: dict[str, Any]) -> list[str]:
     """The faults that get a timeline figure: those that run (none when resilience is off)."""
     if not config["resilience"]["enabled"]:
         return []
-    return faults_for_target(config)
+    return resilience_faults(config)
 
 
 def analysis_inputs(
@@ -141,7 +145,16 @@ def analysis_inputs(
             for runtime in runtimes
             for name in (MODEL_PROVENANCE, FIDELITY)
         ],
+        # What each variant serves (the tuned variant's knobs come from the tuning).
+        "bentos": [
+            str(layout.bento_record(variant)) for variant in config["experiment"]["variants"]
+        ],
+        "tuning": [str(layout.tuning_dir / name) for name in (TUNING, TUNED)]
+        if TuningSettings.of(config).tunes(config)
+        else [],
     }
+    if target == "external":  # nothing of this project's model or Bentos is served
+        files.update(token_lengths=[], inprocess_bench=[], model=[], bentos=[])
     if existing_only:
         files = {
             key: paths if key == "runs" else [p for p in paths if Path(p).is_file()]

@@ -95,6 +95,12 @@ class RunSummary:
     # the percentile is such a request): what an SLO judges
     latency_all_p50_ms: float | None = None
     latency_all_p99_ms: float | None = None
+    # SLO gates (servebench.slo): goodput, the ok answers per second whose latency from the
+    # schedule was at most goodput_latency_ms (the smallest latency gate; None: no latency
+    # gate), over the throughput's window; each gate with its measured value and verdict
+    goodput_rps: float | None = None
+    goodput_latency_ms: float | None = None
+    slo_gates: list[dict[str, Any]] = field(default_factory=list)
     # what else ran on the measured cores (servebench.cpus.ForeignCpu; set by the jobs)
     foreign_cpu_percent: float | None = None
     # requests by outcome
@@ -157,3 +163,42 @@ class RunSummary:
 
 
 SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(RunSummary))
+
+
+@dataclasses.dataclass(frozen=True)
+class Ceiling:
+    """A runtime's in-process ceiling: its best texts/s and the strategy that reached it."""
+
+    runtime: str
+    texts_per_s: float
+    order: str  # payload | sorted (servebench.model.bench)
+    batch_size: int
+    threads: int
+
+    @property
+    def strategy(self) -> str:
+        batches = "length-sorted batches" if self.order == "sorted" else "batches"
+        threads = "thread" if self.threads == 1 else "threads"
+        return f"{batches} of {self.batch_size}, {self.threads} {threads}"
+
+
+def inprocess_ceiling(inprocess_bench_csv: str | Path, cores: int) -> Ceiling | None:
+    """The in-process ceiling of a runtime: its best texts/s in the model stage's in-process
+    benchmark (any batch size and order) within `cores` threads; None without the file."""
+    import pandas as pd
+
+    path = Path(inprocess_bench_csv)
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path)
+    table = table[table["threads"] <= cores]
+    if not len(table):
+        return None
+    best = table.loc[table["sequences_per_s"].idxmax()]
+    return Ceiling(
+        runtime=str(best["runtime"]),
+        texts_per_s=float(best["sequences_per_s"]),
+        order=str(best.get("order", "payload")),
+        batch_size=int(best["batch_size"]),
+        threads=int(best["threads"]),
+    )

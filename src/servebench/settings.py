@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from servebench.fault_kinds import PROBES_ONLY
+
 
 @dataclass(frozen=True)
 class LoadgenSettings:
@@ -161,6 +163,61 @@ def model_runtimes(config: dict[str, Any]) -> list[str]:
     return ["pytorch"] + [r for r in config["model"]["runtimes"] if r != "pytorch"]
 
 
+# Variants whose names start so are measured beside the tuned one (README's ablation): the
+# tuning screens them too, so the chosen configuration is at least as good as each of them.
+COMPARED_PREFIX = "ablation-"
+
+
+@dataclass(frozen=True)
+class TuningSettings:
+    """`tuning`: the search for the tuned variant's service knobs (servebench.jobs.tune)."""
+
+    enabled: bool
+    variant: str
+    pin: bool
+    budget_s: float
+    runtimes: tuple[str, ...]
+    runtime_ceiling_share: float
+    max_latency_of_slo: tuple[float, ...]
+    max_batch_sizes: tuple[int, ...]
+    sub_batch_sizes: tuple[int, ...]
+    probe_duration_s: float
+
+    @classmethod
+    def of(cls, config: dict[str, Any]) -> TuningSettings:
+        tuning = config["tuning"]
+        return cls(
+            enabled=bool(tuning["enabled"]),
+            variant=tuning["variant"],
+            pin=bool(tuning["pin"]),
+            budget_s=float(tuning["budget_s"]),
+            runtimes=tuple(tuning["runtimes"] or model_runtimes(config)),
+            runtime_ceiling_share=float(tuning["runtime_ceiling_share"]),
+            max_latency_of_slo=tuple(tuning["max_latency_of_slo"]),
+            max_batch_sizes=tuple(tuning["max_batch_sizes"]),
+            sub_batch_sizes=tuple(tuning["sub_batch_sizes"]),
+            probe_duration_s=float(tuning["probe_duration_s"]),
+        )
+
+    def tunes(self, config: dict[str, Any]) -> bool:
+        """The stage runs (and builds the tuned variant's Bento from its winner): enabled, on
+        the local target (the knobs are set per server start), the variant in the study."""
+        return (
+            self.enabled
+            and config["deploy"]["target"] == "local"
+            and self.variant in config["variants"]
+        )
+
+    def variants_of(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The variant definitions the tuning reads: the tuned one and the compared ones
+        (`ablation-*`), by name; another variant added to the study changes nothing here."""
+        return {
+            name: spec
+            for name, spec in config["variants"].items()
+            if name == self.variant or name.startswith(COMPARED_PREFIX)
+        }
+
+
 # ------------------------------------------------------------------------ deployment targets
 
 
@@ -171,6 +228,8 @@ class LocalTarget:
     cpus: tuple[int, ...]
     ready_timeout_s: float
     name: str = "local"
+    # Environment of the server over this process's (the tuning stage sets a variant spec).
+    environment: tuple[tuple[str, str], ...] = ()
 
 
 # The deployment axes a variant may set itself on the K3s target (variants.<name>.k3s).
@@ -191,8 +250,9 @@ class K3sTarget:
     replicas: int
     max_replicas: int
     hpa_cpu_utilization_percent: int
-    pdb_min_available: int
+    pdb_min_available: int | None  # None: maxUnavailable 1
     resources: dict[str, dict[str, str]]
+    volume_size_limits: dict[str, str]
     read_only_root_filesystem: bool
     access: str
     node_port: int
@@ -206,6 +266,8 @@ class K3sTarget:
     # owns) only the generator's cores here.
     cpus: tuple[int, ...] = ()
     name: str = "k3s"
+    # Where the image build keeps its base image and wheelhouse (servebench.deploy.images).
+    results_dir: str = "results"
 
     @classmethod
     def of(cls, config: dict[str, Any], variant: str | None = None) -> K3sTarget:
@@ -213,6 +275,7 @@ class K3sTarget:
         return cls(
             **{key: k3s[key] for key in cls.__dataclass_fields__ if key in k3s},
             ready_timeout_s=float(config["deploy"]["ready_timeout_s"]),
+            results_dir=str(config["results_dir"]),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -230,13 +293,96 @@ def k3s_variant_axes(config: dict[str, Any], variant: str | None) -> dict[str, A
     }
 
 
-DeployTarget = LocalTarget | K3sTarget
+# The pod-spec settings a container on the docker target takes from deploy.k3s (the rest is
+# the cluster's business); a change of one reruns the docker runs.
+DOCKER_POD_KEYS = (
+    "resources",
+    "read_only_root_filesystem",
+    "image_registry",
+    "image_repository",
+    "replicas",
+)
+
+
+@dataclass(frozen=True)
+class DockerTarget:
+    """`deploy.target: docker`: the variant's image (servebench.deploy.images) in one container
+    on this machine, pinned to the server's cores and run as the variant's K3s pod: `pod` holds
+    the settings its manifest is rendered from (deploy.k3s with the variant's own axes), and the
+    container's flags are read from that rendered manifest, so pod and container cannot drift.
+    `restart`: what happens when the server's main process dies (none: the container stays
+    down; supervisor: Docker's `on-failure` restart policy starts it again)."""
+
+    cpus: tuple[int, ...]
+    ready_timeout_s: float
+    pod: K3sTarget
+    restart: str = "none"
+    name: str = "docker"
+
+    @classmethod
+    def of(cls, config: dict[str, Any], variant: str | None = None) -> DockerTarget:
+        return cls(
+            cpus=tuple(config["cpus"]["server"]),
+            ready_timeout_s=float(config["deploy"]["ready_timeout_s"]),
+            pod=K3sTarget.of(config, variant),
+        )
+
+    def with_restart(self, restart: str) -> DockerTarget:
+        """The same target with a resilience variant's restart policy (none or supervisor)."""
+        return dataclasses.replace(self, restart=restart)
+
+    def as_dict(self) -> dict[str, Any]:
+        """What a container's run depends on (the workflow's params: a change reruns it)."""
+        return {
+            "cpus": list(self.cpus),
+            "ready_timeout_s": self.ready_timeout_s,
+            "restart": self.restart,
+            "pod": {key: getattr(self.pod, key) for key in DOCKER_POD_KEYS},
+        }
+
+
+@dataclass(frozen=True)
+class ExternalTarget:
+    """`deploy.target: external`: a server that already runs, elsewhere or here, at the
+    variant's URL (deploy.external.urls); servebench builds, deploys and stops nothing."""
+
+    url: str
+    ready_path: str
+    ready_timeout_s: float
+    # The server's cores are not this machine's to measure: a run measures (and owns) only the
+    # generator's cores.
+    cpus: tuple[int, ...] = ()
+    name: str = "external"
+
+    @classmethod
+    def of(cls, config: dict[str, Any], variant: str | None = None) -> ExternalTarget:
+        external = config["deploy"]["external"]
+        return cls(
+            url=external["urls"].get(variant, "") if variant is not None else "",
+            ready_path=external["ready_path"],
+            ready_timeout_s=float(config["deploy"]["ready_timeout_s"]),
+        )
+
+
+def study_variants(config: dict[str, Any]) -> list[str]:
+    """Every variant name a job may serve: those under `variants` and, on the external target,
+    those with a URL (an external variant needs no definition under `variants`)."""
+    deploy = config["deploy"]
+    urls = deploy["external"]["urls"] if deploy["target"] == "external" else {}
+    return list(dict.fromkeys([*config["variants"], *urls]))
+
+
+DeployTarget = LocalTarget | K3sTarget | DockerTarget | ExternalTarget
 
 
 def deploy_target(config: dict[str, Any], variant: str | None = None) -> DeployTarget:
     """The configured deployment target's settings for `variant`."""
     if config["deploy"]["target"] == "k3s":
         return K3sTarget.of(config, variant)
+    if config["deploy"]["target"] == "docker":
+        return DockerTarget.of(config, variant)
+    if config["deploy"]["target"] == "external":
+        return ExternalTarget.of(config, variant)
     return LocalTarget(
         cpus=tuple(config["cpus"]["server"]),
         ready_timeout_s=float(config["deploy"]["ready_timeout_s"]),
@@ -283,7 +429,10 @@ class ResilienceSettings:
     @classmethod
     def of(cls, config: dict[str, Any], variant: str, fault: str) -> ResilienceSettings:
         resilience = config["resilience"]
-        fault_config = dict(resilience["faults"][fault])
+        if fault == PROBES_ONLY:  # a target without fault kinds: the load and the probes
+            fault_config = {"kind": "none", "at_s": math.nan}
+        else:
+            fault_config = dict(resilience["faults"][fault])
         kind = fault_config.pop("kind")
         at_s = float(fault_config.pop("at_s"))
         chosen = resilience["variants"][variant]

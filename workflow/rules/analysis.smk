@@ -22,6 +22,10 @@ rule tables:
     input:
         runs=ANALYSIS_INPUTS["runs"],
         calibration=ANALYSIS_INPUTS["calibration"],
+        # The capacity table's references (runtime, in-process ceiling) and the tuning table.
+        bentos=ANALYSIS_INPUTS["bentos"],
+        inprocess_bench=ANALYSIS_INPUTS["inprocess_bench"],
+        tuning=ANALYSIS_INPUTS["tuning"],
     output:
         **{
             name: report(path, caption=CAPTION.format(name), category="Tables")
@@ -49,6 +53,7 @@ rule figures:
         runs=ANALYSIS_INPUTS["runs"],
         calibration=ANALYSIS_INPUTS["calibration"],
         summary=TABLE_FILES["summary"],
+        tuning=TABLE_FILES["tuning"],
         token_lengths=ANALYSIS_INPUTS["token_lengths"],
         inprocess_bench=ANALYSIS_INPUTS["inprocess_bench"],
     output:
@@ -80,6 +85,7 @@ rule figures:
         },
         ci_level=config["analysis"]["ci_level"],
         slo_p99_ms=config["calibration"]["slo_p99_ms"],
+        tuned_variant=config["tuning"]["variant"],
         code=source_hash("analysis", "layout", "matrix", "records", "settings"),
     script:
         "../scripts/analysis_figures.py"

@@ -4,8 +4,10 @@
 
 rule calibrate:
     input:
-        bento=str(LAYOUT.bento_record("{variant}")),
+        bento=lambda wildcards: bento_input(wildcards.variant),
         payloads=str(LAYOUT.payloads_csv),
+        # docker target: the variant's image and the pod spec
+        container=container_inputs,
     output:
         steps=calibration_path("{target}", "{variant}", layout.STEPS),
         capacity=calibration_path("{target}", "{variant}", layout.CAPACITY),

@@ -26,6 +26,9 @@ from servebench.layout import Layout
 
 LAYOUT = Layout.of(config)
 RESULTS = config["results_dir"]
+# deploy.target external: servers that already run, one URL per variant; no model stage, no
+# Bento, nothing deployed (docs/external.md).
+EXTERNAL = config["deploy"]["target"] == "external"
 CONDA_ENV = "../../envs/servebench.yaml"
 
 
@@ -39,6 +42,7 @@ def all_targets():
     return (
         [str(LAYOUT.environment_json)]
         + model_targets()
+        + TUNING_TARGETS
         + bento_targets()
         + calibration_targets()
         + run_targets()
@@ -57,7 +61,7 @@ try:
     MODEL = resolve_model(config["model"])
 except ModelUnavailableError as error:
     raise WorkflowError(f"model: {error}") from None
-if MODEL.kind == "synthetic":
+if MODEL.kind == "synthetic" and not EXTERNAL:
     print(
         f"servebench: WARNING: using the SYNTHETIC model {MODEL.name} (random weights: "
         f"latency figures are meaningful, accuracy figures are not): {MODEL.reason}",
@@ -96,7 +100,10 @@ if set(MODEL_RUNTIMES) & set(CUDA_RUNTIMES):
 
 
 def model_targets():
-    """The model stage's final outputs (part of `all`)."""
+    """The model stage's final outputs (part of `all`); the payloads only on the external
+    target, whose servers serve a model of their own."""
+    if EXTERNAL:
+        return [str(LAYOUT.payloads_csv)]
     targets = [
         str(LAYOUT.payloads_csv),
         str(LAYOUT.token_lengths_csv),
@@ -123,24 +130,60 @@ BENTO_SOURCES = [
 ]
 
 
+from servebench.settings import TuningSettings
+
+TUNING = TuningSettings.of(config)
+# The stage runs (local target, tuning.enabled) and, unless pinned, its winner is the tuned
+# variant's Bento: then the variant's runtime is known only after the tuning.
+TUNING_RUNTIMES = [runtime for runtime in TUNING.runtimes if runtime in MODEL_RUNTIMES]
+TUNING_TARGETS = [str(LAYOUT.tuning_dir / layout.TUNED)] if TUNING.tunes(config) else []
+TUNED_VARIANT = TUNING.variant if TUNING.tunes(config) and not TUNING.pin else None
+
+
 def bento_runtime(wildcards):
     """The runtime a variant's Bento serves."""
     return config["variants"][wildcards.variant]["runtime"]
 
 
+def bento_runtime_inputs(name):
+    """A variant's model files (`name`: provenance or fidelity verdict); every candidate
+    runtime's for the tuned variant, whose runtime the tuning chooses."""
+
+    def inputs(wildcards):
+        if wildcards.variant == TUNED_VARIANT:
+            return [model_dir(runtime, name) for runtime in TUNING_RUNTIMES]
+        return [model_dir(bento_runtime(wildcards), name)]
+
+    return inputs
+
+
+def bento_requirements(wildcards):
+    """The Bento's pinned packages (every candidate runtime's for the tuned variant)."""
+    runtimes = (
+        TUNING_RUNTIMES
+        if wildcards.variant == TUNED_VARIANT
+        else [bento_runtime(wildcards)]
+    )
+    return [f"envs/bento-{runtime}.txt" for runtime in runtimes]
+
+
 def bento_targets():
-    """The Bento record of every variant of the experiment (part of `all`)."""
+    """The Bento record of every variant of the experiment (part of `all`); none on the
+    external target."""
+    if EXTERNAL:
+        return []
     return [str(LAYOUT.bento_record(name)) for name in config["experiment"]["variants"]]
 
 
 from servebench.fault_kinds import TARGETS
 from servebench.matrix import run_matrix, run_seed
-from servebench.settings import K3sTarget, ScenarioSettings
+from servebench.settings import DockerTarget, K3sTarget, ScenarioSettings
+from servebench.settings import study_variants
 
 
 wildcard_constraints:
     target="|".join(TARGETS),
-    variant="|".join(re.escape(name) for name in config["variants"]),
+    variant="|".join(re.escape(name) for name in study_variants(config)),
     scenario="|".join(re.escape(name) for name in config["scenarios"]),
     rep=r"\d+",
 
@@ -183,14 +226,40 @@ def reference_capacity(wildcards):
     return reference_capacity_path(wildcards.target)
 
 
-def k3s_deployment(wildcards):
-    """A K3s run's cluster settings, so that changing them reruns it; none for local runs."""
-    if wildcards.target != "k3s":
-        return {}
+def _bento_variant(wildcards):
+    """The Bento variant a run serves (a resilience variant names one)."""
     if "rvariant" in wildcards.keys():
-        variant = config["resilience"]["variants"][wildcards.rvariant]["variant"]
-        return K3sTarget.of(config, variant).as_dict()
-    return K3sTarget.of(config, wildcards.variant).as_dict()
+        return config["resilience"]["variants"][wildcards.rvariant]["variant"]
+    return wildcards.variant
+
+
+def k3s_deployment(wildcards):
+    """A K3s run's cluster settings, or a docker run's pod settings (its container's flags
+    come from the same rendered manifest): changing them reruns it. None for local runs.
+    """
+    if wildcards.target == "k3s":
+        return K3sTarget.of(config, _bento_variant(wildcards)).as_dict()
+    if wildcards.target == "docker":
+        return DockerTarget.of(config, _bento_variant(wildcards)).as_dict()
+    return {}
+
+
+def container_inputs(wildcards):
+    """What a run on the docker target deploys besides its Bento: the variant's image (rule
+    image) and the pod spec its container's flags are read from; nothing elsewhere.
+    """
+    if wildcards.target != "docker":
+        return []
+    return [
+        str(LAYOUT.image_record(_bento_variant(wildcards))),
+        "k3s/base/deployment.yaml",
+    ]
+
+
+def bento_input(variant):
+    """The Bento record a job of `variant` deploys; none on the external target (the job then
+    records the variant's URL instead)."""
+    return [] if EXTERNAL else str(LAYOUT.bento_record(variant))
 
 
 def run_priority(wildcards):

@@ -5,9 +5,11 @@
 
 rule loadtest:
     input:
-        bento=str(LAYOUT.bento_record("{variant}")),
+        bento=lambda wildcards: bento_input(wildcards.variant),
         payloads=str(LAYOUT.payloads_csv),
         capacity=reference_capacity,
+        # docker target: the variant's image and the pod spec
+        container=container_inputs,
     output:
         **{name.split(".")[0]: run_path(name) for name in layout.RUN_FILES},
     log:

@@ -21,6 +21,9 @@ rule model_pytorch:
         results("logs", "model", MODEL.name, "pytorch.log"),
     benchmark:
         results("benchmarks", "model", MODEL.name, "pytorch.tsv")
+    # Upstream of the tuning and the Bentos: done before any load test starts, so
+    # that the runs go in their ABBA order (loadtest's priorities are below 100).
+    priority: 100
     conda:
         CONDA_ENV
     params:
@@ -48,6 +51,9 @@ rule model_runtime:
         results("benchmarks", "model", MODEL.name, "{runtime}.tsv")
     wildcard_constraints:
         runtime="onnx|onnx-int8|pytorch-cuda-fp16|onnx-cuda-fp16",
+    # Upstream of the tuning and the Bentos: done before any load test starts, so
+    # that the runs go in their ABBA order (loadtest's priorities are below 100).
+    priority: 100
     conda:
         CONDA_ENV
     params:
@@ -68,6 +74,9 @@ rule payloads:
         str(LAYOUT.payloads_csv),
     log:
         results("logs", "data", "payloads.log"),
+    # Upstream of the tuning and the Bentos: done before any load test starts, so
+    # that the runs go in their ABBA order (loadtest's priorities are below 100).
+    priority: 100
     conda:
         CONDA_ENV
     params:
@@ -103,6 +112,9 @@ rule model_predictions:
         results("benchmarks", "model", MODEL.name, "{runtime}.predictions.tsv")
     wildcard_constraints:
         runtime=MODEL_RUNTIME_PATTERN,
+    # Upstream of the tuning and the Bentos: done before any load test starts, so
+    # that the runs go in their ABBA order (loadtest's priorities are below 100).
+    priority: 100
     conda:
         CONDA_ENV
     threads: 2
@@ -123,6 +135,9 @@ rule model_fidelity:
         results("logs", "model", MODEL.name, "{runtime}.fidelity.log"),
     wildcard_constraints:
         runtime=MODEL_RUNTIME_PATTERN,
+    # Upstream of the tuning and the Bentos: done before any load test starts, so
+    # that the runs go in their ABBA order (loadtest's priorities are below 100).
+    priority: 100
     conda:
         CONDA_ENV
     params:
@@ -143,6 +158,9 @@ rule inprocess_bench:
         results("logs", "model", MODEL.name, "{runtime}.inprocess_bench.log"),
     wildcard_constraints:
         runtime=MODEL_RUNTIME_PATTERN,
+    # Upstream of the tuning and the Bentos: done before any load test starts, so
+    # that the runs go in their ABBA order (loadtest's priorities are below 100).
+    priority: 100
     conda:
         CONDA_ENV
     # All cores: nothing else runs while a benchmark measures.

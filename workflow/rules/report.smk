@@ -30,6 +30,9 @@ rule report_html:
         token_lengths=ANALYSIS_INPUTS["token_lengths"],
         resilience=RESILIENCE_REPORT_INPUTS,
         status=str(LAYOUT.status_json),
+        # The variants as served (Bento records) and the tuning's choice.
+        bentos=ANALYSIS_INPUTS["bentos"],
+        tuning=ANALYSIS_INPUTS["tuning"],
         templates=REPORT_TEMPLATE_FILES,
     output:
         html=str(LAYOUT.report_html),

@@ -5,6 +5,7 @@
 # and the load test's other files), then results/tables/resilience.csv and one timeline figure
 # per fault (docs/resilience.md). The configuration's resilience rules are checked with the
 # others at start (common.smk).
+from servebench.fault_kinds import PROBES_ONLY, resilience_faults
 from servebench.layout import resilience_figure_names
 from servebench.matrix import fault_seed, resilience_fault_names, resilience_matrix
 from servebench.provenance import source_hash
@@ -42,11 +43,13 @@ RESILIENCE_REPORT_INPUTS = (
 
 rule resilience_run:
     input:
-        bento=lambda wildcards: str(
-            LAYOUT.bento_record(RESILIENCE["variants"][wildcards.rvariant]["variant"])
+        bento=lambda wildcards: bento_input(
+            RESILIENCE["variants"][wildcards.rvariant]["variant"]
         ),
         payloads=str(LAYOUT.payloads_csv),
         capacity=resilience_capacity,
+        # docker target: the variant's image and the pod spec
+        container=container_inputs,
     output:
         **{
             name.split(".")[0]: resilience_path(name)
@@ -58,7 +61,7 @@ rule resilience_run:
         ),
     wildcard_constraints:
         rvariant="|".join(re.escape(name) for name in RESILIENCE["variants"]),
-        fault="|".join(re.escape(name) for name in RESILIENCE["faults"]),
+        fault="|".join(re.escape(name) for name in resilience_faults(config)),
     conda:
         CONDA_ENV
     # A measurement owns the machine: all cores, so that no other job runs beside it.
@@ -67,7 +70,11 @@ rule resilience_run:
         loadtest=1,
     params:
         # Rerun when the fault, the variant's restart policy, the load or the pinning change.
-        fault=lambda wildcards: RESILIENCE["faults"][wildcards.fault],
+        fault=lambda wildcards: (
+            None
+            if wildcards.fault == PROBES_ONLY
+            else RESILIENCE["faults"][wildcards.fault]
+        ),
         variant=lambda wildcards: RESILIENCE["variants"][wildcards.rvariant],
         k3s=k3s_deployment,
         load={

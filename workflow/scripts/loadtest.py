@@ -13,7 +13,7 @@ spec = RunSpec(
 )
 out_dir = Path(sm.output.meta).parent
 summary = run_scenario(
-    sm.config, spec, sm.input.bento, sm.input.payloads, out_dir, sm.input.capacity or None
+    sm.config, spec, sm.input.bento or None, sm.input.payloads, out_dir, sm.input.capacity or None
 )
 state = "valid" if summary.valid else f"INVALID {summary.invalid_reasons}"
 logging.info("run %s finished: %s", out_dir, state)

@@ -9,6 +9,7 @@ written, as a panel that says what is missing, so the report and Snakemake alway
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -28,6 +29,8 @@ from servebench.analysis.results import (
 )
 from servebench.layout import FAULTS, INPROCESS_BENCH, RESOURCES, SERVER_METRICS, Layout
 from servebench.matrix import RunSpec, run_matrix
+from servebench.queueing import mg1_p99_ms
+from servebench.settings import study_variants
 
 COLUMN_WIDTH_IN = 3.5
 PAGE_WIDTH_IN = 7.0
@@ -63,6 +66,11 @@ FORMATS = ("png", "pdf")
 # Fixed metadata so that the same data gives byte-stable files.
 METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Creator": None}}
 
+# Why a study on the external target has no token-length or in-process figure.
+EXTERNAL_MODEL_NOTE = (
+    "deploy.target external: the servers serve a model of their own, which this workflow "
+    "does not prepare"
+)
 # Metric names of BentoML's Prometheus exposition (see deploy/local.py: server_metrics.csv).
 BATCH_SIZE_SUM = "bentoml_service_adaptive_batch_size_sum"
 BATCH_SIZE_COUNT = "bentoml_service_adaptive_batch_size_count"
@@ -279,10 +287,12 @@ def latency_throughput(
     colors: dict[str, str],
     out_base: Path,
     slo_p99_ms: float | None = None,
+    queueing_variant: str | None = None,
 ) -> list[Path]:
     """Every step of each variant's calibration search: p99 over all requests (and p50) against
     the rate really offered, with the SLO, the saturation throughput (dotted) and the capacity
-    at the SLO (dashed); answered against offered rate (the diagonal is 'keeps up')."""
+    at the SLO (dashed); answered against offered rate (the diagonal is 'keeps up'). For
+    `queueing_variant`, the M/G/1 p99 predicted from its unloaded service times (grey)."""
     plt = _pyplot()
     usable = {
         v: (steps, capacity)
@@ -344,6 +354,19 @@ def latency_throughput(
                         axes.axvline(value, color=color, ls=style, lw=0.5 + 0.8 * width / 2)
             if slo_p99_ms is None:
                 slo_p99_ms = capacity.get("slo_p99_ms")
+            service_ms = np.array(capacity.get("unloaded_ms") or [], dtype=float)
+            if variant == queueing_variant and len(service_ms):
+                # Up to 95% of the M/G/1 server's own capacity (1 / mean service time).
+                rates = np.linspace(0.05, 0.95, 19) * 1000.0 / float(np.mean(service_ms))
+                predicted = [mg1_p99_ms(service_ms, rate) for rate in rates]
+                latency_axes.plot(
+                    rates,
+                    predicted,
+                    "--",
+                    color="grey",
+                    lw=1.0,
+                    label=f"M/G/1 p99 from {variant}'s unloaded service times",
+                )
         if slo_p99_ms is not None:
             latency_axes.axhline(
                 slo_p99_ms, color="black", lw=0.8, ls="-.", label=f"SLO: p99 ≤ {slo_p99_ms:g} ms"
@@ -535,8 +558,9 @@ def token_lengths(
 
 
 def inprocess_bench(frames: dict[str, pd.DataFrame], out_base: Path) -> list[Path]:
-    """In-process throughput per runtime against batch size (no server, no HTTP): the ceiling
-    each runtime can reach on the server cores."""
+    """In-process throughput per runtime against batch size (no server, no HTTP), in payload
+    order (lines) and length-sorted (stars): the ceiling each runtime can reach on the server
+    cores."""
     plt = _pyplot()
     frames = {k: v for k, v in frames.items() if v is not None and len(v)}
     if not frames:
@@ -545,20 +569,83 @@ def inprocess_bench(frames: dict[str, pd.DataFrame], out_base: Path) -> list[Pat
         figure, axes = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.4))
         for index, (runtime, frame) in enumerate(frames.items()):
             threads = frame["threads"].max()
-            best = frame[frame["threads"] == threads].sort_values("batch_size")
+            color = PALETTE[(index + 2) % len(PALETTE)]
+            here = frame[frame["threads"] == threads]
+            order = here["order"] if "order" in here else pd.Series("payload", index=here.index)
+            payload = here[order == "payload"].sort_values("batch_size")
             axes.plot(
-                best["batch_size"],
-                best["sequences_per_s"],
+                payload["batch_size"],
+                payload["sequences_per_s"],
                 "-o",
                 ms=3,
-                color=PALETTE[(index + 2) % len(PALETTE)],
+                color=color,
                 label=f"{runtime} ({threads} thread{'s' if threads > 1 else ''})",
             )
+            ordered = here[order == "sorted"]
+            axes.scatter(
+                ordered["batch_size"],
+                ordered["sequences_per_s"],
+                marker="*",
+                s=40,
+                color=color,
+                zorder=3,
+            )
+        axes.scatter([], [], marker="*", s=40, color="black", label="length-sorted batches")
         axes.set_xscale("log", base=2)
         axes.set_xlabel("batch size (texts)")
         axes.set_ylabel("throughput (texts/s)")
         _legend(axes)
         axes.set_title("In-process throughput per runtime")
+        figure.tight_layout()
+        return save(figure, out_base)
+
+
+def tuning(table: pd.DataFrame | None, out_base: Path) -> list[Path]:
+    """Every configuration the tuning stage measured: SLO capacity against p50 at the common
+    rate; a race loser (open triangle) at the rate it failed, which bounds its capacity from
+    above; the Pareto front joined, the chosen one starred."""
+    plt = _pyplot()
+    if table is None or not len(table) or "common_p50_ms" not in table:
+        return placeholder(out_base, "Tuning", "the tuning stage did not run (no tuning.csv)")
+    p50 = pd.to_numeric(table["common_p50_ms"], errors="coerce")
+    capacity = pd.to_numeric(table["capacity_rps"], errors="coerce")
+    below = pd.to_numeric(table["capacity_below_rps"], errors="coerce")
+    measured = p50.notna() & capacity.notna()
+    lost = p50.notna() & capacity.isna() & below.notna()
+    front = table["pareto"].astype(bool) & measured
+    chosen = (table["outcome"] == "chosen") & measured
+    with plt.rc_context(STYLE):
+        figure, axes = plt.subplots(figsize=(PAGE_WIDTH_IN, 3.2))
+        axes.scatter(p50[measured], capacity[measured], color=PALETTE[2], s=22, label="measured")
+        axes.scatter(
+            p50[lost],
+            below[lost],
+            marker="v",
+            facecolors="white",
+            edgecolors=PALETTE[4],
+            s=26,
+            label="lost its race (capacity below)",
+        )
+        order = p50[front].sort_values().index
+        axes.plot(p50[order], capacity[order], "-", color=PALETTE[2], lw=0.8, label="Pareto front")
+        axes.scatter(
+            p50[chosen], capacity[chosen], marker="*", s=140, color=PALETTE[0], label="chosen"
+        )
+        for index in table.index[measured | lost]:
+            y = capacity[index] if measured[index] else below[index]
+            axes.annotate(
+                str(table.at[index, "trial"]),
+                (p50[index], y),
+                xytext=(3, 3),
+                textcoords="offset points",
+                fontsize=6,
+            )
+        rate = pd.to_numeric(table["common_rate_rps"], errors="coerce").dropna()
+        at = f" ({rate.iloc[0]:.3g} req/s)" if len(rate) else ""
+        axes.set_xlabel(f"p50 at the common rate{at} (ms)")
+        axes.set_ylabel("capacity at the SLO (req/s)")
+        _legend(axes, loc="best")
+        axes.set_title("Tuning: every configuration tried (tuning.csv)")
         figure.tight_layout()
         return save(figure, out_base)
 
@@ -852,7 +939,7 @@ def render_figures(
     experiment = config["experiment"]
     variants = list(experiment["variants"])
     scenarios = list(experiment["scenarios"])
-    colors = variant_colors(list(config["variants"]) or variants)
+    colors = variant_colors(study_variants(config) or variants)
     target = config["deploy"]["target"]
     ci_level = float(config["analysis"]["ci_level"])
     records = load_runs(specs, inputs.results_dir)
@@ -883,9 +970,16 @@ def render_figures(
         for problem in problems:
             note("latency_throughput", problem)
         calibration[variant] = (steps, capacity)
+    tuned = config["tuning"]["variant"]
     done(
         "latency_throughput",
-        latency_throughput(calibration, colors, out / "latency_throughput", slo),
+        latency_throughput(
+            calibration,
+            colors,
+            out / "latency_throughput",
+            slo,
+            queueing_variant=tuned if tuned in variants else None,
+        ),
     )
 
     arrivals_data = {}
@@ -941,11 +1035,17 @@ def render_figures(
             server_timeline(chosen_dirs, scenario, colors, out / f"server_{scenario}"),
         )
 
+    if target == "external":  # the servers' model is theirs: no model stage ran here
+        inputs = dataclasses.replace(
+            inputs, token_lengths_csv=None, token_lengths_json=None, inprocess_bench_csvs={}
+        )
+        for name in ("payload_tokens", "inprocess_bench"):
+            note(name, EXTERNAL_MODEL_NOTE)
     lengths = _read_csv(inputs.token_lengths_csv) if inputs.token_lengths_csv else None
     token_summary = None
     if inputs.token_lengths_json and inputs.token_lengths_json.is_file():
         token_summary = json.loads(inputs.token_lengths_json.read_text(encoding="utf-8"))
-    if lengths is None:
+    if lengths is None and inputs.token_lengths_csv is not None:
         note("payload_tokens", f"no {inputs.token_lengths_csv}")
     done("payload_tokens", token_lengths(lengths, token_summary, out / "payload_tokens"))
 
@@ -957,6 +1057,12 @@ def render_figures(
         else:
             frames[runtime] = frame
     done("inprocess_bench", inprocess_bench(frames, out / "inprocess_bench"))
+
+    tuning_path = inputs.tables_dir / "tuning.csv"
+    tuning_rows = _read_csv(tuning_path)
+    if tuning_rows is None or not len(tuning_rows):
+        note("tuning", f"no tuning stage ({tuning_path} empty or missing)")
+    done("tuning", tuning(tuning_rows, out / "tuning"))
 
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest

@@ -185,3 +185,14 @@ def read_calibration(
     else:
         problems.append(f"{folder}: no steps.csv")
     return capacity, steps, problems
+
+
+def bento_records(results_dir: str | Path, variants: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Each variant's Bento record (what it serves: runtime, knobs, model directory); variants
+    without one are left out."""
+    records = {}
+    for variant in variants:
+        record, _ = _read_json(Layout(results_dir).bento_record(variant))
+        if record is not None:
+            records[variant] = record
+    return records

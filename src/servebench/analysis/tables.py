@@ -15,6 +15,7 @@ import pandas as pd
 from servebench.analysis.results import (
     RunRecord,
     _flatten,
+    bento_records,
     load_runs,
     pooled_latencies,
     read_calibration,
@@ -33,8 +34,10 @@ from servebench.analysis.statistics import (
     t_interval,
     verdict,
 )
-from servebench.layout import SUMMARY, Layout
+from servebench.layout import INPROCESS_BENCH, SUMMARY, TUNING, Layout
 from servebench.matrix import RunSpec, run_matrix
+from servebench.queueing import mg1_capacity_rps
+from servebench.records import inprocess_ceiling
 from servebench.settings import AnalysisSettings
 
 # Metrics whose share of the total gain ablation.csv attributes to each optimization level.
@@ -554,10 +557,47 @@ CAPACITY_COLUMNS = [
     "unloaded_p99_ms",
     "saturation_vs_reference",
     "capacity_vs_reference",
+    "runtime",
+    "ceiling_texts_per_s",
+    "ceiling_strategy",
+    "serving_efficiency",
+    "mg1_capacity_rps",
+    "capacity_vs_mg1",
     "n_steps",
     "search_s",
     "note",
 ]
+
+
+def add_ceilings(
+    table: pd.DataFrame,
+    bentos: dict[str, dict[str, Any]],
+    calibrations: dict[str, dict[str, Any]],
+    cores: int,
+) -> pd.DataFrame:
+    """The capacity table's references: each variant's runtime, that runtime's in-process
+    ceiling on the server's cores (the model stage's best strategy), the serving efficiency
+    (saturation throughput / ceiling), and the M/G/1 capacity at the SLO predicted from the
+    variant's unloaded service times, with the measured capacity as a share of it."""
+    for index, row in table.iterrows():
+        record = bentos.get(row["variant"])
+        if record is None:
+            continue
+        table.at[index, "runtime"] = record["settings"]["runtime"]
+        ceiling = inprocess_ceiling(Path(record["runtime_dir"]) / INPROCESS_BENCH, cores)
+        if ceiling is not None:
+            table.at[index, "ceiling_texts_per_s"] = ceiling.texts_per_s
+            table.at[index, "ceiling_strategy"] = ceiling.strategy
+            if pd.notna(row["saturation_rps"]):
+                table.at[index, "serving_efficiency"] = row["saturation_rps"] / ceiling.texts_per_s
+        capacity = calibrations.get(row["variant"]) or {}
+        service_ms = np.array(capacity.get("unloaded_ms") or [], dtype=float)
+        if len(service_ms):
+            predicted = mg1_capacity_rps(service_ms, float(capacity["slo_p99_ms"]))
+            table.at[index, "mg1_capacity_rps"] = predicted
+            if predicted and pd.notna(row["capacity_rps"]):
+                table.at[index, "capacity_vs_mg1"] = row["capacity_rps"] / predicted
+    return table
 
 
 def capacity_table(
@@ -566,15 +606,18 @@ def capacity_table(
     variants: Sequence[str],
     reference: str,
     problems: list[str] | None = None,
+    cores: int = 1,
 ) -> pd.DataFrame:
     """capacity.csv: each variant's two answers of the calibration (saturation throughput and
-    capacity at the SLO, as rates answered and offered, with their brackets) and their ratios
-    to the reference variant's."""
+    capacity at the SLO, as rates answered and offered, with their brackets), their ratios
+    to the reference variant's, and their references (`add_ceilings`; `cores`: the server's)."""
     rows = []
+    calibrations = {}
     for variant in variants:
         capacity, steps, found = read_calibration(results_dir, target, variant)
         if problems is not None:
             problems += found
+        calibrations[variant] = capacity
         row: dict[str, Any] = {"target": target, "variant": variant, "note": ""}
         if capacity is not None:
             for key in (
@@ -599,7 +642,9 @@ def capacity_table(
         else:
             row["note"] = "not calibrated (no capacity.json)"
         rows.append(row)
-    table = pd.DataFrame(rows, columns=CAPACITY_COLUMNS)
+    table = pd.DataFrame(rows, columns=CAPACITY_COLUMNS).astype(
+        {"runtime": object, "ceiling_strategy": object}
+    )
     for answer in ("saturation", "capacity"):
         column = f"{answer}_rps"
         table[column] = pd.to_numeric(table[column], errors="coerce")
@@ -608,6 +653,42 @@ def capacity_table(
         table[f"{answer}_vs_reference"] = (
             table[column] / ref_value if math.isfinite(ref_value) and ref_value > 0 else np.nan
         )
+    return add_ceilings(table, bento_records(results_dir, variants), calibrations, cores)
+
+
+def pareto_front(capacity_rps: Sequence[float], p50_ms: Sequence[float]) -> list[bool]:
+    """Which points no other point beats on both (a higher capacity and a lower p50, one of
+    them strictly); a point with a missing value is on no front."""
+    points = list(zip(capacity_rps, p50_ms, strict=True))
+    front = []
+    for capacity, p50 in points:
+        if not (math.isfinite(capacity) and math.isfinite(p50)):
+            front.append(False)
+            continue
+        front.append(
+            not any(
+                other_capacity >= capacity
+                and other_p50 <= p50
+                and (other_capacity > capacity or other_p50 < p50)
+                for other_capacity, other_p50 in points
+                if math.isfinite(other_capacity) and math.isfinite(other_p50)
+            )
+        )
+    return front
+
+
+def tuning_table(results_dir: str | Path) -> pd.DataFrame:
+    """tuning.csv of the tuning stage (every configuration it tried) with `pareto`: on the
+    front of SLO capacity against p50 at the common rate (measured capacities only). Empty
+    when the stage did not run."""
+    path = Layout(results_dir).tuning_dir / TUNING
+    if not path.is_file():
+        return pd.DataFrame(columns=["trial", "configuration", "outcome", "pareto"])
+    table = pd.read_csv(path)
+    table["pareto"] = pareto_front(
+        pd.to_numeric(table["capacity_rps"], errors="coerce").fillna(math.nan).tolist(),
+        pd.to_numeric(table["common_p50_ms"], errors="coerce").fillna(math.nan).tolist(),
+    )
     return table
 
 
@@ -642,7 +723,10 @@ def build_tables(
     reference = experiment["reference_variant"]
     variants = list(experiment["variants"])
     scenarios = list(experiment["scenarios"])
-    all_variants = list(config["variants"])
+    # On the external target the variants are URLs: no ablation variant of `variants` ran.
+    all_variants = (
+        list(config["variants"]) if config["deploy"]["target"] != "external" else variants
+    )
     target = config["deploy"]["target"]
     problems: list[str] = []
     records = load_runs(specs, results_dir)
@@ -655,7 +739,8 @@ def build_tables(
                 problems.append(f"{record.path}: missing {', '.join(absent)}")
     runs = runs_table(records)
     latencies = pooled_latencies(records, problems)
-    capacity = capacity_table(results_dir, target, variants, reference, problems)
+    cores = len(config["cpus"]["server"]) if isinstance(config["cpus"]["server"], list) else 1
+    capacity = capacity_table(results_dir, target, variants, reference, problems, cores)
     optimized = "optimized" if "optimized" in all_variants else _first_other(variants, reference)
     tables = {
         "runs": runs,
@@ -671,6 +756,7 @@ def build_tables(
             scenarios=scenarios,
         ),
         "capacity": capacity,
+        "tuning": tuning_table(results_dir),
         "invalid_runs": invalid_runs_table(records),
         "problems": pd.DataFrame({"problem": problems}, columns=["problem"]),
     }

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from servebench.config import DEFAULT_CONFIG_PATH, load_yaml
+from servebench.config import load_config
 from servebench.model import bench as model_bench
 from servebench.model import build
 from servebench.model import fidelity as model_fidelity
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     reference_csv = args.model_dir / "pytorch" / "payload_probabilities.csv"
     if not reference_csv.is_file() or not args.payloads.is_file():
         raise SystemExit(f"run the model stage first: {reference_csv} or {args.payloads} missing")
-    cpus = load_yaml(DEFAULT_CONFIG_PATH)["cpus"]["server"]
+    cpus = load_config()["cpus"]["server"]  # resolved: cpus.server may be auto
     payloads = read_payloads(args.payloads)
     texts = payloads["text"].tolist()
     labels = read_provenance(args.model_dir / "pytorch")["labels"]

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from servebench.config import DEFAULT_CONFIG_PATH, load_yaml
+from servebench.config import load_config
 from servebench.model.runtime import load_runtime, read_provenance
 
 logger = logging.getLogger("single_core_ceiling")
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         read_provenance(args.model_dir / runtime)
     if not args.payloads.is_file():
         raise SystemExit(f"{args.payloads} missing: run the model stage first")
-    server_cpus = load_yaml(DEFAULT_CONFIG_PATH)["cpus"]["server"]
+    server_cpus = load_config()["cpus"]["server"]  # resolved: cpus.server may be auto
     os.sched_setaffinity(0, set(server_cpus))
     texts = pd.read_csv(args.payloads)["text"].tolist()[: args.n_texts]
     plans = batchings(texts)

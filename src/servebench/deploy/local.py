@@ -10,16 +10,22 @@ given, pinned to `cpus` (inherited by every BentoML worker). `local_server` wait
 process of the server: the process group, and each worker BentoML started in a session of its
 own (tracked as they appear). SIGTERM is turned into an exception while a server runs, so
 `kill` of the caller stops the server as Ctrl-C does; if the caller dies without running its
-`finally` (SIGKILL), the kernel sends the server SIGTERM (PR_SET_PDEATHSIG) and the service
-does the same for its workers.
+`finally` (SIGKILL), the kernel sends the server SIGTERM (PR_SET_PDEATHSIG, set by the launcher
+of servebench.children, not by a preexec_fn: a supervised restart starts a server from a
+thread) and the service does the same for its workers.
+
+A port already in use before the start is an error that says so; the server is ready when
+GET /readyz answers 200 *and* the socket listening on its port belongs to one of the server's
+processes (another server answering on the port is not this one being ready).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import errno
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -31,6 +37,7 @@ from typing import Any
 import psutil
 
 from servebench.bento import bentoml_exe
+from servebench.children import guarded
 from servebench.cpus import check_cpus
 from servebench.deploy.monitor import Monitor
 from servebench.layout import SERVER_LOG
@@ -41,7 +48,6 @@ HOST = LOOPBACK
 READY_POLL_S = 0.25
 STOP_GRACE_S = 15.0
 LOG_TAIL_LINES = 40
-PR_SET_PDEATHSIG = 1
 
 
 class ServerStartError(RuntimeError):
@@ -112,28 +118,78 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:]) or "(server log is empty)"
 
 
-def _child_setup(cpus: list[int]) -> Any:
-    """preexec_fn of the server: pin it, and have the kernel SIGTERM it when we die."""
+def port_holders(port: int) -> list[psutil.Process]:
+    """The processes with a TCP socket listening on `port` (any address), as far as this
+    user may see them."""
+    holders: dict[int, psutil.Process] = {}
+    with contextlib.suppress(psutil.Error):
+        for connection in psutil.net_connections(kind="tcp"):
+            if (
+                connection.status == psutil.CONN_LISTEN
+                and connection.laddr
+                and connection.laddr.port == port
+                and connection.pid
+            ):
+                with contextlib.suppress(psutil.Error):
+                    holders[connection.pid] = psutil.Process(connection.pid)
+    return list(holders.values())
 
-    def setup() -> None:
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-        with contextlib.suppress(Exception):
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
-    return setup
+def _describe(processes: Sequence[psutil.Process]) -> str:
+    names = []
+    for process in processes:
+        try:
+            names.append(f"pid {process.pid} ({' '.join(process.cmdline())[:120]})")
+        except psutil.Error:
+            names.append(f"pid {process.pid}")
+    return ", ".join(names) or "a process this user cannot see"
+
+
+def check_port_free(host: str, port: int) -> None:
+    """ServerStartError when `port` on `host` is taken (bound the way the server will bind it,
+    SO_REUSEADDR: a port left in TIME_WAIT by a killed server is free)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            raise ServerStartError(
+                f"port {port} on {host} is already in use, by {_describe(port_holders(port))}: "
+                "stop that server or choose another port"
+            ) from None
+
+
+def listens_on_port(server: LocalServer) -> bool:
+    """Whether one of the server's processes has the socket listening on its port."""
+    for process in server.processes():
+        with contextlib.suppress(psutil.Error):
+            for connection in process.net_connections(kind="tcp"):
+                if (
+                    connection.status == psutil.CONN_LISTEN
+                    and connection.laddr
+                    and connection.laddr.port == server.port
+                ):
+                    return True
+    return False
 
 
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
-    """While a server runs, SIGTERM/SIGHUP raise Terminated so that `finally` blocks run."""
+    """While a server runs, SIGTERM/SIGHUP raise Terminated so that `finally` blocks run. Only
+    the first one raises: a second SIGTERM (a supervisor repeating itself) must not cut short
+    the teardown that the first one started (a K3s deployment's delete, its port-forward)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous: dict[int, Any] = {}
+    raised: list[int] = []
 
     def handler(signum: int, _frame: Any) -> None:
+        if raised:
+            return
+        raised.append(signum)
         raise Terminated(128 + signum)
 
     for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -148,8 +204,22 @@ def sigterm_raises() -> Iterator[None]:
             signal.signal(signum, current if current is not None else signal.SIG_DFL)
 
 
+# Thread counts the runtimes read from the environment. Snakemake sets them to a job's
+# `threads` (all cores for a measurement rule): inherited, they would give the baseline's
+# PyTorch 4 threads on its 1 core. A variant's threads are its own (threads_per_worker).
+THREAD_ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
 def server_env(bentoml_home: str | Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
+    """The server's environment: this process's, without inherited thread counts."""
+    env = {key: value for key, value in os.environ.items() if key not in THREAD_ENV_VARS}
     env.update(
         {
             "BENTOML_HOME": str(Path(bentoml_home).resolve()),
@@ -175,20 +245,22 @@ def start_server(
     """Start `bentoml serve <tag>` in its own session; does not wait for readiness."""
     cores = check_cpus(cpus) if cpus else []
     port = port or free_port(host)
+    check_port_free(host, port)
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     command = [bentoml_exe(), "serve", tag, "--host", host, "--port", str(port)]
     with log_path.open("w", encoding="utf-8") as log:
         log.write(f"# {' '.join(command)}  (cpus {cores or 'all'})\n")
         log.flush()
+        # Pinned, SIGTERMed by the kernel when the starting thread dies: the launcher
+        # (servebench.children) sets both and execs bentoml, no preexec_fn.
         process = subprocess.Popen(
-            command,
+            guarded(command, cpus=cores, death_signal=signal.SIGTERM),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=server_env(bentoml_home, extra_env),
             start_new_session=True,
-            preexec_fn=_child_setup(cores),
         )
     return LocalServer(
         tag=tag, host=host, port=port, cpus=cores, log_path=log_path, process=process
@@ -208,7 +280,13 @@ def wait_ready(server: LocalServer, timeout_s: float) -> float:
             )
         status, _ = http_get(server.url + "/readyz", timeout_s=1.0)
         if status == 200:
-            return time.monotonic() - started
+            if listens_on_port(server):
+                return time.monotonic() - started
+            raise ServerStartError(
+                f"port {server.port} answers GET /readyz, but its listening socket belongs to"
+                f" {_describe(port_holders(server.port))}, not to bentoml serve {server.tag}"
+                f" (pid {server.pid}): another server holds the port"
+            )
         if time.monotonic() - started > timeout_s:
             raise ServerStartError(
                 f"bentoml serve {server.tag} was not ready after {timeout_s:.0f} s "
@@ -306,6 +384,7 @@ class LocalDeployment:
             log_path=self.out_dir / name,
             cpus=self.target.cpus,
             port=port,
+            extra_env=dict(self.target.environment),
         )
         self.servers.append(server)
         wait_ready(server, self.target.ready_timeout_s)

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from servebench.deploy import deployed
-from servebench.jobs.common import clear_dir, measured_loadtest, read_json
+from servebench.jobs.common import clear_dir, deployment_record, measured_loadtest
 from servebench.layout import CAPACITY, STEPS
 from servebench.loadgen.probe import sequential_latencies_ms, wait_until_idle
 from servebench.loadgen.runner import DEFAULT_BODY_TEMPLATE, render_body
@@ -56,8 +56,10 @@ from servebench.settings import (
 
 log = logging.getLogger("servebench.jobs")
 
-# A rate this far below the first step without an SLO pass ends the downward search.
-LOWEST_RATE_FRACTION = 1 / 64
+# A rate this far below the first step (a utilization of about 3%) without an SLO pass ends
+# the downward search: there the tail is the service time's own, not queueing's, and a step
+# of min_step_requests takes 16 times as long as the first one.
+LOWEST_RATE_FRACTION = 1 / 16
 # Most repeats at the SLO answer (each failed confirmation narrows the bracket again).
 MAX_CONFIRMATIONS = 3
 # Most measurements of one step whose measurement failed (other processes on the cores).
@@ -189,84 +191,121 @@ class SearchResult:
             "unloaded_requests": len(unloaded),
             "unloaded_p50_ms": quantile(unloaded, 0.5) if len(unloaded) else None,
             "unloaded_p99_ms": quantile(unloaded, 0.99) if len(unloaded) else None,
+            # Response times alone on the server, in arrival order: the service-time sample
+            # of the queueing reference (servebench.analysis.queueing).
+            "unloaded_ms": [round(value, 3) for value in self.unloaded_ms],
             "steps_run": len(self.steps),
             "search_s": round(self.search_s, 1),
             "notes": self.notes,
         }
 
 
-def search_capacity(
-    url: str,
-    payloads_path: str | Path,
-    calibration: CalibrationSettings,
-    generator: LoadgenSettings,
-    out_dir: Path,
-    *,
-    seed: int,
-    measured_cpus: tuple[int, ...] = (),
-    server_alive: Callable[[], bool] = lambda: True,
-    body_template: str = DEFAULT_BODY_TEMPLATE,
-    foreign_cpu_max_percent: float = 100.0,
-) -> SearchResult:
-    """The search against `url` + the generator's endpoint (see the module's docstring); step
+class Searcher:
+    """The search against one server (see the module's docstring), step by step: the tuning
+    stage uses its steps one at a time (servebench.jobs.tune); `search()` runs it all. Step
     folders go under `out_dir`."""
-    started = time.monotonic()
-    result = SearchResult()
-    bodies = [render_body(body_template, text) for text in read_texts(payloads_path)]
-    target = url.rstrip("/") + generator.endpoint
-    cpus = generator.cpus
-    # Unloaded: a few requests one after another, after two that warm the server up.
-    probe = sequential_latencies_ms(target, bodies, calibration.unloaded_requests + 2, cpus=cpus)
-    result.unloaded_ms = [value for value in probe[2:] if value is not None]
-    if len(result.unloaded_ms) < calibration.unloaded_requests / 2:
-        raise RuntimeError(
-            f"{target} answered only {len(result.unloaded_ms)} of {len(probe) - 2} sequential "
-            "requests: no calibration possible"
-        )
-    unloaded = sorted(result.unloaded_ms)
-    p50_ms = quantile(_array(unloaded), 0.5)
-    p99_ms = quantile(_array(unloaded), 0.99)
-    idle_ms = max(2.0 * p99_ms, p50_ms + 20.0)
-    log.info("unloaded: p50 %.1f ms, p99 %.1f ms over %d requests", p50_ms, p99_ms, len(unloaded))
-    if p99_ms > calibration.slo_p99_ms:
-        result.unattainable = (
-            f"unattainable: the unloaded p99 is {p99_ms:.4g} ms > SLO {calibration.slo_p99_ms:g} "
-            f"ms ({len(unloaded)} requests one at a time)"
-        )
 
-    def run(rate: float, phase: str) -> Step:
+    def __init__(
+        self,
+        url: str,
+        payloads_path: str | Path,
+        calibration: CalibrationSettings,
+        generator: LoadgenSettings,
+        out_dir: Path,
+        *,
+        seed: int,
+        measured_cpus: tuple[int, ...] = (),
+        server_alive: Callable[[], bool] = lambda: True,
+        body_template: str = DEFAULT_BODY_TEMPLATE,
+        foreign_cpu_max_percent: float = 100.0,
+        headers: dict[str, str] | None = None,
+        deadline_monotonic: float | None = None,
+    ) -> None:
+        self.url = url
+        # No step starts after this time.monotonic() (the tuning stage's budget): the answers
+        # are then the brackets measured so far, with a note.
+        self.deadline_monotonic = deadline_monotonic
+        self.headers = headers  # sent with every request: probes and steps (-H)
+        self.payloads_path = payloads_path
+        self.calibration = calibration
+        self.generator = generator
+        self.out_dir = out_dir
+        self.seed = seed
+        self.measured_cpus = measured_cpus
+        self.server_alive = server_alive
+        self.body_template = body_template
+        self.foreign_cpu_max_percent = foreign_cpu_max_percent
+        self.result = SearchResult()
+        self.bodies = [render_body(body_template, text) for text in read_texts(payloads_path)]
+        self.target = url.rstrip("/") + generator.endpoint
+        self.started = time.monotonic()
+        self.unloaded_p50_ms: float | None = None
+        self.idle_ms = 0.0
+
+    def probe_unloaded(self) -> float:
+        """A few requests one after another (after two that warm the server up): the unloaded
+        p50 service time in ms, which the search starts from."""
+        calibration, result = self.calibration, self.result
+        count = calibration.unloaded_requests
+        probe = sequential_latencies_ms(
+            self.target, self.bodies, count + 2, cpus=self.generator.cpus, headers=self.headers
+        )
+        result.unloaded_ms = [value for value in probe[2:] if value is not None]
+        if len(result.unloaded_ms) < count / 2:
+            raise RuntimeError(
+                f"{self.target} answered only {len(result.unloaded_ms)} of {count} sequential "
+                "requests: no calibration possible"
+            )
+        unloaded = _array(sorted(result.unloaded_ms))
+        p50_ms, p99_ms = quantile(unloaded, 0.5), quantile(unloaded, 0.99)
+        self.unloaded_p50_ms = p50_ms
+        self.idle_ms = max(2.0 * p99_ms, p50_ms + 20.0)
+        log.info("unloaded: p50 %.1f ms, p99 %.1f ms over %d requests", p50_ms, p99_ms, count)
+        if p99_ms > calibration.slo_p99_ms:
+            result.unattainable = (
+                f"unattainable: the unloaded p99 is {p99_ms:.4g} ms > SLO "
+                f"{calibration.slo_p99_ms:g} ms ({len(unloaded)} requests one at a time)"
+            )
+        return p50_ms
+
+    def step(self, rate: float, phase: str) -> Step:
         """One step at `rate`; a step whose measurement failed is kept, discarded and run again
         (at most MAX_REMEASURES times)."""
         for _ in range(MAX_REMEASURES):
-            step = measure(rate, phase)
+            step = self._measure(rate, phase)
             if not step.discarded:
                 break
             log.warning("step %d discarded (%s): measuring again", step.index, step.reasons)
         return step
 
-    def measure(rate: float, phase: str) -> Step:
+    def _measure(self, rate: float, phase: str) -> Step:
+        calibration, result = self.calibration, self.result
         index = len(result.steps)
         measured_s = max(
             calibration.min_step_duration_s,
             seconds_for_requests(rate, calibration.min_step_requests),
         )
-        step_started = time.monotonic()
+        started = time.monotonic()
         summary = measured_loadtest(
-            measured_cpus,
-            foreign_cpu_max_percent,
+            self.measured_cpus,
+            self.foreign_cpu_max_percent,
             calibration.min_step_requests,
-            host=url,
-            out_dir=out_dir / f"step{index}",
-            seed=derived_seed(seed, "calibration", index),
+            host=self.url,
+            out_dir=self.out_dir / f"step{index}",
+            seed=derived_seed(self.seed, "calibration", index),
             arrival="exponential",
             rate_rps=rate,
             duration_s=calibration.step_warmup_s + measured_s,
             warmup_s=calibration.step_warmup_s,
-            payloads=payloads_path,
-            generator=generator,
-            body_template=body_template,
+            payloads=self.payloads_path,
+            generator=self.generator,
+            body_template=self.body_template,
+            headers=self.headers,
         )
-        keeps_up, meets_slo, reasons = judge_step(summary, calibration, server_alive())
+        keeps_up, meets_slo, reasons = judge_step(summary, calibration, self.server_alive())
+        discarded = (summary.foreign_cpu_percent or 0.0) > self.foreign_cpu_max_percent or (
+            summary.n_measured < calibration.min_step_requests
+        )
         step = Step(
             index,
             phase,
@@ -275,7 +314,8 @@ def search_capacity(
             keeps_up,
             meets_slo,
             reasons,
-            time.monotonic() - step_started,
+            time.monotonic() - started,
+            discarded,
         )
         result.steps.append(step)
         log.info(
@@ -288,72 +328,108 @@ def search_capacity(
             "meets the SLO" if meets_slo else ("keeps up" if keeps_up else "; ".join(reasons)),
         )
         if not keeps_up:
-            wait_until_idle(target, bodies, idle_ms, cpus=cpus)
+            wait_until_idle(
+                self.target,
+                self.bodies,
+                self.idle_ms,
+                cpus=self.generator.cpus,
+                headers=self.headers,
+            )
         return step
 
-    def budget_left() -> bool:
-        if len(result.steps) < calibration.max_steps:
+    def _budget_left(self) -> bool:
+        result, max_steps = self.result, self.calibration.max_steps
+        deadline = self.deadline_monotonic
+        if deadline is not None and time.monotonic() >= deadline:
+            if not any("time budget" in note for note in result.notes):
+                result.notes.append(
+                    f"the search stopped at its time budget after {len(result.steps)} steps"
+                )
+            return False
+        if len(result.steps) < max_steps:
             return True
         if not any("max_steps" in note for note in result.notes):
             result.notes.append(
-                f"the search stopped after calibration.max_steps = {calibration.max_steps} steps"
+                f"the search stopped after calibration.max_steps = {max_steps} steps"
             )
         return False
 
-    def bisect(passed: Callable[[Step], bool], phase: str, top: float | None = None) -> None:
-        while budget_left():
-            lo, hi = bracket(result.steps, passed)
+    def _bisect(self, passed: Callable[[Step], bool], phase: str, top: float | None = None) -> None:
+        while self._budget_left():
+            lo, hi = bracket(self.result.steps, passed)
             if top is not None and (hi is None or top < hi):
                 hi = top
-            if lo is None or hi is None or hi / lo <= 1.0 + calibration.bracket_precision:
+            if lo is None or hi is None or hi / lo <= 1.0 + self.calibration.bracket_precision:
                 return
-            run(math.sqrt(lo * hi), phase)
+            self.step(math.sqrt(lo * hi), phase)
 
-    keeps_up = lambda step: step.keeps_up  # noqa: E731
-    meets_slo = lambda step: step.meets_slo  # noqa: E731
-    # Ramp up to the first step that does not keep up (down, when even the first does not).
-    rate = calibration.start_utilization * 1000.0 / p50_ms
-    first = rate
-    while budget_left():
-        if run(rate, "ramp").keeps_up:
-            if bracket(result.steps, keeps_up)[1] is not None:
+    def search(self) -> SearchResult:
+        """Both answers: ramp, bisect the saturation bracket, then the SLO's, and confirm (the
+        steps already measured count)."""
+        calibration, result = self.calibration, self.result
+        p50_ms = self.unloaded_p50_ms or self.probe_unloaded()
+        steps = result.steps
+        # Ramp up to the first step that does not keep up (down, when even the first does not).
+        first = calibration.start_utilization * 1000.0 / p50_ms
+        while self._budget_left():
+            lo, hi = bracket(steps, _keeps_up)
+            if lo is not None and hi is not None:
                 break
-            rate *= calibration.ramp_factor
-        else:
-            lo, _ = bracket(result.steps, keeps_up)
-            if lo is not None:
-                break
-            rate /= calibration.ramp_factor
-            if rate < first * LOWEST_RATE_FRACTION:
-                result.notes.append(f"no step kept up down to {rate:.3g} req/s")
-                break
-    bisect(keeps_up, "saturation")
-    # The SLO: down from the lowest step until one meets it, then bisect and confirm.
-    if result.unattainable is None:
-        while budget_left() and bracket(result.steps, meets_slo)[0] is None:
-            rate = min(step.rate_rps for step in result.steps) / calibration.ramp_factor
-            if rate < first * LOWEST_RATE_FRACTION:
+            if hi is None:
+                rate = first if lo is None else lo * calibration.ramp_factor
+            else:
+                rate = hi / calibration.ramp_factor
+                if rate < first * LOWEST_RATE_FRACTION:
+                    result.notes.append(f"no step kept up down to {rate:.3g} req/s")
+                    break
+            self.step(rate, "ramp")
+        self._bisect(_keeps_up, "saturation")
+        # The SLO: down from the lowest step until one meets it, then bisect and confirm.
+        if result.unattainable is None:
+            while self._budget_left() and bracket(steps, _meets_slo)[0] is None:
+                rate = min(step.rate_rps for step in steps) / calibration.ramp_factor
+                if rate < first * LOWEST_RATE_FRACTION:
+                    result.unattainable = (
+                        f"unattainable: no step met p99 <= {calibration.slo_p99_ms:g} ms down "
+                        f"to {rate * calibration.ramp_factor:.3g} req/s"
+                    )
+                    break
+                self.step(rate, "slo")
+        if result.unattainable is None:
+            for _ in range(MAX_CONFIRMATIONS):
+                self._bisect(_meets_slo, "slo", top=bracket(steps, _keeps_up)[1])
+                lo, _ = bracket(steps, _meets_slo)
+                if lo is None or not self._budget_left():
+                    break
+                if self.step(lo, "confirm").meets_slo:
+                    result.confirmed = True
+                    break
+            if bracket(steps, _meets_slo)[0] is None:
                 result.unattainable = (
-                    f"unattainable: no step met p99 <= {calibration.slo_p99_ms:g} ms down to "
-                    f"{rate * calibration.ramp_factor:.3g} req/s"
+                    f"unattainable: no rate met p99 <= {calibration.slo_p99_ms:g} ms twice"
                 )
-                break
-            run(rate, "slo")
-    if result.unattainable is None:
-        for _ in range(MAX_CONFIRMATIONS):
-            bisect(meets_slo, "slo", top=bracket(result.steps, keeps_up)[1])
-            lo, _ = bracket(result.steps, meets_slo)
-            if lo is None or not budget_left():
-                break
-            if run(lo, "confirm").meets_slo:
-                result.confirmed = True
-                break
-        if bracket(result.steps, meets_slo)[0] is None:
-            result.unattainable = (
-                f"unattainable: no rate met p99 <= {calibration.slo_p99_ms:g} ms twice"
-            )
-    result.search_s = time.monotonic() - started
-    return result
+        result.search_s = time.monotonic() - self.started
+        return result
+
+
+def _keeps_up(step: Step) -> bool:
+    return step.keeps_up
+
+
+def _meets_slo(step: Step) -> bool:
+    return step.meets_slo
+
+
+def search_capacity(
+    url: str,
+    payloads_path: str | Path,
+    calibration: CalibrationSettings,
+    generator: LoadgenSettings,
+    out_dir: Path,
+    **options: Any,
+) -> SearchResult:
+    """The whole search against `url` + the generator's endpoint (see Searcher)."""
+    return Searcher(url, payloads_path, calibration, generator, out_dir, **options).search()
 
 
 def _array(values: list[float]) -> Any:
@@ -379,19 +455,21 @@ def write_calibration(
 def calibrate(
     config: dict[str, Any],
     variant: str,
-    bento_record_path: str | Path,
+    bento_record_path: str | Path | None,
     payloads_path: str | Path,
     out_dir: str | Path,
 ) -> dict[str, Any]:
     """The study's calibration of one variant: deploy it, search, tear down; writes steps.csv,
-    capacity.json and step<i>/ folders."""
+    capacity.json and step<i>/ folders. `bento_record_path`: None on the external target."""
     out = Path(out_dir)
     clear_dir(out)
     calibration = CalibrationSettings.of(config)
     generator = LoadgenSettings.of(config)
     target = deploy_target(config, variant)
-    record = read_json(bento_record_path)
+    record = deployment_record(config, variant, bento_record_path)
     extra = {"variant": variant, "target": target.name, "bento_tag": record["tag"]}
+    if record.get("url"):
+        extra["url"] = record["url"]
     try:
         with deployed(target, record, out) as deployment:
             result = search_capacity(

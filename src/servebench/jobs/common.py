@@ -23,6 +23,21 @@ def read_json(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def deployment_record(
+    config: dict[str, Any], variant: str, bento_record_path: str | Path | None
+) -> dict[str, Any]:
+    """What a job deploys and records in meta.json: the variant's Bento record (bento.smk), or,
+    on the external target, where nothing is built, a record of the variant's URL."""
+    if bento_record_path is not None:
+        return read_json(bento_record_path)
+    if config["deploy"]["target"] != "external":
+        raise ValueError(
+            f"no Bento record of {variant!r}: deploy.target {config['deploy']['target']!r} "
+            "serves the variant's Bento"
+        )
+    return {"tag": None, "url": config["deploy"]["external"]["urls"][variant], "settings": {}}
+
+
 def clear_dir(directory: Path) -> None:
     """Start a job from an empty folder: no file of an earlier, interrupted attempt survives."""
     if directory.exists():
@@ -120,6 +135,8 @@ def run_meta(
         **identity,
         "variant_settings": settings,
         "bento_tag": record.get("tag"),
+        # The external target's server (it has no Bento).
+        **({"url": record["url"]} if record.get("url") else {}),
         "model_name": provenance.get("name") or provenance.get("model_name"),
         "weights": provenance.get("weights"),
         "runtime": settings.get("runtime"),

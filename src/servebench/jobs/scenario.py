@@ -15,8 +15,8 @@ from typing import Any
 from servebench.deploy import deployed
 from servebench.jobs.common import (
     clear_dir,
+    deployment_record,
     measured_loadtest,
-    read_json,
     reference_saturation_rps,
     run_meta,
     write_missing_outputs,
@@ -33,20 +33,22 @@ log = logging.getLogger("servebench.jobs")
 def run_scenario(
     config: dict[str, Any],
     spec: RunSpec,
-    bento_record_path: str | Path,
+    bento_record_path: str | Path | None,
     payloads_path: str | Path,
     out_dir: str | Path,
     reference_capacity_path: str | Path | None = None,
 ) -> RunSummary:
-    """One run of the matrix. Returns the summary; a failed run returns an invalid summary."""
+    """One run of the matrix. Returns the summary; a failed run returns an invalid summary.
+    `bento_record_path`: None on the external target (no Bento)."""
     out = Path(out_dir)
     clear_dir(out)
     scenario = ScenarioSettings.of(config, spec.scenario)
     generator = LoadgenSettings.of(config)
     target = deploy_target(config, spec.variant)
-    record = read_json(bento_record_path)
+    record = deployment_record(config, spec.variant, bento_record_path)
     seed = run_seed(config, spec.scenario, spec.repetition)
     rate_rps: float | None = None
+    notes: list[str] = []
     started = time.time()
     try:
         rate_rps = scenario.offered_rate_rps(reference_saturation_rps(reference_capacity_path))
@@ -72,6 +74,7 @@ def run_scenario(
                 payloads=payloads_path,
                 generator=generator,
             )
+        notes = list(getattr(deployment, "notes", []))  # what the target could not measure
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as error:  # a failed run is data, not a stopped workflow
@@ -95,5 +98,7 @@ def run_scenario(
     meta["wall_time_s"] = round(time.time() - started, 3)
     meta["valid"] = summary.valid
     meta["invalid_reasons"] = summary.invalid_reasons
+    if notes:
+        meta["deployment_notes"] = notes
     write_json(out / META, meta)
     return summary

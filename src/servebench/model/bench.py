@@ -1,5 +1,14 @@
-"""The in-process ceiling: latency and throughput per runtime, batch size and thread count,
-pinned to the server's cores (what the served system is compared with)."""
+"""The in-process ceiling: latency and throughput per runtime, batch size, thread count and
+batch order, pinned to the server's cores (what the served system is compared with).
+
+Two orders (column `order`):
+- `payload`: consecutive payloads as the load tests send them, in batches of each batch size;
+- `sorted`: a sample of the payloads that keeps their length distribution (every k-th of them
+  sorted by length), cut into batches of neighbours by length, whole passes only. No server
+  batches better than this (it would need every request at once): it is the best strategy of
+  `servebench bench single-core-ceiling` measured in every study, and the ceiling that the
+  serving efficiency divides by.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +41,16 @@ def bench_thread_counts(n_cores: int) -> list[int]:
     return sorted(counts)
 
 
+def length_sorted_sample(texts: Sequence[str], size: int) -> list[str]:
+    """`size` texts that keep the length distribution of `texts` (every k-th by length),
+    shortest first."""
+    by_length = sorted(texts, key=len)
+    if size >= len(by_length):
+        return by_length
+    step = len(by_length) / size
+    return [by_length[int((index + 0.5) * step)] for index in range(size)]
+
+
 def inprocess_bench(
     runtime_dir: str | Path,
     texts: Sequence[str],
@@ -42,47 +61,81 @@ def inprocess_bench(
     warmup_batches: int = 3,
     min_batches: int = 10,
     min_duration_s: float = 3.0,
+    sorted_batch_sizes: Sequence[int] = (),
+    sorted_sample_texts: int = 256,
 ) -> list[dict[str, Any]]:
     """Latency per batch and sequences/s of one runtime, pinned to `cpus`.
 
-    Batches take consecutive payloads in payload order (wrapping around), so every runtime
-    sees the same batches; each batch's time includes tokenization, as in the service. A cell
-    runs until it has `min_batches` batches and `min_duration_s` seconds, after
-    `warmup_batches` untimed ones.
+    `payload` order: batches take consecutive payloads (wrapping around), so every runtime
+    sees the same batches; a cell runs until it has `min_batches` batches and
+    `min_duration_s` seconds, after `warmup_batches` untimed ones. `sorted` order (for
+    `sorted_batch_sizes`): whole passes over `length_sorted_sample(texts,
+    sorted_sample_texts)` in batches of neighbours by length, as many as `min_duration_s`
+    needs (at least one). Each batch's time includes tokenization, as in the service.
     """
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, set(cpus))
     thread_counts = list(thread_counts or bench_thread_counts(len(cpus)))
     provenance = read_provenance(runtime_dir)
     rows = []
+    cells = [("payload", size) for size in batch_sizes]
+    cells += [("sorted", size) for size in sorted_batch_sizes]
+    sample = length_sorted_sample(texts, sorted_sample_texts)
     for threads in thread_counts:
         classifier = load_runtime(runtime_dir, threads=threads)
-        for batch_size in batch_sizes:
-            position = 0
+        for order, batch_size in cells:
+            if order == "payload":
+                position = 0
 
-            def next_batch(size: int = batch_size) -> list[str]:
-                nonlocal position
-                batch = [texts[(position + i) % len(texts)] for i in range(size)]
-                position = (position + size) % len(texts)
-                return batch
+                def next_batch(size: int = batch_size) -> list[str]:
+                    nonlocal position
+                    batch = [texts[(position + i) % len(texts)] for i in range(size)]
+                    position = (position + size) % len(texts)
+                    return batch
+
+                batches_needed = min_batches
+            else:
+                plan = [sample[i : i + batch_size] for i in range(0, len(sample), batch_size)]
+                cursor = 0
+
+                def next_batch(plan: list[list[str]] = plan) -> list[str]:
+                    nonlocal cursor
+                    batch = plan[cursor % len(plan)]
+                    cursor += 1
+                    return batch
+
+                batches_needed = len(plan)
 
             for _ in range(warmup_batches):
                 classifier.predict_proba(next_batch())
+            if order == "sorted":
+                cursor = 0  # timed passes start at the shortest texts
             latencies_s = []
             padded_tokens = []
             started = time.perf_counter()
-            while len(latencies_s) < min_batches or time.perf_counter() - started < min_duration_s:
+            while (
+                len(latencies_s) < batches_needed or time.perf_counter() - started < min_duration_s
+            ):
                 batch = next_batch()
                 t0 = time.perf_counter()
                 classifier.predict_proba(batch)
                 latencies_s.append(time.perf_counter() - t0)
                 padded_tokens.append(len(batch) * classifier.encode(batch)[0].shape[1])
+            if order == "sorted":  # whole passes only: every length counts alike
+                whole = len(latencies_s) - len(latencies_s) % len(plan)
+                latencies_s, padded_tokens = latencies_s[:whole], padded_tokens[:whole]
             latencies_ms = np.array(latencies_s) * 1000.0
+            texts_timed = (
+                batch_size * len(latencies_s)
+                if order == "payload"
+                else len(sample) * len(latencies_s) // len(plan)
+            )
             rows.append(
                 {
                     "model": provenance.get("model_name"),
                     "weights": provenance.get("weights"),
                     "runtime": provenance["runtime"],
+                    "order": order,
                     "batch_size": batch_size,
                     "threads": threads,
                     "cpus": " ".join(str(cpu) for cpu in sorted(cpus)),
@@ -91,7 +144,7 @@ def inprocess_bench(
                     "p99_ms": float(np.percentile(latencies_ms, 99)),
                     "mean_ms": float(latencies_ms.mean()),
                     "min_ms": float(latencies_ms.min()),
-                    "sequences_per_s": float(batch_size * len(latencies_s) / sum(latencies_s)),
+                    "sequences_per_s": float(texts_timed / sum(latencies_s)),
                     "mean_padded_tokens_per_batch": float(np.mean(padded_tokens)),
                 }
             )
@@ -118,6 +171,8 @@ def write_inprocess_bench(
         warmup_batches=int(bench_config["warmup_batches"]),
         min_batches=int(bench_config["min_batches"]),
         min_duration_s=float(bench_config["min_duration_s"]),
+        sorted_batch_sizes=bench_config["sorted_batch_sizes"],
+        sorted_sample_texts=int(bench_config["sorted_sample_texts"]),
     )
     table = pd.DataFrame(rows)
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)

@@ -24,9 +24,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from servebench.analysis.results import bento_records
+from servebench.fault_kinds import PROBES_ONLY
 from servebench.layout import (
     FAULTS,
     RESILIENCE_TABLE,
+    TUNED,
     Layout,
     figure_names,
     resilience_figure_names,
@@ -37,6 +40,12 @@ from servebench.report.items import REPORT_DIR, caption_path, load_items
 from servebench.settings import K3sTarget
 
 TEMPLATE = "report.html.j2"
+# What the report says of the model and the server's cores on the external target.
+EXTERNAL_MODEL = (
+    "served by the external servers (deploy.external.urls); this workflow neither prepared nor "
+    "inspected it"
+)
+EXTERNAL_SERVER_CORES = "none here (deploy.target external: the servers run elsewhere)"
 
 
 DASH = "–"
@@ -455,6 +464,12 @@ def setup_context(
     ]
     if provenance.get("resolution_reason"):
         model_rows.append(("why this model", provenance["resolution_reason"]))
+    if config["deploy"]["target"] == "external":  # nothing of this project's model is served
+        model_rows = [("model", EXTERNAL_MODEL)]
+        hardware = [
+            (key, EXTERNAL_SERVER_CORES if key == "server cores" else value)
+            for key, value in hardware
+        ]
     commits = sorted(set(runs.get("meta_git_commit", pd.Series(dtype=str)).dropna().astype(str)))
     hashes = sorted(set(runs.get("meta_config_hash", pd.Series(dtype=str)).dropna().astype(str)))
     seeds = []
@@ -477,28 +492,38 @@ def setup_context(
     }
 
 
-def variants_table(config: dict[str, Any]) -> HtmlTable:
+def variants_table(config: dict[str, Any], results_dir: Path | None = None) -> HtmlTable:
+    """Each variant as served: its Bento record's settings (the tuned variant's come from the
+    tuning stage), the configuration's where no Bento was built."""
+    if config["deploy"]["target"] == "external":  # a variant is a name and a URL there
+        table = HtmlTable(["variant", "server (deploy.external.urls)"])
+        for name in config["experiment"]["variants"]:
+            table.add([name, config["deploy"]["external"]["urls"][name]])
+        return table
     on_k3s = config["deploy"]["target"] == "k3s"
     columns = [
         "variant",
         "runtime",
         "adaptive batching",
-        "max batch",
+        "max batch / max latency",
         "sub-batch",
         "workers",
         "threads/worker",
         "gc.freeze",
     ]
     # On a cluster, replicas and the PDB are variant axes too (variants.<name>.k3s).
-    table = HtmlTable(columns + (["replicas", "PDB minAvailable"] if on_k3s else []))
+    table = HtmlTable(columns + (["replicas", "PDB"] if on_k3s else []))
+    served = bento_records(results_dir, config["experiment"]["variants"]) if results_dir else {}
     for name in config["experiment"]["variants"]:
-        variant = config["variants"][name]
+        variant = served[name]["settings"] if name in served else config["variants"][name]
         batching = variant.get("batching") or {}
         row = [
             name,
             variant["runtime"],
             bool(batching["enabled"]),
-            batching["max_batch_size"] if batching["enabled"] else DASH,
+            f"{batching['max_batch_size']} / {batching['max_latency_ms']} ms"
+            if batching["enabled"]
+            else DASH,
             variant["sub_batch_size"] or "off",
             variant["workers"],
             variant["threads_per_worker"] or "runtime default",
@@ -506,7 +531,11 @@ def variants_table(config: dict[str, Any]) -> HtmlTable:
         ]
         if on_k3s:
             settings = K3sTarget.of(config, name)
-            row += [settings.replicas, settings.pdb_min_available]
+            pdb = settings.pdb_min_available
+            row += [
+                settings.replicas,
+                "maxUnavailable 1" if pdb is None else f"minAvailable {pdb}",
+            ]
         table.add(row)
     return table
 
@@ -588,6 +617,10 @@ def capacity_html_table(capacity: pd.DataFrame) -> HtmlTable:
             "SLO bracket req/s",
             "vs reference",
             "SLO p99 ms",
+            "in-process ceiling texts/s (strategy)",
+            "serving efficiency",
+            "M/G/1 capacity req/s",
+            "measured / M/G/1",
             "steps",
             "note",
         ]
@@ -621,11 +654,83 @@ def capacity_html_table(capacity: pd.DataFrame) -> HtmlTable:
                 (_bracket(record, "capacity"), "num"),
                 _ratio(record.get("capacity_vs_reference")),
                 (fmt(record.get("slo_p99_ms")), "num"),
+                (
+                    f"{fmt(record.get('ceiling_texts_per_s'))} ({record.get('ceiling_strategy')})"
+                    if _finite(record.get("ceiling_texts_per_s"))
+                    else DASH
+                ),
+                (fmt_percent(record.get("serving_efficiency")), "num"),
+                (fmt(record.get("mg1_capacity_rps")), "num"),
+                (fmt_percent(record.get("capacity_vs_mg1")), "num"),
                 (fmt(record.get("n_steps")), "num"),
                 _cell(record.get("note")),
             ]
         )
     return table
+
+
+def tuning_html_table(tuning: pd.DataFrame) -> HtmlTable:
+    table = HtmlTable(
+        [
+            "trial",
+            "role",
+            "configuration",
+            "outcome",
+            "saturation req/s",
+            "capacity at the SLO req/s (bracket)",
+            "p50 / p99 ms at the common rate",
+            "measured s",
+            "Pareto",
+            "note",
+        ]
+    )
+    for record in tuning.to_dict("records"):
+        if _finite(record.get("capacity_rps")):
+            capacity = f"{fmt(record['capacity_rps'])} ({_bracket(record, 'capacity')})"
+        elif _finite(record.get("capacity_below_rps")):
+            capacity = f"< {fmt(record['capacity_below_rps'])}"
+        else:
+            capacity = DASH
+        common = (
+            f"{fmt(record.get('common_p50_ms'))} / {fmt(record.get('common_p99_ms'))}"
+            if _finite(record.get("common_p50_ms"))
+            else DASH
+        )
+        table.add(
+            [
+                record["trial"],
+                record.get("role"),
+                record["configuration"],
+                record["outcome"],
+                (fmt(record.get("saturation_rps")), "num"),
+                (capacity, "num"),
+                (common, "num"),
+                (fmt(record.get("measured_s")), "num"),
+                "yes" if _is_true(record.get("pareto")) else "",
+                _cell(record.get("note")),
+            ]
+        )
+    return table
+
+
+def tuning_context(
+    config: dict[str, Any], inputs: ReportInputs, tuning: pd.DataFrame
+) -> dict[str, Any] | None:
+    """The tuning section: what was chosen, from how many configurations, in how long."""
+    if not len(tuning) or "configuration" not in tuning:
+        return None
+    tuned = _read_json(inputs.results_dir / "tuning" / TUNED)
+    provenance = tuned.get("provenance") or {}
+    return {
+        "variant": tuned.get("variant", config["tuning"]["variant"]),
+        "configuration": tuned.get("configuration"),
+        "pinned": bool(tuned.get("pinned")),
+        "trials": provenance.get("trials", len(tuning)),
+        "elapsed_s": provenance.get("elapsed_s"),
+        "budget_s": provenance.get("budget_s"),
+        "capacity_rps": provenance.get("capacity_rps"),
+        "table": tuning_html_table(tuning),
+    }
 
 
 def _bracket(record: dict[str, Any], answer: str) -> str:
@@ -755,10 +860,26 @@ RESILIENCE_REPORT_COLUMNS = [
     "time_to_first_error_s",
     "time_to_first_ok_s",
     "time_to_recover_s",
+    "relapsed",
     "peak_latency_ms",
     "readyz_failed_probes",
     "requests_lost",
 ]
+
+
+def _skipped_faults_note(inputs: ReportInputs) -> str:
+    """What a target without fault kinds (external) skipped: each configured fault, with why."""
+    skipped: dict[str, str] = {}
+    for path in sorted(inputs.results_dir.glob(f"resilience/*/*/{PROBES_ONLY}/rep*/{FAULTS}")):
+        data = _read_json(path)
+        for fault in data.get("skipped_faults") or []:
+            skipped.setdefault(str(fault.get("name")), str(fault.get("reason")))
+    if not skipped:
+        return ""
+    return (
+        "Probes only, no fault: every configured fault needs what servebench does not own on "
+        "this target (" + "; ".join(f"{name}: {why}" for name, why in skipped.items()) + ")."
+    )
 
 
 def resilience_context(
@@ -780,6 +901,7 @@ def resilience_context(
     item = items["figures"]["resilience"]
     return {
         **_table_section(report_dir, items, "resilience"),
+        "note": _skipped_faults_note(inputs),
         "table": frame_table(table, [c for c in RESILIENCE_REPORT_COLUMNS if c in table.columns]),
         "figures": [
             _figure(
@@ -807,6 +929,7 @@ def build_context(
             "comparison",
             "ablation",
             "capacity",
+            "tuning",
             "invalid_runs",
             "problems",
         )
@@ -846,7 +969,7 @@ def build_context(
         "key_results": key_results(
             tables["summary"], comparison, experiment["scenarios"], reference
         ),
-        "variants_table": variants_table(config),
+        "variants_table": variants_table(config, inputs.results_dir),
         "scenarios_table": scenarios_table(config, runs),
         "summary": _table_section(report_dir, items, "summary"),
         "summary_table": summary_html_table(tables["summary"], ci_level)
@@ -864,6 +987,8 @@ def build_context(
         "capacity_table": capacity_html_table(tables["capacity"])
         if len(tables["capacity"])
         else None,
+        "tuning": _table_section(report_dir, items, "tuning"),
+        "tuning_result": tuning_context(config, inputs, tables["tuning"]),
         "runs": _table_section(report_dir, items, "runs"),
         "runs_table": runs_html_table(runs) if n_runs else None,
         "invalid": _table_section(report_dir, items, "invalid_runs"),

@@ -1,0 +1,540 @@
+"""The tuning stage: the service's knobs that give the highest capacity at the SLO on these cores.
+
+Candidates are configurations of the one service (servebench.bento.VARIANT_KEYS): the runtime
+(among those that passed the fidelity gate, pruned by their in-process ceiling), adaptive
+batching on or off, its max_batch_size and max_latency_ms (fractions of the SLO), the sorted
+sub-batch size, workers x intra-op threads within the server's cores, gc.freeze. Each is served
+from the Bento of its runtime with its settings given at start (the service reads its spec
+from SERVEBENCH_VARIANT_SPEC), so trying one costs a server start, not a Bento build.
+
+The search is a race, coordinate by coordinate from the best so far (the incumbent):
+1. screen: the tuned variant as written and the config's `ablation-*` variants are served
+   and probed unloaded (requests one at a time); the M/G/1 capacity at the SLO their service
+   times predict (servebench.queueing) orders them;
+2. the most promising one is the first incumbent: the calibration's whole search
+   (servebench.jobs.calibrate.Searcher) measures its saturation throughput and capacity at
+   the SLO; the common rate, at which every configuration's p50 and p99 are measured, is its
+   capacity times (1 + bracket_precision);
+3. every challenger (the rest of the first round, then every configuration one knob away
+   from the incumbent) gets one step at the incumbent's capacity times (1 + bracket
+   precision): failing the SLO there, its capacity is below that rate and it loses at the
+   cost of one step; meeting it, the whole search measures it, and a higher capacity makes it
+   the incumbent (a tie, within the bracket, goes to the lower p50 at the common rate), whose
+   neighbours join the queue;
+4. until the queue is empty or the time budget is spent.
+
+Writes tuning.csv (every configuration tried, its knobs, answers, how long it was measured) and
+tuned.json (the winner as a variant spec, with its provenance), which the workflow builds the
+tuned variant's Bento from unless `tuning.pin` is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from servebench.bento import VARIANT_KEYS, build_bento, variant_settings
+from servebench.deploy import deployed
+from servebench.errors import UserError
+from servebench.jobs.calibrate import Searcher, Step
+from servebench.jobs.common import clear_dir, read_json
+from servebench.layout import INPROCESS_BENCH, TUNED, TUNING, Layout
+from servebench.provenance import environment, write_json
+from servebench.quantiles import quantile
+from servebench.queueing import mg1_capacity_rps
+from servebench.records import Ceiling, inprocess_ceiling
+from servebench.settings import (
+    COMPARED_PREFIX,
+    CalibrationSettings,
+    LoadgenSettings,
+    LocalTarget,
+    TuningSettings,
+    deploy_target,
+)
+
+log = logging.getLogger("servebench.jobs")
+
+SPEC_ENV = "SERVEBENCH_VARIANT_SPEC"  # read by the service (services/sentiment)
+
+
+def label(settings: dict[str, Any]) -> str:
+    """A short name of a configuration, e.g. `onnx-int8 b16/50ms sub4 1x1 gc`."""
+    batching = settings["batching"]
+    parts = [settings["runtime"]]
+    if batching["enabled"]:
+        parts.append(f"b{batching['max_batch_size']}/{batching['max_latency_ms']}ms")
+    else:
+        parts.append("nobatch")
+    parts.append(f"sub{settings['sub_batch_size']}")
+    parts.append(f"{settings['workers']}x{settings['threads_per_worker'] or 'auto'}")
+    parts.append("gc" if settings["gc_freeze"] else "nogc")
+    return " ".join(parts)
+
+
+def knobs(settings: dict[str, Any], cores: int) -> str:
+    """What a configuration does, as a comparable key: two settings with the same key serve
+    alike (threads 0 is ONNX Runtime's one per core; without adaptive batching every request
+    of the load is one text, so the batcher's knobs and the sub-batch size do nothing)."""
+    batching = settings["batching"]
+    threads = settings["threads_per_worker"]
+    if threads == 0 and settings["runtime"].startswith("onnx"):
+        threads = max(1, cores // settings["workers"])
+    effective = {
+        "runtime": settings["runtime"],
+        "batching": [batching["max_batch_size"], batching["max_latency_ms"]]
+        if batching["enabled"]
+        else None,
+        "sub_batch_size": settings["sub_batch_size"] if batching["enabled"] else None,
+        "workers": settings["workers"],
+        "threads": threads,
+        "gc_freeze": settings["gc_freeze"],
+    }
+    return json.dumps(effective, sort_keys=True)
+
+
+@dataclass
+class Trial:
+    """One configuration tried and what the race measured of it."""
+
+    name: str
+    role: str  # start | compared | neighbour
+    settings: dict[str, Any]
+    outcome: str = ""
+    saturation_rps: float | None = None
+    capacity_rps: float | None = None
+    capacity_low_rps: float | None = None  # nominal bracket of the capacity (whole search)
+    capacity_high_rps: float | None = None
+    below_rps: float | None = None  # failed its race here: the capacity is below it
+    common_rate_rps: float | None = None
+    common_p50_ms: float | None = None
+    common_p99_ms: float | None = None
+    unloaded_p50_ms: float | None = None
+    unloaded_p99_ms: float | None = None
+    mg1_capacity_rps: float | None = None  # the screen's prediction (first round only)
+    measured_s: float = 0.0
+    note: str = ""
+    steps: list[Step] = field(default_factory=list, repr=False)
+
+    def row(self) -> dict[str, Any]:
+        batching = self.settings["batching"]
+        return {
+            "trial": self.name,
+            "role": self.role,
+            "configuration": label(self.settings),
+            "runtime": self.settings["runtime"],
+            "batching": batching["enabled"],
+            "max_batch_size": batching["max_batch_size"],
+            "max_latency_ms": batching["max_latency_ms"],
+            "sub_batch_size": self.settings["sub_batch_size"],
+            "workers": self.settings["workers"],
+            "threads_per_worker": self.settings["threads_per_worker"],
+            "gc_freeze": self.settings["gc_freeze"],
+            "outcome": self.outcome,
+            "saturation_rps": self.saturation_rps,
+            "capacity_rps": self.capacity_rps,
+            "capacity_bracket_low_rps": self.capacity_low_rps,
+            "capacity_bracket_high_rps": self.capacity_high_rps,
+            "capacity_below_rps": self.below_rps,
+            "common_rate_rps": self.common_rate_rps,
+            "common_p50_ms": self.common_p50_ms,
+            "common_p99_ms": self.common_p99_ms,
+            "unloaded_p50_ms": self.unloaded_p50_ms,
+            "unloaded_p99_ms": self.unloaded_p99_ms,
+            "mg1_capacity_rps": self.mg1_capacity_rps,
+            "measured_s": round(self.measured_s, 1),
+            "note": self.note,
+        }
+
+
+def neighbours(
+    settings: dict[str, Any], tuning: TuningSettings, runtimes: list[str], cores: int, slo_ms: float
+) -> list[dict[str, Any]]:
+    """Every configuration one knob away from `settings`, most promising axes first."""
+    batching = settings["batching"]
+    found: list[dict[str, Any]] = []
+
+    seen = {knobs(settings, cores)}
+
+    def changed(**changes: Any) -> None:
+        candidate = json.loads(json.dumps(settings))
+        for key, value in changes.items():
+            if key in ("enabled", "max_batch_size", "max_latency_ms"):
+                candidate["batching"][key] = value
+            else:
+                candidate[key] = value
+        if knobs(candidate, cores) not in seen:
+            seen.add(knobs(candidate, cores))
+            found.append(candidate)
+
+    for runtime in runtimes:
+        changed(runtime=runtime)
+    latencies = [max(1, round(fraction * slo_ms)) for fraction in tuning.max_latency_of_slo]
+    if batching["enabled"]:
+        changed(enabled=False)
+        for latency in latencies:
+            changed(max_latency_ms=latency)
+        for size in tuning.max_batch_sizes:
+            changed(max_batch_size=size)
+        for size in tuning.sub_batch_sizes:
+            changed(sub_batch_size=size)
+    else:
+        changed(
+            enabled=True,
+            max_batch_size=max(tuning.max_batch_sizes),
+            max_latency_ms=latencies[0],
+            sub_batch_size=settings["sub_batch_size"] or max(tuning.sub_batch_sizes),
+        )
+    for workers, threads in itertools.product(range(1, cores + 1), range(1, cores + 1)):
+        if workers * threads <= cores:
+            changed(workers=workers, threads_per_worker=threads)
+    changed(gc_freeze=not settings["gc_freeze"])
+    return found
+
+
+class Tuner:
+    """The race (see the module's docstring) over one study's Bentos."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        records: dict[str, dict[str, Any]],
+        payloads_path: str | Path,
+        out_dir: Path,
+        ceilings: dict[str, Ceiling],
+    ) -> None:
+        self.config = config
+        self.tuning = TuningSettings.of(config)
+        calibration = CalibrationSettings.of(config)
+        # Race steps are short (each still holds min_step_requests measured requests).
+        self.calibration = dataclasses.replace(
+            calibration, min_step_duration_s=self.tuning.probe_duration_s
+        )
+        self.generator = LoadgenSettings.of(config)
+        self.target = tuning_target(config)
+        self.records = records
+        self.payloads_path = payloads_path
+        self.out_dir = out_dir
+        self.ceilings = ceilings
+        self.trials: list[Trial] = []
+        self.started = time.monotonic()
+
+    def _spec(self, settings: dict[str, Any], folder: Path) -> Path:
+        record = self.records[settings["runtime"]]
+        spec = {**record["settings"], **settings, "variant": f"tuning-{folder.name}"}
+        path = folder / "variant.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, spec)
+        return path
+
+    def measure(
+        self,
+        trial: Trial,
+        *,
+        screen: bool = False,
+        race_rate: float | None = None,
+        common_rate: float | None = None,
+    ) -> Trial:
+        """Serve the trial's configuration and measure it: its unloaded service times (and,
+        with `screen`, only those: the M/G/1 capacity they predict); else one step at
+        `race_rate` and the whole search when it meets the SLO there (or when there is no
+        race yet); then one step at `common_rate` unless the race step was at it."""
+        started = time.monotonic()
+        folder = self.out_dir / (f"{trial.name}-screen" if screen else trial.name)
+        target = dataclasses.replace(
+            self.target,
+            environment=((SPEC_ENV, str(self._spec(trial.settings, folder).resolve())),),
+        )
+        measurement = self.config["measurement"]
+        with deployed(target, self.records[trial.settings["runtime"]], folder) as deployment:
+            searcher = Searcher(
+                deployment.url,
+                self.payloads_path,
+                self.calibration,
+                self.generator,
+                folder,
+                seed=self.config["seed"],
+                measured_cpus=self.target.cpus + self.generator.cpus,
+                server_alive=deployment.alive,
+                foreign_cpu_max_percent=measurement["foreign_cpu_max_percent"],
+                # The budget bounds a search already started too (on a slow machine one
+                # search at low rates can take longer than the whole budget).
+                deadline_monotonic=self.started + self.tuning.budget_s,
+            )
+            searcher.probe_unloaded()
+            service_ms = np.array(searcher.result.unloaded_ms, dtype=float)
+            trial.unloaded_p50_ms = float(np.median(service_ms))
+            trial.unloaded_p99_ms = quantile(np.sort(service_ms), 0.99)
+            if screen:
+                trial.mg1_capacity_rps = mg1_capacity_rps(service_ms, self.calibration.slo_p99_ms)
+            else:
+                self._race_and_search(trial, searcher, race_rate, common_rate)
+        trial.measured_s += time.monotonic() - started
+        return trial
+
+    def _race_and_search(
+        self,
+        trial: Trial,
+        searcher: Searcher,
+        race_rate: float | None,
+        common_rate: float | None,
+    ) -> None:
+        whole = race_rate is None
+        if race_rate is not None:
+            race = searcher.step(race_rate, "race")
+            whole = race.meets_slo
+            if not whole:
+                trial.below_rps = race_rate
+            if common_rate is not None and math.isclose(race_rate, common_rate):
+                self._common(trial, race, common_rate)
+        if whole:
+            answers = searcher.search().answers(self.calibration)
+            trial.saturation_rps = answers["saturation_rps"]
+            trial.capacity_rps = answers["capacity_rps"]
+            trial.capacity_low_rps, trial.capacity_high_rps = answers["capacity_bracket_rps"]
+            trial.note = "; ".join(
+                filter(None, [trial.note, answers["capacity_unattainable"], *answers["notes"]])
+            )
+        if common_rate is None:  # the first incumbent: the common rate is its race rate
+            common_rate = self._race_rate(trial) or 0.5 * (trial.saturation_rps or 0.0)
+        if common_rate > 0 and trial.common_p50_ms is None:
+            self._common(trial, searcher.step(common_rate, "common"), common_rate)
+        trial.steps = searcher.result.steps
+
+    @staticmethod
+    def _common(trial: Trial, step: Step, rate: float) -> None:
+        trial.common_rate_rps = rate
+        trial.common_p50_ms = step.summary.latency_p50_ms
+        trial.common_p99_ms = step.summary.latency_all_p99_ms
+
+    def _race_rate(self, incumbent: Trial) -> float | None:
+        """A challenger beats `incumbent` only by meeting the SLO at this rate."""
+        if incumbent.capacity_low_rps is None:
+            return None
+        return incumbent.capacity_low_rps * (1.0 + self.calibration.bracket_precision)
+
+    def _spent(self) -> bool:
+        return time.monotonic() - self.started > self.tuning.budget_s
+
+    def run(self, pruned: list[Trial]) -> dict[str, Any]:
+        """The race over every candidate served from `self.records` (one Bento per runtime);
+        `pruned`: the configurations not served (recorded as they are)."""
+        config, tuning = self.config, self.tuning
+        cores = len(self.target.cpus) or 1
+        slo_ms = self.calibration.slo_p99_ms
+        self.trials += pruned
+        runtimes = list(self.records)
+        start = variant_settings(config, tuning.variant)
+        if start["runtime"] not in self.records:
+            best = max(runtimes, key=lambda runtime: self._ceiling(runtime))
+            start = {**start, "runtime": best}
+        # First round: the variant as written and the compared variants, screened by their
+        # unloaded service times; the most promising one is searched first.
+        first: list[Trial] = [Trial("t00", "start", start, note="as written")]
+        tried = {knobs(start, cores)}
+        for name in config["variants"]:
+            settings = variant_settings(config, name)
+            if not name.startswith(COMPARED_PREFIX) or settings["runtime"] not in self.records:
+                continue
+            if knobs(settings, cores) in tried:
+                continue
+            tried.add(knobs(settings, cores))
+            first.append(Trial(f"t{len(first):02d}", "compared", settings, note=f"variant:{name}"))
+        for trial in first:
+            self.measure(trial, screen=True)
+        first.sort(key=lambda trial: -(trial.mg1_capacity_rps or 0.0))
+        names = itertools.count(len(first))
+        incumbent = self.measure(first[0], common_rate=None)
+        incumbent.outcome = "first"
+        self.trials.append(incumbent)
+        common_rate = incumbent.common_rate_rps
+        queue = [("", trial.role, trial.settings, trial) for trial in first[1:]]
+        queue += [
+            ("", "neighbour", candidate, None)
+            for candidate in neighbours(incumbent.settings, tuning, runtimes, cores, slo_ms)
+            if knobs(candidate, cores) not in tried
+        ]
+        while queue:
+            if self._spent():
+                left = len({knobs(item[2], cores) for item in queue} - tried) + sum(
+                    1 for item in queue if item[3] is not None
+                )
+                incumbent.note = "; ".join(
+                    filter(None, [incumbent.note, f"budget spent: {left} candidates not raced"])
+                )
+                break
+            _, role, settings, trial = queue.pop(0)
+            if trial is None:
+                if knobs(settings, cores) in tried:
+                    continue
+                tried.add(knobs(settings, cores))
+                trial = Trial(f"t{next(names):02d}", role, settings)
+            self.measure(trial, race_rate=self._race_rate(incumbent), common_rate=common_rate)
+            self.trials.append(trial)
+            if self._beats(trial, incumbent):
+                trial.outcome = "won"
+                incumbent.outcome = "beaten"
+                incumbent = trial
+                queue = [item for item in queue if item[3] is not None] + [
+                    ("", "neighbour", candidate, None)
+                    for candidate in neighbours(settings, tuning, runtimes, cores, slo_ms)
+                    if knobs(candidate, cores) not in tried
+                ]
+            else:
+                trial.outcome = "lost"
+        for trial in self.trials:
+            if trial is incumbent:
+                trial.outcome = "chosen"
+        return self._write(incumbent)
+
+    def _ceiling(self, runtime: str) -> float:
+        ceiling = self.ceilings.get(runtime)
+        return ceiling.texts_per_s if ceiling is not None else 0.0
+
+    def _beats(self, trial: Trial, incumbent: Trial) -> bool:
+        """A higher capacity at the SLO; within the bracket, a lower p50 at the common rate."""
+        if trial.capacity_rps is None or trial.capacity_low_rps is None:
+            return False
+        if incumbent.capacity_low_rps is None:
+            return True
+        precision = self.calibration.bracket_precision
+        if trial.capacity_low_rps > incumbent.capacity_low_rps * (1 + precision / 2):
+            return True
+        tie = trial.capacity_low_rps >= incumbent.capacity_low_rps / (1 + precision / 2)
+        return bool(
+            tie
+            and trial.common_p50_ms is not None
+            and incumbent.common_p50_ms is not None
+            and trial.common_p50_ms < incumbent.common_p50_ms
+        )
+
+    def _write(self, winner: Trial) -> dict[str, Any]:
+        import pandas as pd
+
+        rows = [trial.row() for trial in self.trials]
+        pd.DataFrame(rows).to_csv(self.out_dir / TUNING, index=False)
+        env = environment()
+        tuned = {
+            "variant": self.tuning.variant,
+            "pinned": self.tuning.pin,
+            "settings": {key: winner.settings[key] for key in VARIANT_KEYS},
+            "configuration": label(winner.settings),
+            "provenance": {
+                "trial": winner.name,
+                "capacity_rps": winner.capacity_rps,
+                "saturation_rps": winner.saturation_rps,
+                "common_rate_rps": winner.common_rate_rps,
+                "common_p50_ms": winner.common_p50_ms,
+                "trials": len(self.trials),
+                "elapsed_s": round(time.monotonic() - self.started, 1),
+                "budget_s": self.tuning.budget_s,
+                "slo_p99_ms": self.calibration.slo_p99_ms,
+                "server_cpus": list(self.target.cpus),
+                "ceilings": {
+                    runtime: {"texts_per_s": c.texts_per_s, "strategy": c.strategy}
+                    for runtime, c in self.ceilings.items()
+                },
+                "git_commit": env["git_commit"],
+                "cpu": env["cpu"].get("model"),
+            },
+        }
+        write_json(self.out_dir / TUNED, tuned)
+        return tuned
+
+
+def tune(
+    config: dict[str, Any],
+    runtime_dirs: dict[str, str | Path],
+    payloads_path: str | Path,
+    out_dir: str | Path,
+    *,
+    log_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """The tuning stage: tuning.csv and tuned.json in `out_dir` (see the module's docstring).
+    `runtime_dirs`: each candidate runtime's model directory (its provenance, fidelity verdict
+    and in-process benchmark). Builds one Bento per runtime served (out_dir/bentos/)."""
+    out = Path(out_dir)
+    clear_dir(out)
+    tuning = TuningSettings.of(config)
+    target = tuning_target(config)
+    cores = len(target.cpus) or 1
+    ceilings = {
+        runtime: ceiling
+        for runtime, folder in runtime_dirs.items()
+        if (ceiling := inprocess_ceiling(Path(folder) / INPROCESS_BENCH, cores)) is not None
+    }
+    best = max((ceiling.texts_per_s for ceiling in ceilings.values()), default=0.0)
+    start = variant_settings(config, tuning.variant)
+    compared = {
+        name: variant_settings(config, name)
+        for name in tuning.variants_of(config)
+        if name.startswith(COMPARED_PREFIX)
+    }
+    served: list[str] = []
+    pruned: list[Trial] = []
+    for runtime in runtime_dirs:
+        ceiling = ceilings.get(runtime)
+        if ceiling is None or ceiling.texts_per_s >= tuning.runtime_ceiling_share * best:
+            served.append(runtime)
+            continue
+        why = (
+            f"in-process ceiling {ceiling.texts_per_s:.3g} texts/s ({ceiling.strategy}) < "
+            f"{tuning.runtime_ceiling_share:g} x the best runtime's {best:.3g}: not served"
+        )
+        # A served capacity never exceeds the in-process ceiling: an upper bound, unmeasured.
+        configurations = [("runtime", {**start, "runtime": runtime})] + [
+            (f"variant:{name}", settings)
+            for name, settings in compared.items()
+            if settings["runtime"] == runtime
+        ]
+        for title, settings in configurations:
+            role = "compared" if title.startswith("variant:") else "neighbour"
+            trial = Trial(f"pruned-{len(pruned):02d}", role, settings, outcome="pruned")
+            trial.below_rps = ceiling.texts_per_s
+            trial.note = f"{title}: {why}" if role == "compared" else why
+            pruned.append(trial)
+    if not served:
+        raise ValueError("tuning: no candidate runtime (tuning.runtimes / model.runtimes)")
+    records = {}
+    for runtime in served:
+        log.info("tuning: the Bento of runtime %s", runtime)
+        records[runtime] = build_bento(
+            config,
+            f"tuning-{runtime}",
+            runtime_dirs[runtime],
+            out / "bentos" / f"{runtime}.json",
+            settings={**start, "runtime": runtime},
+            log=log_path,
+        )
+    tuner = Tuner(config, records, payloads_path, out, ceilings)
+    return tuner.run(pruned)
+
+
+def tuning_target(config: dict[str, Any]) -> LocalTarget:
+    """The tuning's server: `bentoml serve` on the server's cores (the local target's)."""
+    target = deploy_target({**config, "deploy": {**config["deploy"], "target": "local"}})
+    assert isinstance(target, LocalTarget)
+    return target
+
+
+def tuned_settings(config: dict[str, Any], variant: str) -> dict[str, Any] | None:
+    """The tuning stage's settings (VARIANT_KEYS) for `variant`'s Bento, or None when the
+    variant is built as written (not the tuned one, tuning off or pinned)."""
+    tuning = TuningSettings.of(config)
+    if variant != tuning.variant or tuning.pin or not tuning.tunes(config):
+        return None
+    path = Layout.of(config).tuning_dir / TUNED
+    if not path.is_file():
+        raise UserError(
+            f"{path}: no tuning result for variant {variant} (run `servebench tune`, or set "
+            "tuning.pin: true to build it as written)"
+        )
+    return read_json(path)["settings"]

@@ -1,0 +1,234 @@
+"""The tuning stage's search (servebench.jobs.tune) against configurations whose capacities are
+known, its equivalences and Pareto front, and the length-sorted in-process strategy. The stage
+on real Bentos runs in the tiny study (tests/test_workflow_reruns.py, `make smoke`)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from servebench.analysis.tables import pareto_front
+from servebench.bento import variant_settings
+from servebench.config import load_config
+from servebench.errors import UserError
+from servebench.jobs import tune as tuning
+from servebench.model.bench import length_sorted_sample
+from servebench.records import inprocess_ceiling
+
+PRECISION = 0.05
+
+
+def true_capacity(settings: dict) -> float:
+    """A made-up service whose best configuration is known: onnx-int8, adaptive batching with
+    the shortest latency budget and batches of 16 in sub-batches of 4, gc.freeze on."""
+    capacity = {"onnx-int8": 40.0, "onnx": 15.0, "pytorch": 8.0}[settings["runtime"]]
+    batching = settings["batching"]
+    if batching["enabled"]:
+        capacity *= 1.25 if batching["max_latency_ms"] <= 50 else 0.8
+        capacity *= 1.1 if batching["max_batch_size"] == 16 else 1.0
+        capacity *= 1.1 if settings["sub_batch_size"] == 4 else 1.0
+    if settings["gc_freeze"]:
+        capacity *= 1.08
+    return capacity
+
+
+def fake_measure(tuner, trial, *, screen=False, race_rate=None, common_rate=None):
+    """The real Tuner.measure's contract without a server: the screen predicts the capacity
+    (10% low for a batching configuration, whose gain an unloaded probe cannot see); a failed
+    race bounds the capacity; a passed one (or none) measures it within the bracket."""
+    capacity = true_capacity(trial.settings)
+    trial.measured_s += 1.0
+    if screen:
+        trial.mg1_capacity_rps = capacity * (0.9 if trial.settings["batching"]["enabled"] else 1)
+        return trial
+    if race_rate is not None and capacity < race_rate:
+        trial.below_rps = race_rate
+    else:
+        trial.capacity_rps = capacity
+        trial.capacity_low_rps = capacity / (1 + PRECISION / 2)
+        trial.capacity_high_rps = capacity * (1 + PRECISION / 2)
+        trial.saturation_rps = capacity * 1.2
+    trial.common_rate_rps = common_rate or trial.capacity_low_rps * (1 + PRECISION)
+    trial.common_p50_ms = 1000.0 / capacity
+    return trial
+
+
+@pytest.fixture
+def tuner_of(tmp_path, monkeypatch):
+    monkeypatch.setattr(tuning.Tuner, "measure", fake_measure)
+
+    def make(**overrides) -> tuning.Tuner:
+        config = load_config()
+        config["calibration"]["bracket_precision"] = PRECISION
+        config["tuning"].update(overrides)
+        records = {
+            runtime: {"settings": {"variant": f"tuning-{runtime}", "runtime": runtime}}
+            for runtime in ("onnx-int8", "onnx", "pytorch")
+        }
+        return tuning.Tuner(config, records, tmp_path / "payloads.csv", tmp_path, {})
+
+    return make
+
+
+def test_the_race_finds_the_known_best_configuration(tuner_of, tmp_path):
+    tuner = tuner_of(budget_s=3600)
+    tuned = tuner.run([])
+    best = max(
+        (trial for trial in tuner.trials if trial.capacity_rps is not None),
+        key=lambda trial: trial.capacity_rps,
+    )
+    assert tuned["settings"]["runtime"] == "onnx-int8"
+    assert tuned["settings"]["batching"]["enabled"] is True
+    assert tuned["settings"]["batching"]["max_latency_ms"] == 50  # 0.25 x the 200 ms SLO
+    assert tuned["settings"]["batching"]["max_batch_size"] == 16
+    assert tuned["settings"]["sub_batch_size"] == 4
+    assert tuned["settings"]["gc_freeze"] is True
+    assert tuned["provenance"]["capacity_rps"] == pytest.approx(best.capacity_rps)
+    assert true_capacity(tuned["settings"]) == pytest.approx(40 * 1.25 * 1.1 * 1.1 * 1.08)
+    table = pd.read_csv(tmp_path / "tuning.csv")
+    assert list(table["outcome"]).count("chosen") == 1
+    # Every compared ablation variant was raced; none beats the chosen configuration (a loser's
+    # capacity is below the rate it failed at, the incumbent's plus the bracket's precision).
+    compared = table[table["role"] == "compared"]
+    assert len(compared) == 3
+    chosen = tuned["provenance"]["capacity_rps"]
+    for _, trial in compared.iterrows():
+        bound = trial["capacity_rps"] if trial["outcome"] != "lost" else trial["capacity_below_rps"]
+        assert bound <= chosen * (1 + PRECISION)
+    # The screen put ablation-runtime (no batching) first: it was searched first, then beaten.
+    assert table.iloc[0]["configuration"] == tuning.label(
+        variant_settings(load_config(), "ablation-runtime")
+    )
+    assert table.iloc[0]["outcome"] == "beaten"
+    # The race is cheaper than a grid: losers are bounded, not searched.
+    assert table["capacity_rps"].isna().sum() >= len(table) // 2
+    # No configuration was tried twice.
+    assert not table["configuration"].duplicated().any()
+
+
+def test_a_spent_budget_stops_the_search_and_says_so(tuner_of, tmp_path, monkeypatch):
+    clock = iter(range(0, 10_000, 100))  # every reading of the clock 100 s later
+    monkeypatch.setattr(tuning, "time", SimpleNamespace(monotonic=lambda: float(next(clock))))
+    tuner = tuner_of(budget_s=250)
+    tuner.run([])
+    table = pd.read_csv(tmp_path / "tuning.csv")
+    assert len(table) < 6
+    chosen = table[table["outcome"] == "chosen"].iloc[0]
+    assert "budget spent" in chosen["note"]
+
+
+def test_a_tie_goes_to_the_lower_p50_at_the_common_rate(tuner_of):
+    tuner = tuner_of()
+    incumbent = tuning.Trial("a", "start", {}, capacity_rps=30, capacity_low_rps=30)
+    incumbent.common_p50_ms = 20.0
+    within = tuning.Trial("b", "neighbour", {}, capacity_rps=30.5, capacity_low_rps=30.5)
+    within.common_p50_ms = 25.0
+    assert not tuner._beats(within, incumbent)
+    within.common_p50_ms = 15.0
+    assert tuner._beats(within, incumbent)
+    above = tuning.Trial("c", "neighbour", {}, capacity_rps=32, capacity_low_rps=32)
+    above.common_p50_ms = 99.0
+    assert tuner._beats(above, incumbent)
+
+
+def test_configurations_that_serve_alike_are_one():
+    config = load_config()
+    base = variant_settings(config, "ablation-runtime")  # onnx-int8, threads 0, no batching
+    one_thread = {**base, "threads_per_worker": 1}
+    assert tuning.knobs(base, 1) == tuning.knobs(one_thread, 1)
+    assert tuning.knobs(base, 2) != tuning.knobs(one_thread, 2)
+    # Without adaptive batching the batcher's knobs and the sub-batch size do nothing.
+    other = json.loads(json.dumps(base))
+    other["batching"]["max_batch_size"] = 4
+    other["sub_batch_size"] = 4
+    assert tuning.knobs(base, 1) == tuning.knobs(other, 1)
+    # PyTorch's default thread count is not one per core.
+    torch_default = {**base, "runtime": "pytorch"}
+    assert tuning.knobs(torch_default, 1) != tuning.knobs(
+        {**torch_default, "threads_per_worker": 1}, 1
+    )
+
+
+def test_neighbours_change_one_knob_and_fit_the_cores():
+    config = load_config()
+    settings = tuning.TuningSettings.of(config)
+    start = variant_settings(config, "optimized")
+    found = tuning.neighbours(start, settings, ["onnx-int8", "onnx"], 2, 200.0)
+    keys = {tuning.knobs(candidate, 2) for candidate in found}
+    assert len(keys) == len(found) and tuning.knobs(start, 2) not in keys
+    for candidate in found:
+        assert candidate["workers"] * max(candidate["threads_per_worker"], 1) <= 2
+        changed = [
+            key
+            for key in ("runtime", "batching", "sub_batch_size", "gc_freeze")
+            if candidate[key] != start[key]
+        ]
+        assert len(changed) <= 1 or candidate["workers"] != start["workers"]
+
+
+def test_pareto_front():
+    capacity = [10.0, 20.0, 20.0, 15.0, float("nan")]
+    p50 = [5.0, 9.0, 12.0, 4.0, 1.0]
+    assert pareto_front(capacity, p50) == [False, True, False, True, False]
+
+
+def test_length_sorted_sample_keeps_the_length_distribution():
+    texts = [f"{'x' * (index % 97)}" for index in range(1000)]
+    sample = length_sorted_sample(texts, 100)
+    lengths = [len(text) for text in sample]
+    assert len(sample) == 100 and lengths == sorted(lengths)
+    mean_all = sum(len(text) for text in texts) / len(texts)
+    assert abs(sum(lengths) / len(lengths) - mean_all) < 0.02 * mean_all
+    assert length_sorted_sample(texts[:10], 100) == sorted(texts[:10], key=len)
+
+
+def test_the_ceiling_is_the_best_strategy_within_the_cores(tmp_path):
+    path = tmp_path / "inprocess_bench.csv"
+    pd.DataFrame(
+        [
+            {
+                "runtime": "onnx-int8",
+                "order": "payload",
+                "batch_size": 1,
+                "threads": 1,
+                "sequences_per_s": 40.0,
+            },
+            {
+                "runtime": "onnx-int8",
+                "order": "sorted",
+                "batch_size": 4,
+                "threads": 1,
+                "sequences_per_s": 52.0,
+            },
+            {
+                "runtime": "onnx-int8",
+                "order": "sorted",
+                "batch_size": 4,
+                "threads": 2,
+                "sequences_per_s": 90.0,
+            },
+        ]
+    ).to_csv(path, index=False)
+    ceiling = inprocess_ceiling(path, 1)
+    assert ceiling.texts_per_s == 52.0
+    assert ceiling.strategy == "length-sorted batches of 4, 1 thread"
+    assert inprocess_ceiling(path, 2).texts_per_s == 90.0
+    assert inprocess_ceiling(tmp_path / "absent.csv", 1) is None
+
+
+def test_building_the_tuned_variant_needs_the_tuning_result(tmp_path):
+    config = load_config()
+    config["results_dir"] = str(tmp_path)
+    with pytest.raises(UserError, match="servebench tune"):
+        tuning.tuned_settings(config, "optimized")
+    assert tuning.tuned_settings(config, "baseline") is None
+    config["tuning"]["pin"] = True
+    assert tuning.tuned_settings(config, "optimized") is None
+    config["tuning"]["pin"] = False
+    (tmp_path / "tuning").mkdir()
+    settings = variant_settings(config, "ablation-runtime")
+    (tmp_path / "tuning" / "tuned.json").write_text(json.dumps({"settings": settings}))
+    assert tuning.tuned_settings(config, "optimized") == settings

@@ -90,7 +90,9 @@ def test_the_search_finds_the_known_saturation_and_slo_capacity(fifo_server, tmp
         **{
             **CalibrationSettings.of(config).__dict__,
             "slo_p99_ms": SLO_MS,
-            "min_step_requests": 800,
+            # 800 measured requests left seed 3 15 % low in one of three runs: the waits of a
+            # queue at 0.8 utilization are correlated, so a p99 over a few seconds is noisy.
+            "min_step_requests": 2000,
             "min_step_duration_s": 1.0,
             "step_warmup_s": 0.5,
             "unloaded_requests": 10,

@@ -186,10 +186,13 @@ def test_the_tuned_variant_serves_what_the_tuning_chose(finished_study):
         assert record["settings"][key] == value, key
     with open(finished_study / "tuning" / "tuning.csv", newline="") as handle:
         tried = list(csv.DictReader(handle))
-    # pruned runtimes first (never served), then the measured ones, the first searched whole
-    measured = [row for row in tried if not row["trial"].startswith("pruned")]
-    assert measured and measured[0]["trial"] == "t00", tried
-    assert measured[0]["configuration"] and float(measured[0]["saturation_rps"]) > 0
+    # one configuration chosen, the one tuned.json names, measured by the whole search; every
+    # served configuration was screened unloaded first
+    chosen = [row for row in tried if row["outcome"] == "chosen"]
+    assert len(chosen) == 1 and chosen[0]["configuration"] == tuned["configuration"], tried
+    assert float(chosen[0]["saturation_rps"]) > 0
+    served = [row for row in tried if row["outcome"] != "pruned"]
+    assert served and all(float(row["unloaded_p50_ms"]) > 0 for row in served), served
 
 
 def run_dir(results_dir: Path, variant: str, scenario: str, rep: int = 0) -> Path:

@@ -212,6 +212,40 @@ def fault_problems(
     return problems
 
 
+def _loadtest(
+    config: dict[str, Any],
+    run: ResilienceSettings,
+    measured_cpus: tuple[int, ...],
+    url: str,
+    out: Path,
+    seed: int,
+    rate_rps: float,
+    payloads_path: Path,
+    generator: LoadgenSettings,
+    run_id: str | None = None,
+) -> RunSummary:
+    """The resilience run's load: its scenario's schedule at `rate_rps`, measured as every run
+    of the study is (servebench.jobs.common.measured_loadtest)."""
+    return measured_loadtest(
+        measured_cpus,
+        float(config["measurement"]["foreign_cpu_max_percent"]),
+        int(config["measurement"]["min_requests"]),
+        host=url,
+        out_dir=out,
+        seed=seed,
+        arrival=run.scenario.arrival,
+        rate_rps=rate_rps,
+        cv=run.scenario.cv,
+        shape=run.scenario.shape,
+        duration_s=run.duration_s,
+        warmup_s=run.warmup_s,
+        payloads=payloads_path,
+        generator=generator,
+        progress=False,
+        run_id=run_id,
+    )
+
+
 def run_fault(
     config: dict[str, Any],
     spec: FaultRunSpec,
@@ -258,22 +292,16 @@ def run_fault(
             )
             thread.start()
             try:
-                summary = measured_loadtest(
+                summary = _loadtest(
+                    config,
+                    run,
                     target.cpus + generator.cpus,
-                    float(config["measurement"]["foreign_cpu_max_percent"]),
-                    int(config["measurement"]["min_requests"]),
-                    host=deployment.url,
-                    out_dir=out,
-                    seed=seed,
-                    arrival=run.scenario.arrival,
-                    rate_rps=rate_rps,
-                    cv=run.scenario.cv,
-                    shape=run.scenario.shape,
-                    duration_s=run.duration_s,
-                    warmup_s=run.warmup_s,
-                    payloads=payloads_path,
-                    generator=generator,
-                    progress=False,
+                    deployment.url,
+                    out,
+                    seed,
+                    rate_rps,
+                    payloads_path,
+                    generator,
                     run_id=run_id,
                 )
             finally:
@@ -433,22 +461,16 @@ def run_probes_only(
         with deployed(target, record, out) as deployment, deployment.monitored(out):
             prober = Prober(lambda: deployment.url, run.probe_interval_s, generator.cpus).start()
             try:
-                summary = measured_loadtest(
+                summary = _loadtest(
+                    config,
+                    run,
                     target.cpus + generator.cpus,
-                    float(config["measurement"]["foreign_cpu_max_percent"]),
-                    int(config["measurement"]["min_requests"]),
-                    host=deployment.url,
-                    out_dir=out,
-                    seed=seed,
-                    arrival=run.scenario.arrival,
-                    rate_rps=rate_rps,
-                    cv=run.scenario.cv,
-                    shape=run.scenario.shape,
-                    duration_s=run.duration_s,
-                    warmup_s=run.warmup_s,
-                    payloads=payloads_path,
-                    generator=generator,
-                    progress=False,
+                    deployment.url,
+                    out,
+                    seed,
+                    rate_rps,
+                    payloads_path,
+                    generator,
                 )
             finally:
                 prober.stop()

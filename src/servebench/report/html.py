@@ -29,6 +29,7 @@ from servebench.fault_kinds import PROBES_ONLY
 from servebench.layout import (
     FAULTS,
     RESILIENCE_TABLE,
+    TABLE_NAMES,
     TUNED,
     Layout,
     figure_names,
@@ -921,19 +922,7 @@ def build_context(
 ) -> dict[str, Any]:
     """Everything the template needs."""
     items = load_items(report_dir)
-    tables = {
-        name: _read_table(inputs.tables_dir, name)
-        for name in (
-            "runs",
-            "summary",
-            "comparison",
-            "ablation",
-            "capacity",
-            "tuning",
-            "invalid_runs",
-            "problems",
-        )
-    }
+    tables = {name: _read_table(inputs.tables_dir, name) for name in TABLE_NAMES}
     runs = tables["runs"]
     experiment = config["experiment"]
     reference = experiment["reference_variant"]

@@ -248,21 +248,23 @@ def test_servebench_rerun_by_name(servebench_exe, finished_study, tmp_path, opti
     assert {(Path(path).parts[-4], Path(path).parts[-3]) for path in forced} == runs
 
 
-def test_a_deleted_file_the_analysis_reads_reruns_its_run(snakemake_exe, finished_study):
-    """Every file the analysis reads is a declared output of the job that writes it: asked
-    for, a deleted one is made again by its run's load test, and nothing else. (Snakemake 9
-    does not rebuild a missing intermediate file for `all` while everything downstream of it
-    is up to date; `servebench rerun` or the file's path as the target does.)"""
+@pytest.mark.parametrize("name", ["requests.parquet", "server_metrics.csv"])
+def test_a_deleted_file_the_analysis_reads_reruns_its_run(snakemake_exe, finished_study, name):
+    """Every file the analysis reads is a declared output of the job that writes it, and `all`
+    asks for it: after deleting one, `snakemake -n all` plans that run's load test again (and
+    the analysis and report after it), no other load test, calibration or Bento."""
     folder = run_dir(finished_study, "baseline", "steady")
-    parquet = folder / "requests.parquet"
-    kept = parquet.read_bytes()
-    parquet.unlink()
+    deleted = folder / name
+    kept = deleted.read_bytes()
+    deleted.unlink()
     try:
-        jobs = planned_jobs(snakemake_exe, finished_study, str(parquet))
-        assert jobs == {"loadtest": 1}, jobs
+        jobs = planned_jobs(snakemake_exe, finished_study, "all")
+        assert jobs.get("loadtest") == 1, jobs
+        assert "tables" in jobs and "report_html" in jobs, jobs
+        assert not {"calibrate", "bento", "tune", "resilience_run"} & set(jobs), jobs
     finally:
-        parquet.write_bytes(kept)
-        os.utime(parquet, (folder.stat().st_mtime,) * 2)
+        deleted.write_bytes(kept)
+        os.utime(deleted, (folder.stat().st_mtime,) * 2)
 
 
 def test_one_run_by_its_output_path(snakemake_exe, finished_study):

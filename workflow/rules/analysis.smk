@@ -33,8 +33,6 @@ rule tables:
         },
     log:
         results("logs", "analysis", "tables.log"),
-    conda:
-        CONDA_ENV
     params:
         # Rerun when what the tables are computed from or with changes.
         analysis=config["analysis"],
@@ -73,8 +71,6 @@ rule figures:
         manifest=str(LAYOUT.figure_manifest),
     log:
         results("logs", "analysis", "figures.log"),
-    conda:
-        CONDA_ENV
     params:
         model_name=MODEL.name,
         runtimes=MODEL_RUNTIMES,
@@ -100,8 +96,6 @@ rule study_status:
         str(LAYOUT.status_json),
     log:
         results("logs", "analysis", "status.log"),
-    conda:
-        CONDA_ENV
     params:
         code=source_hash("analysis", "layout", "matrix"),
     script:

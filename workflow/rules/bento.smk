@@ -27,8 +27,6 @@ rule bento:
     # Upstream of the tuning and the Bentos: done before any load test starts, so
     # that the runs go in their ABBA order (loadtest's priorities are below 100).
     priority: 100
-    conda:
-        CONDA_ENV
     params:
         # Rebuild when the variant's settings, the input limits or the store change.
         variant=lambda wildcards: config["variants"][wildcards.variant],

@@ -14,8 +14,6 @@ rule calibrate:
     log:
         results("logs", "calibration", "{target}", "{variant}.log"),
     priority: 100
-    conda:
-        CONDA_ENV
     # A measurement owns the machine: all cores, so that no other job runs beside it.
     threads: workflow.cores
     resources:

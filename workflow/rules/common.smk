@@ -29,7 +29,6 @@ RESULTS = config["results_dir"]
 # deploy.target external: servers that already run, one URL per variant; no model stage, no
 # Bento, nothing deployed (docs/external.md).
 EXTERNAL = config["deploy"]["target"] == "external"
-CONDA_ENV = "../../envs/servebench.yaml"
 
 
 def results(*parts):
@@ -197,8 +196,14 @@ def run_path(name):
 
 
 def run_targets():
-    """meta.json of every run of the matrix (written last: marks a finished run)."""
-    return [str(spec.path(RESULTS) / layout.META) for spec in RUN_MATRIX]
+    """Every declared file of every run of the matrix (layout.RUN_FILES): asked for by `all`,
+    a deleted one plans its run again (Snakemake looks for missing intermediate files only
+    among the inputs of jobs that run)."""
+    return [
+        str(spec.path(RESULTS) / name)
+        for spec in RUN_MATRIX
+        for name in layout.RUN_FILES
+    ]
 
 
 def calibration_path(target, variant, name):

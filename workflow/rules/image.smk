@@ -19,8 +19,6 @@ rule image:
         results("logs", "images", "{variant}.log"),
     benchmark:
         results("benchmarks", "images", "{variant}.tsv")
-    conda:
-        CONDA_ENV
     # An image build is heavy (pip, layers, compression): nothing runs beside it.
     threads: workflow.cores
     params:

@@ -16,8 +16,6 @@ rule loadtest:
         results("logs", "runs", "{target}", "{variant}", "{scenario}", "rep{rep}.log"),
     # Runs start in matrix order (scenario, repetition, variants A B B A ...).
     priority: run_priority
-    conda:
-        CONDA_ENV
     # A measurement owns the machine: all cores, so that no other job runs beside it.
     threads: workflow.cores
     resources:

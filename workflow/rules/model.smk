@@ -24,8 +24,6 @@ rule model_pytorch:
     # Upstream of the tuning and the Bentos: done before any load test starts, so
     # that the runs go in their ABBA order (loadtest's priorities are below 100).
     priority: 100
-    conda:
-        CONDA_ENV
     params:
         # Only what shapes the model: changing e.g. the benchmark settings rebuilds nothing.
         model={
@@ -54,8 +52,6 @@ rule model_runtime:
     # Upstream of the tuning and the Bentos: done before any load test starts, so
     # that the runs go in their ABBA order (loadtest's priorities are below 100).
     priority: 100
-    conda:
-        CONDA_ENV
     params:
         model=lambda wildcards: (
             {"quantization": config["model"]["quantization"]}
@@ -77,8 +73,6 @@ rule payloads:
     # Upstream of the tuning and the Bentos: done before any load test starts, so
     # that the runs go in their ABBA order (loadtest's priorities are below 100).
     priority: 100
-    conda:
-        CONDA_ENV
     params:
         data=config["data"],
     script:
@@ -94,8 +88,6 @@ rule payload_token_lengths:
         summary=str(LAYOUT.token_summary_json),
     log:
         results("logs", "data", "payload_token_lengths.log"),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/payload_token_lengths.py"
 
@@ -115,8 +107,6 @@ rule model_predictions:
     # Upstream of the tuning and the Bentos: done before any load test starts, so
     # that the runs go in their ABBA order (loadtest's priorities are below 100).
     priority: 100
-    conda:
-        CONDA_ENV
     threads: 2
     script:
         "../scripts/model_predictions.py"
@@ -138,8 +128,6 @@ rule model_fidelity:
     # Upstream of the tuning and the Bentos: done before any load test starts, so
     # that the runs go in their ABBA order (loadtest's priorities are below 100).
     priority: 100
-    conda:
-        CONDA_ENV
     params:
         fidelity=config["model"]["fidelity"],
     script:
@@ -161,8 +149,6 @@ rule inprocess_bench:
     # Upstream of the tuning and the Bentos: done before any load test starts, so
     # that the runs go in their ABBA order (loadtest's priorities are below 100).
     priority: 100
-    conda:
-        CONDA_ENV
     # All cores: nothing else runs while a benchmark measures.
     threads: workflow.cores
     params:

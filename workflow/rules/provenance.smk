@@ -6,7 +6,5 @@ rule environment:
         str(LAYOUT.environment_json),
     log:
         results("logs", "environment.log"),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/environment.py"

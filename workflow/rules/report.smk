@@ -38,8 +38,6 @@ rule report_html:
         html=str(LAYOUT.report_html),
     log:
         results("logs", "analysis", "report.log"),
-    conda:
-        CONDA_ENV
     params:
         model_name=MODEL.name,
         runtimes=MODEL_RUNTIMES,
@@ -68,7 +66,5 @@ rule check_study:
         str(LAYOUT.study_ok),
     log:
         results("logs", "analysis", "check_study.log"),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/check_study.py"

@@ -18,9 +18,14 @@ RESILIENCE_FIGURES = {
     for name in resilience_figure_names(resilience_fault_names(config))
     for ext in layout.FIGURE_FORMATS
 }
-# What `all` and the report need: every run's meta.json, the table and the figures.
+# What `all` and the report need: every run's files (a deleted one plans its run again), the
+# table and the figures.
 RESILIENCE_TARGETS = (
-    [str(spec.path(RESULTS) / layout.META) for spec in RESILIENCE_MATRIX]
+    [
+        str(spec.path(RESULTS) / name)
+        for spec in RESILIENCE_MATRIX
+        for name in layout.RESILIENCE_FILES
+    ]
     + [RESILIENCE_TABLE]
     + list(RESILIENCE_FIGURES.values())
     if RESILIENCE_MATRIX
@@ -62,8 +67,6 @@ rule resilience_run:
     wildcard_constraints:
         rvariant="|".join(re.escape(name) for name in RESILIENCE["variants"]),
         fault="|".join(re.escape(name) for name in resilience_faults(config)),
-    conda:
-        CONDA_ENV
     # A measurement owns the machine: all cores, so that no other job runs beside it.
     threads: workflow.cores
     resources:
@@ -119,8 +122,6 @@ rule resilience_analysis:
         ),
     log:
         results("logs", "analysis", "resilience.log"),
-    conda:
-        CONDA_ENV
     params:
         faults=RESILIENCE["faults"],
         code=source_hash("analysis", "layout", "records"),

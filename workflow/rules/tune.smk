@@ -23,8 +23,6 @@ rule tune:
     log:
         results("logs", "tuning", "tune.log"),
     priority: 100
-    conda:
-        CONDA_ENV
     # A measurement owns the machine: all cores, so that no other job runs beside it.
     threads: workflow.cores
     resources:

@@ -19,7 +19,6 @@ saturation throughput, capacity at the SLO and unloaded latency, and docker / lo
 
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
 import json
@@ -29,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from servebench.bench import bench_parser
 from servebench.config import load_config
 from servebench.errors import UserError
 from servebench.layout import Layout
@@ -84,7 +84,7 @@ def comparison_row(variant: str, answers: dict[str, dict[str, Any]]) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__file__, __doc__)
     parser.add_argument("--configfile", action="append", default=[], type=Path, metavar="FILE")
     parser.add_argument("--variants", help="comma-separated (default: experiment.variants)")
     parser.add_argument("--out", type=Path, help="CSV (default: <results>/benchmarks/...)")

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from servebench.bench import bench_parser
 from servebench.config import load_config
 from servebench.loadgen import run_loadtest
 from servebench.provenance import cpu_info, git_commit
@@ -157,7 +158,7 @@ def measure(url: str, rate: float, args: argparse.Namespace, out: Path) -> dict[
 
 def main(argv: list[str] | None = None) -> int:
     config = load_config()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__file__, __doc__)
     parser.add_argument(
         "--rates",
         default="1000,2000,3000,4000,5000,6000,8000,10000",

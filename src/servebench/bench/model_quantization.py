@@ -14,13 +14,13 @@ set (results/data/payloads.csv). Writes results/benchmarks/model_quantization.cs
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+from servebench.bench import add_model_arguments, bench_parser
 from servebench.config import load_config
 from servebench.model import bench as model_bench
 from servebench.model import build
@@ -30,14 +30,8 @@ from servebench.payloads import read_payloads
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog=f"servebench bench {Path(__file__).stem.replace('_', '-')}",
-        description=__doc__.split("\n\n")[0],
-    )
-    parser.add_argument(
-        "--model-dir", type=Path, default=Path("results/model/synthetic-roberta-base")
-    )
-    parser.add_argument("--payloads", type=Path, default=Path("results/data/payloads.csv"))
+    parser = bench_parser(__file__, __doc__)
+    add_model_arguments(parser)
     parser.add_argument("--isas", nargs="+", default=["avx512_vnni", "avx2"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--min-duration-s", type=float, default=3.0)

@@ -15,7 +15,6 @@ per measurement:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import gc
 import os
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from servebench.bench import bench_parser
 from servebench.bento import SERVICE_DIR
 from servebench.config import BUNDLED_CORPUS, load_config
 from servebench.model.resolve import resolve_model
@@ -109,10 +109,7 @@ def batch_composition(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog=f"servebench bench {Path(__file__).stem.replace('_', '-')}",
-        description=__doc__.split("\n\n")[0],
-    )
+    parser = bench_parser(__file__, __doc__)
     parser.add_argument("--configfile", action="append", default=[], type=Path)
     parser.add_argument("--runtimes", nargs="+", default=["onnx-int8", "pytorch"])
     parser.add_argument("--batch-size", type=int, default=32)

@@ -27,7 +27,6 @@ Writes results/benchmarks/single_core_ceiling.csv.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import os
@@ -40,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from servebench.bench import add_model_arguments, bench_parser
 from servebench.config import load_config
 from servebench.model.runtime import load_runtime, read_provenance
 
@@ -147,14 +147,8 @@ def int8_gemm_gops(m: int = 1024, k: int = 768, n: int = 3072, repeats: int = 20
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog=f"servebench bench {Path(__file__).stem.replace('_', '-')}",
-        description=__doc__.split("\n\n")[0],
-    )
-    parser.add_argument(
-        "--model-dir", type=Path, default=Path("results/model/synthetic-roberta-base")
-    )
-    parser.add_argument("--payloads", type=Path, default=Path("results/data/payloads.csv"))
+    parser = bench_parser(__file__, __doc__)
+    add_model_arguments(parser)
     parser.add_argument("--n-texts", type=int, default=280)
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument(

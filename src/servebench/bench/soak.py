@@ -25,7 +25,6 @@ to end), every bad request got a 4xx.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import json
@@ -47,6 +46,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
+from servebench.bench import bench_parser
 from servebench.bento import SERVICE_DIR
 from servebench.config import load_config
 from servebench.deploy import deployed
@@ -342,24 +342,49 @@ def _append_row(path: Path, row: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="servebench bench soak", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--variant", default="optimized", help="variant (default: optimized)")
-    parser.add_argument("--duration", type=float, default=600.0, metavar="S", dest="duration_s")
+    parser = bench_parser(__file__, __doc__)
+    parser.add_argument("--variant", default="optimized", metavar="NAME", help="variant served")
+    parser.add_argument(
+        "--duration", type=float, default=600.0, metavar="S", dest="duration_s",
+        help="length of the load, warm-up included",
+    )  # fmt: skip
     parser.add_argument(
         "--warmup", type=float, default=60.0, metavar="S", dest="warmup_s",
         help="leading seconds left out of the latency figures and the memory baseline",
     )  # fmt: skip
-    parser.add_argument("--utilization", type=float, default=0.7)
-    parser.add_argument("--rate", type=float, default=None, metavar="RPS", dest="rate_rps")
-    parser.add_argument("--bad-share", type=float, default=0.05, help="share of all requests")
-    parser.add_argument("--sample-interval", type=float, default=2.0, metavar="S")
-    parser.add_argument("--growth-window", type=float, default=30.0, metavar="S")
-    parser.add_argument("--max-growth", type=float, default=10.0, metavar="PERCENT")
-    parser.add_argument("--seed", type=int, default=20261129)
-    parser.add_argument("--configfile", action="append", default=[], metavar="FILE")
-    parser.add_argument("--out", type=Path, default=None, metavar="DIR")
+    parser.add_argument(
+        "--utilization", type=float, default=0.7, metavar="FRACTION",
+        help="valid load as a fraction of the variant's calibrated saturation throughput",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rate", type=float, default=None, metavar="RPS", dest="rate_rps",
+        help="valid load in req/s (instead of --utilization; no calibration needed)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--bad-share", type=float, default=0.05, metavar="FRACTION",
+        help="share of all requests that are malformed or oversized",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sample-interval", type=float, default=2.0, metavar="S",
+        help="seconds between samples of the server processes' pids and RSS",
+    )  # fmt: skip
+    parser.add_argument(
+        "--growth-window", type=float, default=30.0, metavar="S",
+        help="seconds whose median RSS is compared, after the warm-up and at the end",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-growth", type=float, default=10.0, metavar="PERCENT",
+        help="largest worker RSS growth that passes",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=20261129, help="seed of both schedules")
+    parser.add_argument(
+        "--configfile", action="append", default=[], metavar="FILE",
+        help="YAML merged over config/config.yaml (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--out", type=Path, default=None, metavar="DIR",
+        help="output folder (default: <results>/benchmarks/soak/<variant>)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if not 0 <= args.bad_share < 1 or args.duration_s <= args.warmup_s + args.growth_window:

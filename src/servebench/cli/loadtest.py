@@ -340,8 +340,9 @@ def report(summary: RunSummary, out: Path) -> str:
             f"rate: offered {summary.offered_rate_rps:.4g} req/s, achieved "
             f"{summary.achieved_rate_rps:.4g} req/s, throughput (ok) "
             f"{summary.throughput_rps:.4g} req/s",
-            f"interarrival CV: target {summary.target_cv}, schedule {summary.schedule_cv}, "
-            f"realized {summary.realized_cv}; KS p={summary.ks_pvalue}",
+            f"interarrival CV: target {_g(summary.target_cv)}, schedule "
+            f"{_g(summary.schedule_cv)}, realized {_g(summary.realized_cv)}; KS p="
+            f"{_g(summary.ks_pvalue)}",
             f"send lag: p50 {_ms(summary.send_lag_p50_ms)}, p99 {_ms(summary.send_lag_p99_ms)}"
             f"; generator CPU {'-' if cpu is None else f'{cpu:.0f}%'}",
             f"latency (from schedule): p50 {_ms(summary.latency_p50_ms)}, p99 "
@@ -360,6 +361,11 @@ def report(summary: RunSummary, out: Path) -> str:
             f"wrote {out / 'summary.json'} and {out / 'requests.parquet'}",
         ]
     )
+
+
+def _g(value: float | None) -> str:
+    """A summary figure in 3 significant digits, '-' when there is none."""
+    return "-" if value is None else f"{value:.3g}"
 
 
 def host_port(text: str, option: str) -> tuple[str, int]:

@@ -319,12 +319,12 @@ class Searcher:
         )
         result.steps.append(step)
         log.info(
-            "step %d (%s): offered %.3g req/s, answered %.3g, p99(all) %s ms: %s",
+            "step %d (%s): offered %.3g req/s, answered %.3g, p99(all) %s: %s",
             index,
             phase,
             rate,
             summary.throughput_rps or 0.0,
-            summary.latency_all_p99_ms,
+            "-" if summary.latency_all_p99_ms is None else f"{summary.latency_all_p99_ms:.1f} ms",
             "meets the SLO" if meets_slo else ("keeps up" if keeps_up else "; ".join(reasons)),
         )
         if not keeps_up:

@@ -352,48 +352,26 @@ def run_fault(
     # The load generator's own validity (it sent on schedule, nothing else used the cores).
     problems += [f"load: {reason}" for reason in summary.invalid_reasons if run_error is None]
     k3s_facts = _k3s_facts(out) if isinstance(target, K3sTarget) else None
-    result = {
-        "faults": [entry],
-        "target": spec.target,
-        "variant": spec.variant,
-        "bento_variant": run.bento_variant,
-        "restart": run.restart,
-        "fault": spec.fault,
-        "repetition": spec.repetition,
-        "rate_rps": rate_rps,
-        "t0_wall_s": t0_wall,
-        "valid": not problems,
-        "problems": problems,
-    }
-    if k3s_facts is not None:
-        result["k3s"] = k3s_facts
-    write_json(out / FAULTS, result)
-    write_missing_outputs(out, RESILIENCE_FILES)
-    identity = {
-        "kind": "resilience",
-        "target": spec.target,
-        "variant": spec.variant,
-        "bento_variant": run.bento_variant,
-        "restart": run.restart,
-        "fault": spec.fault,
-        "fault_config": config["resilience"]["faults"][spec.fault],
-        "scenario": run.scenario.name,
-        "scenario_config": config["scenarios"][run.scenario.name],
-        "repetition": spec.repetition,
-        "seed": seed,
-        "rate_rps": rate_rps,
-        "duration_s": run.duration_s,
-        "k3s_settings": target.as_dict() if isinstance(target, K3sTarget) else None,
-    }
-    meta = run_meta(config, record, identity)
-    meta.update(
-        wall_time_s=round(time.time() - started, 3),
-        summary_valid=summary.valid,
-        valid=not problems,
-        problems=problems,
+    extra_result = {"k3s": k3s_facts} if k3s_facts is not None else {}
+    return _write_run_files(
+        config,
+        spec,
+        run,
+        out,
+        record,
+        entry,
+        problems,
+        summary,
+        seed=seed,
+        rate_rps=rate_rps,
+        t0_wall=t0_wall,
+        started=started,
+        extra_result=extra_result,
+        extra_identity={
+            "fault_config": config["resilience"]["faults"][spec.fault],
+            "k3s_settings": target.as_dict() if isinstance(target, K3sTarget) else None,
+        },
     )
-    write_json(out / META, meta)
-    return result
 
 
 def probe_only_figures(
@@ -501,6 +479,48 @@ def run_probes_only(
     problems += [f"load: {reason}" for reason in summary.invalid_reasons if run_error is None]
     if figures["requests_lost"]:
         problems.append(f"{figures['requests_lost']} requests lost by the client")
+    return _write_run_files(
+        config,
+        spec,
+        run,
+        out,
+        record,
+        entry,
+        problems,
+        summary,
+        seed=seed,
+        rate_rps=rate_rps,
+        t0_wall=t0_wall,
+        started=started,
+        extra_result={"skipped_faults": skipped},
+        extra_identity={
+            "fault_config": None,
+            "skipped_faults": [fault["name"] for fault in skipped],
+        },
+        notes=notes,
+    )
+
+
+def _write_run_files(
+    config: dict[str, Any],
+    spec: FaultRunSpec,
+    run: ResilienceSettings,
+    out: Path,
+    record: dict[str, Any],
+    entry: dict[str, Any],
+    problems: list[str],
+    summary: RunSummary,
+    *,
+    seed: int,
+    rate_rps: float | None,
+    t0_wall: float | None,
+    started: float,
+    extra_result: dict[str, Any],
+    extra_identity: dict[str, Any],
+    notes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """A resilience run's faults.json, the files its load test did not write, and meta.json
+    (last: the completion marker). Returns faults.json's content."""
     result = {
         "faults": [entry],
         "target": spec.target,
@@ -513,7 +533,7 @@ def run_probes_only(
         "t0_wall_s": t0_wall,
         "valid": not problems,
         "problems": problems,
-        "skipped_faults": skipped,
+        **extra_result,
     }
     write_json(out / FAULTS, result)
     write_missing_outputs(out, RESILIENCE_FILES)
@@ -524,14 +544,13 @@ def run_probes_only(
         "bento_variant": run.bento_variant,
         "restart": run.restart,
         "fault": spec.fault,
-        "fault_config": None,
-        "skipped_faults": [fault["name"] for fault in skipped],
         "scenario": run.scenario.name,
         "scenario_config": config["scenarios"][run.scenario.name],
         "repetition": spec.repetition,
         "seed": seed,
         "rate_rps": rate_rps,
         "duration_s": run.duration_s,
+        **extra_identity,
     }
     meta = run_meta(config, record, identity)
     meta.update(
@@ -541,6 +560,6 @@ def run_probes_only(
         problems=problems,
     )
     if notes:
-        meta["deployment_notes"] = notes
+        meta["deployment_notes"] = list(notes)
     write_json(out / META, meta)
     return result

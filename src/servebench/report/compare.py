@@ -23,13 +23,9 @@ from servebench.report.html import (
     VERDICT_CLASSES,
     HtmlTable,
     _cell,
-    _finite,
-    _is_true,
+    comparison_value_cells,
     data_uri,
     downloads,
-    fmt,
-    fmt_p,
-    fmt_percent,
     frame_table,
     summary_html_table,
 )
@@ -38,7 +34,9 @@ from servebench.report.items import REPORT_DIR
 TEMPLATE = "compare.html.j2"
 
 
-def comparison_rows_table(comparison: pd.DataFrame, metrics: Any, a: str, b: str) -> HtmlTable:
+def comparison_rows_table(
+    comparison: pd.DataFrame, metrics: Any, a: str, b: str, ci_level: float
+) -> HtmlTable:
     """B against A per (variant, scenario, metric): both means, the ratio (or difference) with
     its interval, the test and its design, Holm's p, Cliff's delta, the verdict."""
     table = HtmlTable(
@@ -48,7 +46,7 @@ def comparison_rows_table(comparison: pd.DataFrame, metrics: Any, a: str, b: str
             "metric",
             a,
             b,
-            f"{b} / {a} [t-CI]",
+            f"{b} / {a} [{100 * ci_level:.0f}% t-CI]",
             "test (pairs)",
             "Holm p",
             "Cliff's δ (per request)",
@@ -57,30 +55,10 @@ def comparison_rows_table(comparison: pd.DataFrame, metrics: Any, a: str, b: str
     )
     rows = comparison if metrics is None else comparison[comparison["metric"].isin(metrics)]
     for _, row in rows.iterrows():
-        on_log = _is_true(row["on_log_scale"])
-        estimate = fmt(row["ratio"]) + "x" if on_log else f"{fmt(row['difference'])}"
-        if _finite(row["ci_low"]):
-            suffix = "x" if on_log else ""
-            estimate += f" [{fmt(row['ci_low'])}{suffix}, {fmt(row['ci_high'])}{suffix}]"
-        delta = DASH
-        if _finite(row["cliffs_delta"]):
-            delta = f"{row['cliffs_delta']:+.2f} ({row['cliffs_magnitude']})"
-        unit = "" if row["unit"] == "fraction" else f" {row['unit']}"
-        one = fmt_percent if row["unit"] == "fraction" else fmt
         test = row["test"] if isinstance(row["test"], str) and row["test"] else DASH
         table.add(
-            [
-                row["variant_group"],
-                row["scenario"],
-                row["metric"],
-                (f"{one(row['reference_mean'])}{unit}", "num"),
-                (f"{one(row['variant_mean'])}{unit}", "num"),
-                (estimate, "num"),
-                f"{test} ({int(row['n_pairs'])} pairs)",
-                (fmt_p(row["p_holm"]), "num"),
-                (delta, "num"),
-                (row["verdict_class"], VERDICT_CLASSES.get(row["verdict_class"], "")),
-            ]
+            [row["variant_group"], row["scenario"], row["metric"]]
+            + comparison_value_cells(row, f"{test} ({int(row['n_pairs'])} pairs)")
         )
     return table
 
@@ -139,10 +117,14 @@ def build_comparison_context(result: Comparison, out_dir: Path) -> dict[str, Any
             "notes": [],
             "pdf": f"{FIGURE_NAME}.pdf",
         },
-        "headline": comparison_rows_table(comparison, HEADLINE_METRICS, a, b)
+        "headline": comparison_rows_table(
+            comparison, HEADLINE_METRICS, a, b, result.settings.ci_level
+        )
         if len(comparison)
         else None,
-        "full": comparison_rows_table(comparison, None, a, b) if len(comparison) else None,
+        "full": comparison_rows_table(comparison, None, a, b, result.settings.ci_level)
+        if len(comparison)
+        else None,
         "summary": summary_html_table(summary, result.settings.ci_level) if len(summary) else None,
         "unmatched": frame_table(result.unmatched) if len(result.unmatched) else None,
         "invalid": _invalid_table(result.runs),

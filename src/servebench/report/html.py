@@ -330,7 +330,34 @@ def summary_html_table(summary: pd.DataFrame, ci_level: float) -> HtmlTable:
     return table
 
 
-def comparison_html_table(comparison: pd.DataFrame, metrics: Sequence[str] | None) -> HtmlTable:
+def comparison_value_cells(row: pd.Series, test: str) -> list[Any]:
+    """The cells of one comparison row after its labels: both means, the ratio (or difference)
+    with its t-interval, `test`, Holm's p, Cliff's delta, the verdict. One home for the study's
+    report and `servebench compare`."""
+    on_log = _is_true(row["on_log_scale"])
+    estimate = fmt(row["ratio"]) + "x" if on_log else f"{fmt(row['difference'])}"
+    if _finite(row["ci_low"]):
+        suffix = "x" if on_log else ""
+        estimate += f" [{fmt(row['ci_low'])}{suffix}, {fmt(row['ci_high'])}{suffix}]"
+    delta = DASH
+    if _finite(row["cliffs_delta"]):
+        delta = f"{row['cliffs_delta']:+.2f} ({row['cliffs_magnitude']})"
+    unit = "" if row["unit"] == "fraction" else f" {row['unit']}"
+    one = fmt_percent if row["unit"] == "fraction" else fmt
+    return [
+        (f"{one(row['reference_mean'])}{unit}", "num"),
+        (f"{one(row['variant_mean'])}{unit}", "num"),
+        (estimate, "num"),
+        test,
+        (fmt_p(row["p_holm"]), "num"),
+        (delta, "num"),
+        (row["verdict_class"], VERDICT_CLASSES.get(row["verdict_class"], "")),
+    ]
+
+
+def comparison_html_table(
+    comparison: pd.DataFrame, metrics: Sequence[str] | None, ci_level: float
+) -> HtmlTable:
     table = HtmlTable(
         [
             "scenario",
@@ -338,7 +365,7 @@ def comparison_html_table(comparison: pd.DataFrame, metrics: Sequence[str] | Non
             "metric",
             "reference",
             "variant value",
-            "ratio or difference [95% t-CI, paired over repetitions]",
+            f"ratio or difference [{100 * ci_level:.0f}% t-CI over repetitions]",
             "test",
             "Holm p",
             "Cliff's δ (per request)",
@@ -347,29 +374,9 @@ def comparison_html_table(comparison: pd.DataFrame, metrics: Sequence[str] | Non
     )
     rows = comparison if metrics is None else comparison[comparison["metric"].isin(metrics)]
     for _, row in rows.iterrows():
-        on_log = _is_true(row["on_log_scale"])
-        estimate = fmt(row["ratio"]) + "x" if on_log else f"{fmt(row['difference'])}"
-        if _finite(row["ci_low"]):
-            suffix = "x" if on_log else ""
-            estimate += f" [{fmt(row['ci_low'])}{suffix}, {fmt(row['ci_high'])}{suffix}]"
-        delta = DASH
-        if _finite(row["cliffs_delta"]):
-            delta = f"{row['cliffs_delta']:+.2f} ({row['cliffs_magnitude']})"
-        unit = "" if row["unit"] == "fraction" else f" {row['unit']}"
-        one = fmt_percent if row["unit"] == "fraction" else fmt
         table.add(
-            [
-                row["scenario"],
-                row["variant"],
-                row["metric"],
-                (f"{one(row['reference_mean'])}{unit}", "num"),
-                (f"{one(row['variant_mean'])}{unit}", "num"),
-                (estimate, "num"),
-                _cell(row["test"]),
-                (fmt_p(row["p_holm"]), "num"),
-                (delta, "num"),
-                (row["verdict_class"], VERDICT_CLASSES.get(row["verdict_class"], "")),
-            ]
+            [row["scenario"], row["variant"], row["metric"]]
+            + comparison_value_cells(row, _cell(row["test"]))
         )
     return table
 
@@ -965,10 +972,12 @@ def build_context(
         if len(tables["summary"])
         else None,
         "comparison": _table_section(report_dir, items, "comparison"),
-        "comparison_headline": comparison_html_table(comparison, HEADLINE_METRICS)
+        "comparison_headline": comparison_html_table(comparison, HEADLINE_METRICS, ci_level)
         if len(comparison)
         else None,
-        "comparison_full": comparison_html_table(comparison, None) if len(comparison) else None,
+        "comparison_full": comparison_html_table(comparison, None, ci_level)
+        if len(comparison)
+        else None,
         "ablation": _table_section(report_dir, items, "ablation"),
         "ablation_ran": ablation_ran,
         "ablation_table": ablation_html_table(ablation, ci_level) if len(ablation) else None,

@@ -3,6 +3,7 @@ generator's own code by test_report's helpers), one of them known to be faster."
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
@@ -98,6 +99,22 @@ def test_different_seeds_are_compared_unpaired_with_welch(trees):
     assert latency["test"].str.startswith("Welch t on log ratios").all()
     assert (latency["n_pairs"] == 0).all()
     assert (latency["verdict_class"] == "better").all(), latency[["verdict"]].to_string()
+
+
+def test_the_same_seeds_at_another_rate_are_not_paired(trees, tmp_path):
+    """Same seeds, another offered rate (a study calibrated to another capacity): another
+    schedule, so the runs are compared unpaired."""
+    a, b, _ = trees
+    other_rate = tmp_path / "other-rate"
+    shutil.copytree(b, other_rate)
+    for meta_path in (other_rate / "runs").rglob("meta.json"):
+        meta = json.loads(meta_path.read_text())
+        meta["rate_rps"] *= 1.5
+        meta_path.write_text(json.dumps(meta))
+    result = _compare(a, other_rate, ("before", "other-rate"))
+    latency = result.comparison[result.comparison["metric"].isin(HEADLINE)]
+    assert (latency["design"] == "unpaired").all(), latency[["design", "test"]]
+    assert (latency["n_pairs"] == 0).all()
 
 
 def test_a_study_against_itself_shows_no_difference(trees):

@@ -124,6 +124,53 @@ def test_a_port_answered_by_another_server_is_not_ready(tmp_path):
         other.server_close()
 
 
+# A stand-in for `bentoml serve TAG --host H --port P`: its first start exits as BentoML does
+# when another process took one of its ports; later starts serve /readyz on P.
+FAKE_BENTOML = """
+import http.server, pathlib, sys
+starts = pathlib.Path(sys.argv[0]).with_name("starts")
+count = int(starts.read_text()) + 1 if starts.exists() else 1
+starts.write_text(str(count))
+if count <= int(sys.argv[0].rsplit("-", 1)[1]):
+    print("zmq.error.ZMQError: Address already in use (addr='tcp://127.0.0.1:1')", flush=True)
+    sys.exit(1)
+class Ready(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+port = int(sys.argv[sys.argv.index("--port") + 1])
+http.server.HTTPServer(("127.0.0.1", port), Ready).serve_forever()
+"""
+
+
+@pytest.mark.parametrize(
+    ("clashes", "ready"), [(1, True), (local.START_ATTEMPTS, False)], ids=["once", "every-time"]
+)
+def test_a_start_that_lost_a_port_race_is_retried(monkeypatch, tmp_path, clashes, ready):
+    fake = tmp_path / f"bentoml-{clashes}"
+    fake.write_text(f"#!{sys.executable}\n{FAKE_BENTOML}")
+    fake.chmod(0o755)
+    monkeypatch.setattr(local, "bentoml_exe", lambda: str(fake))
+    log_path = tmp_path / "server.log"
+    start = dict(bentoml_home=tmp_path, log_path=log_path, cpus=None, port=None)
+    if not ready:  # every attempt clashed: the error
+        with pytest.raises(local.ServerStartError, match="Address already in use"):
+            local.start_ready_server("sentiment-x:1", ready_timeout_s=30, **start)
+    else:
+        server = local.start_ready_server("sentiment-x:1", ready_timeout_s=30, **start)
+        try:
+            assert server.process.poll() is None
+            assert local.http_get(server.url + "/readyz", timeout_s=2)[0] == 200
+        finally:
+            local.stop_server(server)
+    # Each clash that was retried left its log; the last attempt's log is server.log.
+    retried = min(clashes, local.START_ATTEMPTS - 1)
+    kept = sorted(path.name for path in tmp_path.glob("server.clash*.log"))
+    assert kept == [f"server.clash{i}.log" for i in range(1, retried + 1)]
+    assert (tmp_path / "starts").read_text() == str(min(clashes + 1, local.START_ATTEMPTS))
+
+
 # ------------------------------------------------------------------------------ end to end
 
 

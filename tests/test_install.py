@@ -1,11 +1,12 @@
 """The installable tool: a wheel built from the working tree, installed into a fresh virtual
 environment outside the checkout, runs `servebench loadtest` and `servebench calibrate`
-against the bundled test server.
+against the bundled test server, and `servebench compare` writes its page there.
 
 The fresh environment installs the wheel alone (`--no-deps`, no index): its dependencies come
 from the environment running the tests through a .pth file, so the test downloads and builds
 nothing (torch & co. stay where they are). The wheel's copies of the default configuration,
-its schema and the corpus must equal config/ and data/ (the one copy everyone edits).
+its schema, the corpus and the report's templates must equal config/, data/ and report/ (the
+one copy everyone edits).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from test_report import analysis_config, build_results_tree
 
 from servebench import __version__
 from servebench.net import free_port, http_get
@@ -33,6 +35,11 @@ BUNDLED = {
     "servebench/bundled/config.yaml": REPO_ROOT / "config" / "config.yaml",
     "servebench/bundled/schema.yaml": REPO_ROOT / "config" / "schema.yaml",
     "servebench/bundled/texts.csv": REPO_ROOT / "data" / "texts.csv",
+    **{
+        f"servebench/bundled/report/{path.relative_to(REPO_ROOT / 'report')}": path
+        for path in sorted((REPO_ROOT / "report").rglob("*"))
+        if path.is_file()
+    },
 }
 RUNTIME_MODULES = (
     "servebench/loadgen/locustfile.py",
@@ -215,3 +222,22 @@ def test_the_installed_tool_runs_outside_the_checkout(installed, elsewhere):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_the_installed_compare_writes_its_page(installed, elsewhere):
+    """`servebench compare` outside the checkout: its HTML page needs the report's templates
+    and style from the package."""
+    bin_dir, _, log = installed
+    cwd, env = elsewhere
+    for name in ("before", "after"):
+        build_results_tree(cwd / name, analysis_config(results_dir=cwd / name))
+    done = run(
+        [bin_dir / "servebench", "compare", "before", "after", "--out", "comparison"],
+        log,
+        cwd=cwd,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    page = (cwd / "comparison" / "comparison.html").read_text(encoding="utf-8")
+    assert "servebench comparison: after against before" in page
+    assert (cwd / "comparison" / "comparison.csv").is_file()

@@ -22,8 +22,9 @@ from servebench.fault_kinds import FAULT_KINDS, faults_for_target, faults_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The files an installed `servebench` needs wherever it runs. In a checkout,
-# src/servebench/bundled/ holds links to config/ and data/ (the one copy everyone edits), so
-# these resolve to config/schema.yaml, config/config.yaml and data/texts.csv; building a wheel
+# src/servebench/bundled/ holds links to config/, data/ and report/ (the one copy everyone
+# edits), so these resolve to config/schema.yaml, config/config.yaml and data/texts.csv (and
+# servebench.report.items.REPORT_DIR to report/); building a wheel
 # copies what the links point at into the package (tests/test_install.py compares them).
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 SCHEMA_PATH = (BUNDLED_DIR / "schema.yaml").resolve()

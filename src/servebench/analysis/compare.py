@@ -9,8 +9,9 @@ scenario) that both studies ran is compared, B against A (the reference), on eve
 metric of the study's own comparison, with the same statistics
 (servebench.analysis.statistics.compare): a repetition is the unit; two runs are a pair when
 their schedules match, i.e. they ran with the same seed (meta.json's `seed`: the same master
-seed, scenario and repetition give the same seed), and then the paired t-test on log ratios is
-used; studies whose seeds differ are compared with Welch's unpaired test on the logs. The test
+seed, scenario and repetition give the same seed) at the same offered rate (`rate_rps`), and
+then the paired t-test on log ratios is used; runs whose seeds or rates differ are compared
+with Welch's unpaired test on the logs. The test
 is named in every row. Holm corrects the p-values within each metric's family (every variant
 and scenario of that metric), and each verdict quotes the interval at the matching adjusted
 level, as in the study's comparison.csv.
@@ -21,6 +22,7 @@ a single, different target (local before, k3s after), its runs are matched acros
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -124,11 +126,20 @@ def target_pairs(a: Study, b: Study) -> list[tuple[str, str]]:
 
 
 def _pair_keys(runs: pd.DataFrame, offset: int) -> pd.Series:
-    """The key runs are paired on: the run's seed (meta.json), so that two runs pair exactly
-    when their schedules match; a run without a recorded seed gets a key of its own (unpaired)."""
-    seeds = pd.to_numeric(runs.get("meta_seed", pd.Series(np.nan, index=runs.index)), "coerce")
-    own = pd.Series(-(offset + 2 * np.arange(len(runs)) + 1), index=runs.index)
-    return seeds.where(seeds.notna(), own).astype("int64")
+    """The key runs are paired on: the run's schedule, i.e. its seed and its offered rate
+    (meta.json), so that two runs pair exactly when their schedules match. The same seed at
+    another rate (two studies that calibrated to different capacities) is another schedule; a
+    run without a recorded seed gets a key of its own (unpaired)."""
+    missing = pd.Series(np.nan, index=runs.index)
+    seeds = pd.to_numeric(runs.get("meta_seed", missing), "coerce")
+    rates = pd.to_numeric(runs.get("meta_rate_rps", missing), "coerce")
+    keys = pd.Series(-(offset + 2 * np.arange(len(runs)) + 1), index=runs.index, dtype="int64")
+    for index in runs.index[seeds.notna()]:
+        rate = rates[index]
+        schedule = f"{int(seeds[index])}@{rate:.6g}" if pd.notna(rate) else f"{int(seeds[index])}"
+        digest = hashlib.sha256(schedule.encode()).digest()
+        keys[index] = int.from_bytes(digest[:7], "big")  # non-negative, fits int64
+    return keys
 
 
 @dataclass

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import signal
 import socket
@@ -296,6 +297,64 @@ def wait_ready(server: LocalServer, timeout_s: float) -> float:
         time.sleep(READY_POLL_S)
 
 
+# BentoML binds its HTTP port and its process manager's ZMQ ports, each picked free a moment
+# before: another process can take one in between, and the server exits with this error.
+PORT_CLASH = "Address already in use"
+START_ATTEMPTS = 3
+
+
+def start_ready_server(
+    tag: str,
+    *,
+    bentoml_home: str | Path,
+    log_path: str | Path,
+    cpus: Sequence[int] | None,
+    port: int | None,
+    ready_timeout_s: float,
+    host: str = HOST,
+    extra_env: dict[str, str] | None = None,
+) -> LocalServer:
+    """start_server, then wait_ready. A server that exited on a port clash is started again
+    (on a fresh port unless `port` is given), at most START_ATTEMPTS times in all; the log of
+    each clash is kept beside (`server.clash1.log` ...). Any other failure, or the last clash,
+    raises ServerStartError with the server stopped."""
+    log_path = Path(log_path)
+    for attempt in range(1, START_ATTEMPTS + 1):
+        server = start_server(
+            tag,
+            bentoml_home=bentoml_home,
+            log_path=log_path,
+            cpus=cpus,
+            port=port,
+            host=host,
+            extra_env=extra_env,
+        )
+        try:
+            wait_ready(server, ready_timeout_s)
+            return server
+        except BaseException:
+            stop_server(server)
+            clash = server.process.poll() is not None and PORT_CLASH in _read_text(log_path)
+            if not clash or attempt == START_ATTEMPTS:
+                raise
+        kept = log_path.with_name(f"{log_path.stem}.clash{attempt}{log_path.suffix}")
+        os.replace(log_path, kept)
+        logging.getLogger("servebench.deploy").warning(
+            "bentoml serve %s exited on a port clash (%s, log kept in %s): starting it again",
+            tag,
+            PORT_CLASH,
+            kept,
+        )
+    raise AssertionError("unreachable")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
 def stop_server(server: LocalServer, grace_s: float = STOP_GRACE_S) -> list[int]:
     """Stop every process of the server: SIGTERM, then SIGKILL after `grace_s`.
     Returns the pids that had to be killed."""
@@ -335,17 +394,17 @@ def local_server(
 ) -> Iterator[LocalServer]:
     """A ready server for the duration of the block; stopped on exit, whatever happens."""
     with sigterm_raises():
-        server = start_server(
+        server = start_ready_server(
             tag,
             bentoml_home=bentoml_home,
             log_path=log_path,
             cpus=cpus,
             port=port,
             host=host,
+            ready_timeout_s=ready_timeout_s,
             extra_env=extra_env,
         )
         try:
-            wait_ready(server, ready_timeout_s)
             yield server
         finally:
             stop_server(server)
@@ -378,16 +437,16 @@ class LocalDeployment:
 
     def start(self, port: int | None = None) -> LocalServer:
         name = SERVER_LOG if not self.servers else f"server.restart{len(self.servers)}.log"
-        server = start_server(
+        server = start_ready_server(
             self.record["tag"],
             bentoml_home=self.record["bentoml_home"],
             log_path=self.out_dir / name,
             cpus=self.target.cpus,
             port=port,
+            ready_timeout_s=self.target.ready_timeout_s,
             extra_env=dict(self.target.environment),
         )
         self.servers.append(server)
-        wait_ready(server, self.target.ready_timeout_s)
         if self._monitor is not None:
             self._monitor.server = server
         return server

@@ -9,9 +9,11 @@ from typing import Any
 import yaml
 
 from servebench.layout import figure_names
-from servebench.provenance import REPO_ROOT
+from servebench.config import BUNDLED_DIR
 
-REPORT_DIR = REPO_ROOT / "report"
+# The report's templates, style, items and captions: report/ in a checkout (the bundled link
+# resolves there), package data in an installed servebench (`servebench compare`, `report`).
+REPORT_DIR = (BUNDLED_DIR / "report").resolve()
 
 
 def load_items(report_dir: Path = REPORT_DIR) -> dict[str, Any]:

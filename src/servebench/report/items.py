@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from servebench.layout import figure_names
 from servebench.config import BUNDLED_DIR
+from servebench.layout import figure_names
 
 # The report's templates, style, items and captions: report/ in a checkout (the bundled link
 # resolves there), package data in an installed servebench (`servebench compare`, `report`).

@@ -18,6 +18,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -261,17 +262,11 @@ def run_fault(
         return run_probes_only(
             config, spec, bento_record_path, payloads_path, out_dir, reference_capacity_path
         )
-    out = Path(out_dir)
-    clear_dir(out)
-    run = ResilienceSettings.of(config, spec.variant, spec.fault)
+    job = _RunStart.of(config, spec, out_dir, bento_record_path)
+    out, run, generator, target = job.out, job.run, job.generator, job.target
     fault = run.fault
-    generator = LoadgenSettings.of(config)
-    target = deploy_target(config, run.bento_variant)
     if isinstance(target, DockerTarget):  # supervisor: Docker's restart policy restarts it
         target = target.with_restart(run.restart)
-    record = deployment_record(config, run.bento_variant, bento_record_path)
-    seed = fault_seed(config, spec.fault, spec.repetition)
-    started = time.time()
     rate_rps: float | None = None
     summary = RunSummary()
     thread: FaultThread | None = None
@@ -283,7 +278,7 @@ def run_fault(
             reference_saturation_rps(reference_capacity_path)
         )
         context = FaultContext(target=spec.target, params=fault.params, restart=run.restart)
-        with deployed(target, record, out) as deployment, deployment.monitored(out):
+        with deployed(target, job.record, out) as deployment, deployment.monitored(out):
             context.deployment = deployment
             prober = Prober(lambda: deployment.url, run.probe_interval_s, generator.cpus).start()
             run_id = uuid.uuid4().hex  # the load test's, in its workers' status files
@@ -298,7 +293,7 @@ def run_fault(
                     target.cpus + generator.cpus,
                     deployment.url,
                     out,
-                    seed,
+                    job.seed,
                     rate_rps,
                     payloads_path,
                     generator,
@@ -354,18 +349,12 @@ def run_fault(
     k3s_facts = _k3s_facts(out) if isinstance(target, K3sTarget) else None
     extra_result = {"k3s": k3s_facts} if k3s_facts is not None else {}
     return _write_run_files(
-        config,
-        spec,
-        run,
-        out,
-        record,
+        job,
         entry,
         problems,
         summary,
-        seed=seed,
         rate_rps=rate_rps,
         t0_wall=t0_wall,
-        started=started,
         extra_result=extra_result,
         extra_identity={
             "fault_config": config["resilience"]["faults"][spec.fault],
@@ -411,13 +400,8 @@ def run_probes_only(
     and the /readyz and /livez probes, no fault. Each configured fault is skipped with its
     reason (faults.json `skipped`); the run is valid when the load test is and no request was
     lost. Writes the files of a resilience run, meta.json last; returns faults.json's content."""
-    out = Path(out_dir)
-    clear_dir(out)
-    run = ResilienceSettings.of(config, spec.variant, spec.fault)
-    generator = LoadgenSettings.of(config)
-    target = deploy_target(config, run.bento_variant)
-    record = deployment_record(config, run.bento_variant, bento_record_path)
-    seed = fault_seed(config, spec.fault, spec.repetition)
+    job = _RunStart.of(config, spec, out_dir, bento_record_path)
+    out, run, generator, target = job.out, job.run, job.generator, job.target
     skipped = [
         {
             "name": name,
@@ -426,7 +410,6 @@ def run_probes_only(
         }
         for name, fault in config["resilience"]["faults"].items()
     ]
-    started = time.time()
     rate_rps: float | None = None
     summary = RunSummary()
     prober: Prober | None = None
@@ -436,7 +419,7 @@ def run_probes_only(
         rate_rps = run.rate_rps or run.scenario.offered_rate_rps(
             reference_saturation_rps(reference_capacity_path)
         )
-        with deployed(target, record, out) as deployment, deployment.monitored(out):
+        with deployed(target, job.record, out) as deployment, deployment.monitored(out):
             prober = Prober(lambda: deployment.url, run.probe_interval_s, generator.cpus).start()
             try:
                 summary = _loadtest(
@@ -445,7 +428,7 @@ def run_probes_only(
                     target.cpus + generator.cpus,
                     deployment.url,
                     out,
-                    seed,
+                    job.seed,
                     rate_rps,
                     payloads_path,
                     generator,
@@ -480,18 +463,12 @@ def run_probes_only(
     if figures["requests_lost"]:
         problems.append(f"{figures['requests_lost']} requests lost by the client")
     return _write_run_files(
-        config,
-        spec,
-        run,
-        out,
-        record,
+        job,
         entry,
         problems,
         summary,
-        seed=seed,
         rate_rps=rate_rps,
         t0_wall=t0_wall,
-        started=started,
         extra_result={"skipped_faults": skipped},
         extra_identity={
             "fault_config": None,
@@ -501,26 +478,60 @@ def run_probes_only(
     )
 
 
+@dataclass(frozen=True)
+class _RunStart:
+    """What both kinds of resilience run settle before anything runs: the cleared run folder,
+    the settings, the deployment target and record, the schedule's seed, the start time."""
+
+    config: dict[str, Any]
+    spec: FaultRunSpec
+    out: Path
+    run: ResilienceSettings
+    generator: LoadgenSettings
+    target: Any
+    record: dict[str, Any]
+    seed: int
+    started: float
+
+    @classmethod
+    def of(
+        cls,
+        config: dict[str, Any],
+        spec: FaultRunSpec,
+        out_dir: str | Path,
+        bento_record_path: str | Path | None,
+    ) -> _RunStart:
+        out = Path(out_dir)
+        clear_dir(out)
+        run = ResilienceSettings.of(config, spec.variant, spec.fault)
+        return cls(
+            config=config,
+            spec=spec,
+            out=out,
+            run=run,
+            generator=LoadgenSettings.of(config),
+            target=deploy_target(config, run.bento_variant),
+            record=deployment_record(config, run.bento_variant, bento_record_path),
+            seed=fault_seed(config, spec.fault, spec.repetition),
+            started=time.time(),
+        )
+
+
 def _write_run_files(
-    config: dict[str, Any],
-    spec: FaultRunSpec,
-    run: ResilienceSettings,
-    out: Path,
-    record: dict[str, Any],
+    job: _RunStart,
     entry: dict[str, Any],
     problems: list[str],
     summary: RunSummary,
     *,
-    seed: int,
     rate_rps: float | None,
     t0_wall: float | None,
-    started: float,
     extra_result: dict[str, Any],
     extra_identity: dict[str, Any],
     notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """A resilience run's faults.json, the files its load test did not write, and meta.json
     (last: the completion marker). Returns faults.json's content."""
+    config, spec, run, out = job.config, job.spec, job.run, job.out
     result = {
         "faults": [entry],
         "target": spec.target,
@@ -547,14 +558,14 @@ def _write_run_files(
         "scenario": run.scenario.name,
         "scenario_config": config["scenarios"][run.scenario.name],
         "repetition": spec.repetition,
-        "seed": seed,
+        "seed": job.seed,
         "rate_rps": rate_rps,
         "duration_s": run.duration_s,
         **extra_identity,
     }
-    meta = run_meta(config, record, identity)
+    meta = run_meta(config, job.record, identity)
     meta.update(
-        wall_time_s=round(time.time() - started, 3),
+        wall_time_s=round(time.time() - job.started, 3),
         summary_valid=summary.valid,
         valid=not problems,
         problems=problems,

@@ -23,7 +23,7 @@ from servebench.report.html import (
     VERDICT_CLASSES,
     HtmlTable,
     _cell,
-    comparison_value_cells,
+    comparison_rows_table,
     data_uri,
     downloads,
     frame_table,
@@ -34,33 +34,24 @@ from servebench.report.items import REPORT_DIR
 TEMPLATE = "compare.html.j2"
 
 
-def comparison_rows_table(
+def comparison_page_table(
     comparison: pd.DataFrame, metrics: Any, a: str, b: str, ci_level: float
 ) -> HtmlTable:
     """B against A per (variant, scenario, metric): both means, the ratio (or difference) with
     its interval, the test and its design, Holm's p, Cliff's delta, the verdict."""
-    table = HtmlTable(
-        [
-            "variant",
-            "scenario",
-            "metric",
-            a,
-            b,
-            f"{b} / {a} [{100 * ci_level:.0f}% t-CI]",
-            "test (pairs)",
-            "Holm p",
-            "Cliff's δ (per request)",
-            "verdict",
-        ]
+    headers = ["variant", "scenario", "metric", a, b, f"{b} / {a} [{100 * ci_level:.0f}% t-CI]"]
+
+    def test(row: pd.Series) -> str:
+        name = row["test"] if isinstance(row["test"], str) and row["test"] else DASH
+        return f"{name} ({int(row['n_pairs'])} pairs)"
+
+    return comparison_rows_table(
+        comparison,
+        metrics,
+        [*headers, "test (pairs)"],
+        lambda row: [row["variant_group"], row["scenario"], row["metric"]],
+        test,
     )
-    rows = comparison if metrics is None else comparison[comparison["metric"].isin(metrics)]
-    for _, row in rows.iterrows():
-        test = row["test"] if isinstance(row["test"], str) and row["test"] else DASH
-        table.add(
-            [row["variant_group"], row["scenario"], row["metric"]]
-            + comparison_value_cells(row, f"{test} ({int(row['n_pairs'])} pairs)")
-        )
-    return table
 
 
 def verdict_blocks(comparison: pd.DataFrame) -> list[dict[str, Any]]:
@@ -117,12 +108,12 @@ def build_comparison_context(result: Comparison, out_dir: Path) -> dict[str, Any
             "notes": [],
             "pdf": f"{FIGURE_NAME}.pdf",
         },
-        "headline": comparison_rows_table(
+        "headline": comparison_page_table(
             comparison, HEADLINE_METRICS, a, b, result.settings.ci_level
         )
         if len(comparison)
         else None,
-        "full": comparison_rows_table(comparison, None, a, b, result.settings.ci_level)
+        "full": comparison_page_table(comparison, None, a, b, result.settings.ci_level)
         if len(comparison)
         else None,
         "summary": summary_html_table(summary, result.settings.ci_level) if len(summary) else None,

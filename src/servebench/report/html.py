@@ -14,7 +14,7 @@ import html
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -330,10 +330,12 @@ def summary_html_table(summary: pd.DataFrame, ci_level: float) -> HtmlTable:
     return table
 
 
-def comparison_value_cells(row: pd.Series, test: str) -> list[Any]:
+COMPARISON_TAIL_HEADERS = ("Holm p", "Cliff's δ (per request)", "verdict")
+
+
+def comparison_value_cells(row: pd.Series, test: Any) -> list[Any]:
     """The cells of one comparison row after its labels: both means, the ratio (or difference)
-    with its t-interval, `test`, Holm's p, Cliff's delta, the verdict. One home for the study's
-    report and `servebench compare`."""
+    with its t-interval, `test`, Holm's p, Cliff's delta, the verdict."""
     on_log = _is_true(row["on_log_scale"])
     estimate = fmt(row["ratio"]) + "x" if on_log else f"{fmt(row['difference'])}"
     if _finite(row["ci_low"]):
@@ -355,30 +357,42 @@ def comparison_value_cells(row: pd.Series, test: str) -> list[Any]:
     ]
 
 
+def comparison_rows_table(
+    comparison: pd.DataFrame,
+    metrics: Sequence[str] | None,
+    headers: Sequence[str],
+    labels: Callable[[pd.Series], list[Any]],
+    test: Callable[[pd.Series], Any],
+) -> HtmlTable:
+    """A comparison table (the study's, or `servebench compare`'s): per row of `metrics` (all:
+    None) its `labels`, then comparison_value_cells with its `test` cell. `headers` name the
+    labels, both means, the estimate and the test; the last three columns are common."""
+    table = HtmlTable([*headers, *COMPARISON_TAIL_HEADERS])
+    rows = comparison if metrics is None else comparison[comparison["metric"].isin(metrics)]
+    for _, row in rows.iterrows():
+        table.add(labels(row) + comparison_value_cells(row, test(row)))
+    return table
+
+
 def comparison_html_table(
     comparison: pd.DataFrame, metrics: Sequence[str] | None, ci_level: float
 ) -> HtmlTable:
-    table = HtmlTable(
-        [
-            "scenario",
-            "variant",
-            "metric",
-            "reference",
-            "variant value",
-            f"ratio or difference [{100 * ci_level:.0f}% t-CI over repetitions]",
-            "test",
-            "Holm p",
-            "Cliff's δ (per request)",
-            "verdict",
-        ]
+    headers = [
+        "scenario",
+        "variant",
+        "metric",
+        "reference",
+        "variant value",
+        f"ratio or difference [{100 * ci_level:.0f}% t-CI over repetitions]",
+        "test",
+    ]
+    return comparison_rows_table(
+        comparison,
+        metrics,
+        headers,
+        lambda row: [row["scenario"], row["variant"], row["metric"]],
+        lambda row: _cell(row["test"]),
     )
-    rows = comparison if metrics is None else comparison[comparison["metric"].isin(metrics)]
-    for _, row in rows.iterrows():
-        table.add(
-            [row["scenario"], row["variant"], row["metric"]]
-            + comparison_value_cells(row, _cell(row["test"]))
-        )
-    return table
 
 
 def key_results(

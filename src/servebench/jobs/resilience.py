@@ -213,40 +213,6 @@ def fault_problems(
     return problems
 
 
-def _loadtest(
-    config: dict[str, Any],
-    run: ResilienceSettings,
-    measured_cpus: tuple[int, ...],
-    url: str,
-    out: Path,
-    seed: int,
-    rate_rps: float,
-    payloads_path: Path,
-    generator: LoadgenSettings,
-    run_id: str | None = None,
-) -> RunSummary:
-    """The resilience run's load: its scenario's schedule at `rate_rps`, measured as every run
-    of the study is (servebench.jobs.common.measured_loadtest)."""
-    return measured_loadtest(
-        measured_cpus,
-        float(config["measurement"]["foreign_cpu_max_percent"]),
-        int(config["measurement"]["min_requests"]),
-        host=url,
-        out_dir=out,
-        seed=seed,
-        arrival=run.scenario.arrival,
-        rate_rps=rate_rps,
-        cv=run.scenario.cv,
-        shape=run.scenario.shape,
-        duration_s=run.duration_s,
-        warmup_s=run.warmup_s,
-        payloads=payloads_path,
-        generator=generator,
-        progress=False,
-        run_id=run_id,
-    )
-
-
 def run_fault(
     config: dict[str, Any],
     spec: FaultRunSpec,
@@ -274,9 +240,7 @@ def run_fault(
     run_error = None
     try:
         inject = injector(fault.kind, spec.target)
-        rate_rps = run.rate_rps or run.scenario.offered_rate_rps(
-            reference_saturation_rps(reference_capacity_path)
-        )
+        rate_rps = job.offered_rate_rps(reference_capacity_path)
         context = FaultContext(target=spec.target, params=fault.params, restart=run.restart)
         with deployed(target, job.record, out) as deployment, deployment.monitored(out):
             context.deployment = deployment
@@ -287,18 +251,7 @@ def run_fault(
             )
             thread.start()
             try:
-                summary = _loadtest(
-                    config,
-                    run,
-                    target.cpus + generator.cpus,
-                    deployment.url,
-                    out,
-                    job.seed,
-                    rate_rps,
-                    payloads_path,
-                    generator,
-                    run_id=run_id,
-                )
+                summary = job.loadtest(deployment.url, rate_rps, payloads_path, run_id)
             finally:
                 context.stop.set()
                 thread.join(timeout=target.ready_timeout_s + FAULT_JOIN_EXTRA_S)
@@ -416,23 +369,11 @@ def run_probes_only(
     run_error = None
     notes: list[str] = []
     try:
-        rate_rps = run.rate_rps or run.scenario.offered_rate_rps(
-            reference_saturation_rps(reference_capacity_path)
-        )
+        rate_rps = job.offered_rate_rps(reference_capacity_path)
         with deployed(target, job.record, out) as deployment, deployment.monitored(out):
             prober = Prober(lambda: deployment.url, run.probe_interval_s, generator.cpus).start()
             try:
-                summary = _loadtest(
-                    config,
-                    run,
-                    target.cpus + generator.cpus,
-                    deployment.url,
-                    out,
-                    job.seed,
-                    rate_rps,
-                    payloads_path,
-                    generator,
-                )
+                summary = job.loadtest(deployment.url, rate_rps, payloads_path)
             finally:
                 prober.stop()
         notes = list(getattr(deployment, "notes", []))
@@ -514,6 +455,39 @@ class _RunStart:
             record=deployment_record(config, run.bento_variant, bento_record_path),
             seed=fault_seed(config, spec.fault, spec.repetition),
             started=time.time(),
+        )
+
+    def offered_rate_rps(self, reference_capacity_path: str | Path | None) -> float:
+        """The run's rate: resilience.rate_rps, else its scenario's share of the reference
+        variant's saturation throughput."""
+        return self.run.rate_rps or self.run.scenario.offered_rate_rps(
+            reference_saturation_rps(reference_capacity_path)
+        )
+
+    def loadtest(
+        self, url: str, rate_rps: float, payloads_path: str | Path, run_id: str | None = None
+    ) -> RunSummary:
+        """The run's load: its scenario's schedule at `rate_rps`, measured as every run of the
+        study is (servebench.jobs.common.measured_loadtest) on the server's and the
+        generator's cores."""
+        config, run = self.config, self.run
+        return measured_loadtest(
+            self.target.cpus + self.generator.cpus,
+            float(config["measurement"]["foreign_cpu_max_percent"]),
+            int(config["measurement"]["min_requests"]),
+            host=url,
+            out_dir=self.out,
+            seed=self.seed,
+            arrival=run.scenario.arrival,
+            rate_rps=rate_rps,
+            cv=run.scenario.cv,
+            shape=run.scenario.shape,
+            duration_s=run.duration_s,
+            warmup_s=run.warmup_s,
+            payloads=payloads_path,
+            generator=self.generator,
+            progress=False,
+            run_id=run_id,
         )
 
 

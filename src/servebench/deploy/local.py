@@ -334,7 +334,8 @@ def start_ready_server(
             return server
         except BaseException:
             stop_server(server)
-            clash = server.process.poll() is not None and PORT_CLASH in _read_text(log_path)
+            # The clash's traceback ends the log of a server that exited at once.
+            clash = server.process.poll() is not None and PORT_CLASH in server.log_tail()
             if not clash or attempt == START_ATTEMPTS:
                 raise
         kept = log_path.with_name(f"{log_path.stem}.clash{attempt}{log_path.suffix}")
@@ -346,13 +347,6 @@ def start_ready_server(
             kept,
         )
     raise AssertionError("unreachable")
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
 
 
 def stop_server(server: LocalServer, grace_s: float = STOP_GRACE_S) -> list[int]:

@@ -56,3 +56,28 @@ def tiny_optimized_image(tmp_path_factory):
     built = build_tiny_image(tmp_path_factory)
     yield built
     remove_image(built)
+
+
+@pytest.fixture(scope="session")
+def testbed(tmp_path_factory):
+    """The tiny model's runtimes and its baseline and optimized Bentos (tests/bento_testbed.py),
+    built once per session."""
+    from bento_testbed import tiny_testbed
+
+    return tiny_testbed(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def testbed_payloads(tmp_path_factory):
+    """A payloads CSV of 100 seeded texts of the tiny model's vocabulary."""
+    import csv
+
+    from bento_testbed import sample_texts
+
+    path = tmp_path_factory.mktemp("payloads") / "payloads.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text"])
+        for text in sample_texts(100, seed=3):
+            writer.writerow([text])
+    return path

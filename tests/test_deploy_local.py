@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from bento_testbed import post_json, tiny_testbed, wait_gone
+from bento_testbed import post_json, wait_gone
 
 from servebench import cpus
 from servebench.deploy import local, monitor
@@ -172,11 +172,6 @@ def test_a_start_that_lost_a_port_race_is_retried(monkeypatch, tmp_path, clashes
 
 
 # ------------------------------------------------------------------------------ end to end
-
-
-@pytest.fixture(scope="module")
-def testbed(tmp_path_factory):
-    return tiny_testbed(tmp_path_factory)
 
 
 def _server_cpus(testbed):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
 import json
 import os
 import signal
@@ -23,7 +22,6 @@ import pandas as pd
 import psutil
 import pytest
 import yaml
-from bento_testbed import sample_texts, tiny_testbed
 
 from servebench.config import config_errors, deep_merge, load_config
 from servebench.cpus import ForeignCpu, adopt_cpu
@@ -184,22 +182,6 @@ def test_adopted_cpu_time_is_the_jobs_own(tmp_path):
 # --------------------------------------------------------------------------- with Docker
 
 
-@pytest.fixture(scope="module")
-def testbed(tmp_path_factory):
-    return tiny_testbed(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def payloads(tmp_path_factory):
-    path = tmp_path_factory.mktemp("payloads") / "payloads.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text"])
-        for text in sample_texts(100, seed=3):
-            writer.writerow([text])
-    return path
-
-
 def tiny_docker_config(testbed) -> dict:
     config = copy.deepcopy(testbed.config)
     config["deploy"]["target"] = "docker"
@@ -214,7 +196,9 @@ def containers_of(out: Path) -> list[str]:
 
 
 @pytest.mark.e2e
-def test_a_scenario_run_on_the_docker_target(tiny_optimized_image, testbed, payloads, tmp_path):
+def test_a_scenario_run_on_the_docker_target(
+    tiny_optimized_image, testbed, testbed_payloads, tmp_path
+):
     from servebench.jobs.scenario import run_scenario
     from servebench.matrix import RunSpec
 
@@ -222,7 +206,7 @@ def test_a_scenario_run_on_the_docker_target(tiny_optimized_image, testbed, payl
     config["scenarios"]["steady"].update(rate_rps=150.0, duration_s=8.0, warmup_s=1.0)
     out = tmp_path / "runs" / "docker" / "optimized" / "steady" / "rep0"
     spec = RunSpec("docker", "optimized", "steady", 0)
-    summary = run_scenario(config, spec, testbed.record_paths["optimized"], payloads, out)
+    summary = run_scenario(config, spec, testbed.record_paths["optimized"], testbed_payloads, out)
     assert summary.valid, summary.invalid_reasons
     facts = json.loads((out / "docker.json").read_text())
     assert facts["image"] == tiny_optimized_image["image"] and facts["removed"]
@@ -251,7 +235,7 @@ def test_a_scenario_run_on_the_docker_target(tiny_optimized_image, testbed, payl
     assert tiny_optimized_image["image"].split(":")[1] in rendered
 
 
-def run_docker_fault(testbed, payloads, tmp_path, kind, restart="none", **params):
+def run_docker_fault(testbed, testbed_payloads, tmp_path, kind, restart="none", **params):
     from servebench.jobs.resilience import run_fault
     from servebench.matrix import FaultRunSpec
 
@@ -267,7 +251,7 @@ def run_docker_fault(testbed, payloads, tmp_path, kind, restart="none", **params
     assert config_errors(config) == []
     out = tmp_path / "resilience"
     spec = FaultRunSpec("docker", "v", "f", 0)
-    result = run_fault(config, spec, testbed.record_paths["optimized"], payloads, out)
+    result = run_fault(config, spec, testbed.record_paths["optimized"], testbed_payloads, out)
     entry = result["faults"][0]
     assert entry["injected"] and entry["error"] is None, result
     assert entry["start_s"] == pytest.approx(4.0, abs=0.3)
@@ -285,9 +269,9 @@ def run_docker_fault(testbed, payloads, tmp_path, kind, restart="none", **params
     [("kill-pid1", "none"), ("docker-kill", "supervisor"), ("kill-pid1", "supervisor")],
 )
 def test_a_killed_container_stays_down_unless_docker_restarts_it(
-    tiny_optimized_image, testbed, payloads, tmp_path, kind, restart
+    tiny_optimized_image, testbed, testbed_payloads, tmp_path, kind, restart
 ):
-    entry, facts, requests = run_docker_fault(testbed, payloads, tmp_path, kind, restart)
+    entry, facts, requests = run_docker_fault(testbed, testbed_payloads, tmp_path, kind, restart)
     assert entry["requests_not_ok"] > 0 and entry["time_to_first_error_s"] >= 0
     if kind == "kill-pid1" and restart == "supervisor":
         # Docker's on-failure policy starts the container again on the same port.
@@ -304,9 +288,9 @@ def test_a_killed_container_stays_down_unless_docker_restarts_it(
 
 @pytest.mark.e2e
 def test_docker_restart_comes_back_on_the_same_port(
-    tiny_optimized_image, testbed, payloads, tmp_path
+    tiny_optimized_image, testbed, testbed_payloads, tmp_path
 ):
-    entry, facts, _ = run_docker_fault(testbed, payloads, tmp_path, "docker-restart")
+    entry, facts, _ = run_docker_fault(testbed, testbed_payloads, tmp_path, "docker-restart")
     assert entry["restarted_pid"] and entry["restarted_pid"] != entry["pid"]
     assert entry["end_s"] > entry["start_s"]
     assert entry["requests_not_ok"] > 0 and entry["recovered"], entry
@@ -314,8 +298,12 @@ def test_docker_restart_comes_back_on_the_same_port(
 
 
 @pytest.mark.e2e
-def test_docker_pause_stalls_then_recovers(tiny_optimized_image, testbed, payloads, tmp_path):
-    entry, _, _ = run_docker_fault(testbed, payloads, tmp_path, "docker-pause", duration_s=2.0)
+def test_docker_pause_stalls_then_recovers(
+    tiny_optimized_image, testbed, testbed_payloads, tmp_path
+):
+    entry, _, _ = run_docker_fault(
+        testbed, testbed_payloads, tmp_path, "docker-pause", duration_s=2.0
+    )
     assert entry["end_s"] - entry["start_s"] == pytest.approx(2.0, abs=0.5)
     # requests sent into the pause wait for it: corrected latency of about the pause
     assert entry["peak_latency_ms"] > 1500

@@ -3,12 +3,10 @@ load: the measured figures in faults.json must tell the story of the fault."""
 
 from __future__ import annotations
 
-import csv
 import json
 
 import pandas as pd
 import pytest
-from bento_testbed import sample_texts, tiny_testbed
 
 from servebench.jobs.resilience import run_fault
 from servebench.matrix import FaultRunSpec
@@ -20,23 +18,7 @@ DURATION_S = 18.0
 AT_S = 4.0
 
 
-@pytest.fixture(scope="module")
-def testbed(tmp_path_factory):
-    return tiny_testbed(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def payloads(tmp_path_factory):
-    path = tmp_path_factory.mktemp("payloads") / "payloads.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text"])
-        for text in sample_texts(100, seed=3):
-            writer.writerow([text])
-    return path
-
-
-def run(testbed, payloads, tmp_path, kind, restart="none", **params):
+def run(testbed, testbed_payloads, tmp_path, kind, restart="none", **params):
     config = json.loads(json.dumps(testbed.config))
     config["resilience"].update(
         rate_rps=RATE_RPS,
@@ -49,7 +31,7 @@ def run(testbed, payloads, tmp_path, kind, restart="none", **params):
     )
     spec = FaultRunSpec("local", "v", "f", 0)
     out = tmp_path / "run"
-    result = run_fault(config, spec, testbed.record_paths["optimized"], payloads, out)
+    result = run_fault(config, spec, testbed.record_paths["optimized"], testbed_payloads, out)
     entry = result["faults"][0]
     assert entry["injected"] and entry["error"] is None, result
     assert entry["start_s"] == pytest.approx(AT_S, abs=0.3)
@@ -66,8 +48,8 @@ def run(testbed, payloads, tmp_path, kind, restart="none", **params):
     return entry, requests
 
 
-def test_kill_worker_is_respawned_and_recovers(testbed, payloads, tmp_path):
-    entry, _ = run(testbed, payloads, tmp_path, "kill-worker")
+def test_kill_worker_is_respawned_and_recovers(testbed, testbed_payloads, tmp_path):
+    entry, _ = run(testbed, testbed_payloads, tmp_path, "kill-worker")
     assert entry["killed_pids"]
     # the fault is visible: errors after the injection, or answers far beyond the band
     assert (
@@ -80,8 +62,8 @@ def test_kill_worker_is_respawned_and_recovers(testbed, payloads, tmp_path):
     assert 0 < entry["time_to_recover_s"] < DURATION_S - AT_S
 
 
-def test_kill_server_without_restart_never_recovers(testbed, payloads, tmp_path):
-    entry, requests = run(testbed, payloads, tmp_path, "kill-server", restart="none")
+def test_kill_server_without_restart_never_recovers(testbed, testbed_payloads, tmp_path):
+    entry, requests = run(testbed, testbed_payloads, tmp_path, "kill-server", restart="none")
     assert entry["requests_not_ok"] > 0 and entry["time_to_first_error_s"] >= 0
     after = requests[requests["scheduled_s"] > AT_S + 0.5]
     assert len(after) and (after["outcome"] != "ok").all()
@@ -90,8 +72,8 @@ def test_kill_server_without_restart_never_recovers(testbed, payloads, tmp_path)
     assert entry["readyz_failed_probes"] > 0 and entry["readyz_back_s"] is None
 
 
-def test_kill_server_with_supervisor_restart_recovers(testbed, payloads, tmp_path):
-    entry, _ = run(testbed, payloads, tmp_path, "kill-server", restart="supervisor")
+def test_kill_server_with_supervisor_restart_recovers(testbed, testbed_payloads, tmp_path):
+    entry, _ = run(testbed, testbed_payloads, tmp_path, "kill-server", restart="supervisor")
     assert entry["restarted_pid"] and entry["end_s"] > entry["start_s"]
     assert entry["requests_not_ok"] > 0 and entry["time_to_first_error_s"] >= 0
     assert entry["time_to_first_ok_s"] > 0
@@ -100,8 +82,8 @@ def test_kill_server_with_supervisor_restart_recovers(testbed, payloads, tmp_pat
     assert entry["readyz_failed_probes"] > 0 and entry["readyz_back_s"] > 0
 
 
-def test_stall_delays_answers_then_recovers(testbed, payloads, tmp_path):
-    entry, _ = run(testbed, payloads, tmp_path, "stall", duration_s=2.0)
+def test_stall_delays_answers_then_recovers(testbed, testbed_payloads, tmp_path):
+    entry, _ = run(testbed, testbed_payloads, tmp_path, "stall", duration_s=2.0)
     assert entry["end_s"] - entry["start_s"] == pytest.approx(2.0, abs=0.3)
     # requests sent into the stall wait for it: corrected latency of about the stall
     assert entry["peak_latency_ms"] > 1500

@@ -18,7 +18,6 @@ from bento_testbed import (
     post_json,
     run_concurrent_client,
     sample_texts,
-    tiny_testbed,
 )
 
 from servebench import bento
@@ -366,11 +365,6 @@ def test_every_runtime_has_bento_requirements():
 
 
 # ----------------------------------------------------------------------- served, end to end
-
-
-@pytest.fixture(scope="module")
-def testbed(tmp_path_factory):
-    return tiny_testbed(tmp_path_factory)
 
 
 @pytest.fixture(scope="module", params=["baseline", "optimized"])

@@ -94,17 +94,21 @@ class BadRequest:
     mode: str = "plain"  # plain | over-content-length | over-chunked
 
 
+def longest_text(max_text_chars: int) -> str:
+    """The longest valid text, in words of a few characters: it holds far more than the model's
+    max_length tokens, so it counts max_length tokens after truncation. Exactly max_text_chars
+    long (a cut that ends on a space ends on a full stop instead)."""
+    text = ("word " * (max_text_chars // 5 + 1))[:max_text_chars].rstrip()
+    return text.ljust(max_text_chars, ".")
+
+
 def bad_requests(limits: dict[str, Any], max_length: int) -> list[BadRequest]:
     """The bad requests of the soak, one per kind, for the service's `limits` (variant.json's)
     and the model's max_length in tokens."""
     max_text_chars = int(limits["max_text_chars"])
     max_batch_texts = int(limits["max_batch_texts"])
     token_limit = request_token_limit(max_length, max_batch_texts, limits.get("max_request_tokens"))
-    # Words of a few characters: a text of max_text_chars holds far more than max_length
-    # tokens, so each text counts max_length tokens after truncation. Exactly max_text_chars
-    # long (a cut that ends on a space ends on a full stop instead): the longest valid text.
-    long_text = ("word " * (max_text_chars // 5 + 1))[:max_text_chars].rstrip()
-    long_text = long_text.ljust(max_text_chars, ".")
+    long_text = longest_text(max_text_chars)
     over_tokens = min(max_batch_texts, token_limit // max_length + 1)
 
     def dumps(value: Any) -> bytes:
@@ -227,9 +231,10 @@ class BadSender(threading.Thread):
 
 
 class ProcessSampler(threading.Thread):
-    """Every `interval_s`: each process of the server (its pid, role, RSS); processes.csv."""
+    """Every `interval_s`: each process of the server (its pid, role, RSS, CPU seconds used so
+    far); processes.csv."""
 
-    FIELDS = ("elapsed_s", "pid", "ppid", "role", "rss_bytes", "create_time")
+    FIELDS = ("elapsed_s", "pid", "ppid", "role", "rss_bytes", "cpu_s", "create_time")
 
     def __init__(self, deployment: Any, interval_s: float, cpus: Sequence[int]) -> None:
         super().__init__(name="soak-processes", daemon=True)
@@ -252,6 +257,7 @@ class ProcessSampler(threading.Thread):
                         "ppid": process.ppid(),
                         "role": "main" if process.pid == server.pid else "worker",
                         "rss_bytes": process.memory_info().rss,
+                        "cpu_s": round(sum(process.cpu_times()[:2]), 3),
                         "create_time": round(process.create_time(), 3),
                     }
                 )

@@ -12,6 +12,7 @@ BENCHMARKS = {
     "service-internals": "sub-batching, gc pauses and INT8 batch composition in-process",
     "container-overhead": "each variant calibrated locally, then in its container (docker)",
     "soak": "10 min at 0.7 of saturation with 5% bad requests: no failure, leak or restart",
+    "largest-request": "the largest accepted request per variant: time, memory; oversized refused",
 }
 
 

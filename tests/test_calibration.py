@@ -5,9 +5,9 @@ search's Poisson steps an M/D/1 queue. Its saturation throughput is 1/D, and its
 p99 SLO follows from the M/D/1 waiting-time distribution (Erlang's formula, computed here):
 P(W <= x) = (1 - rho) sum_{k=0}^{floor(x/D)} (lam (k D - x))^k / k! e^{-lam (k D - x)}, the
 response time being W + D. Over 3 seeded searches no reported capacity may lie above the truth
-by more than 5 % nor below it by more than 25 % (see the assertion: the test bed's jitter);
-every saturation at most 5 % above 1/D and 10 % below it (the bisection's 5 % precision plus
-noise).
+by more than 5 % nor below it by more than 20 % (see the assertion: the p99 of a step is a
+noisy estimate near the SLO); every saturation at most 5 % above 1/D and 10 % below it (the
+bisection's 5 % precision plus noise).
 """
 
 from __future__ import annotations
@@ -125,12 +125,13 @@ def test_the_search_finds_the_known_saturation_and_slo_capacity(fifo_server, tmp
     assert answers["capacity_confirmed"] and answers["capacity_unattainable"] is None, steps
     capacity = answers["capacity_rps"]
     # Never above the truth by more than 5 % (the tool must not overstate a capacity). Below
-    # it, 25 %, not the 10 % issue 14 asks for: 9 seeded searches here (3 runs of this test,
-    # 2026-11-30) answered 0.86-1.03 x the truth 154.7 req/s (seed 3: 0.93, 0.86, 0.90) and a
-    # saturation of 0.95-1.00 x 200 req/s. The p99 of a step's 800 requests is noisy near the
-    # SLO, and a capacity must hold at every lower rate and in a repeat, so a noisy failure
-    # moves the answer down a bracket.
-    assert capacity >= 0.75 * capacity_truth, (capacity, steps)
+    # it, 20 %, not the 10 % issue 14 asks for. Judged step by step, 9 seeded searches here
+    # answered 0.86-1.03 x the truth 154.7 req/s and one run of 3 ended unconfirmed (a noisy
+    # failed repeat moves the answer down a bracket). With each rate's requests pooled
+    # (2026-11-30, 4 runs, 10 searches): 0.88-1.035 x the truth (7 of 10 within 0.99-1.035),
+    # saturation 0.96-0.995 x 200 req/s. The 0.88: a 6 s step's p99 rests on one or two busy
+    # periods of the queue, and one such burst failed the pooled rate just below the truth.
+    assert capacity >= 0.80 * capacity_truth, (capacity, steps)
     assert capacity <= 1.05 * capacity_truth, (capacity, steps)
     low, high = answers["capacity_bracket_rps"]
     assert high / low <= 1 + calibration.bracket_precision + 1e-9

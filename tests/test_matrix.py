@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from servebench.config import apply_defaults, deep_merge, load_config
-from servebench.jobs.calibrate import Step, bracket, judge_step
+from servebench.jobs.calibrate import (
+    Step,
+    bracket,
+    judge_step,
+    keeps_up_at,
+    meets_slo_at,
+    pooled_p99_all_ms,
+)
 from servebench.matrix import abba_order, derived_seed, run_matrix, run_seed
 from servebench.records import RunSummary
 from servebench.settings import CalibrationSettings, ScenarioSettings
@@ -123,8 +131,13 @@ def test_a_step_keeps_up_within_tolerance_and_meets_the_slo_on_all_requests():
     assert reasons == ["answered 9 of 10 req/s offered"]
 
 
-def _step(rate, keeps_up, meets_slo):
-    return Step(0, "ramp", rate, RunSummary(), keeps_up, meets_slo, [], 1.0)
+def _step(rate, keeps_up, meets_slo, latencies_all_ms=None):
+    return Step(0, "ramp", rate, RunSummary(), keeps_up, meets_slo, [], 1.0, False,
+                latencies_all_ms)  # fmt: skip
+
+
+def _meets_slo(steps):
+    return meets_slo_at(steps, CALIBRATION.slo_p99_ms)
 
 
 def test_a_bracket_needs_every_lower_rate_to_pass_and_every_step_at_a_rate():
@@ -134,9 +147,37 @@ def test_a_bracket_needs_every_lower_rate_to_pass_and_every_step_at_a_rate():
         _step(8, True, False),
         _step(16, False, False),
     ]
-    assert bracket(steps, lambda s: s.keeps_up) == (8, 16)
-    assert bracket(steps, lambda s: s.meets_slo) == (4, 8)
-    # A lucky pass above a failure does not count; a failed repeat at a rate fails the rate.
+    assert bracket(steps, keeps_up_at) == (8, 16)
+    assert bracket(steps, _meets_slo) == (4, 8)
+    # A lucky pass above a failure does not count; a failed repeat at a rate fails the rate
+    # (here the steps' requests are unknown: every step's own verdict).
     steps += [_step(6, True, False), _step(12, True, True), _step(4, True, False)]
-    assert bracket(steps, lambda s: s.meets_slo) == (2, 4)
-    assert bracket([_step(2, False, False)], lambda s: s.keeps_up) == (None, 2)
+    assert bracket(steps, _meets_slo) == (2, 4)
+    assert bracket([_step(2, False, False)], keeps_up_at) == (None, 2)
+
+
+def test_the_slo_verdict_of_a_rate_pools_the_requests_of_its_steps():
+    slo_ms = CALIBRATION.slo_p99_ms
+
+    def latencies(p99_ms, n=1000):
+        # n latencies with an exponential tail (as a queue's) whose p99 is p99_ms
+        scale = p99_ms / np.log(100.0)
+        return np.sort(-scale * np.log(1.0 - (np.arange(n) + 0.5) / n))
+
+    def step(rate, p99_ms, keeps_up=True):
+        values = latencies(p99_ms)
+        return _step(rate, keeps_up, keeps_up and p99_ms <= slo_ms, values)
+
+    lucky, unlucky = step(4, 0.8 * slo_ms), step(4, 1.05 * slo_ms)
+    assert pooled_p99_all_ms([lucky]) == pytest.approx(0.8 * slo_ms, rel=0.02)
+    # One repeat a little over the SLO beside one well within it: together within it.
+    assert _meets_slo([lucky, unlucky])
+    assert bracket([step(2, 0.5 * slo_ms), lucky, unlucky], _meets_slo) == (4, None)
+    # Both over: the rate fails; one step that did not keep up fails the rate whatever its p99.
+    assert not _meets_slo([unlucky, step(4, 1.2 * slo_ms)])
+    assert not _meets_slo([lucky, step(4, 0.5 * slo_ms, keeps_up=False)])
+    # Failed requests count as infinitely slow in the pool too.
+    failed = _step(4, True, False, np.sort(np.concatenate([latencies(0.5 * slo_ms, 980),
+                                                           [np.inf] * 40])))  # fmt: skip
+    assert pooled_p99_all_ms([lucky, failed]) == np.inf
+    assert not _meets_slo([lucky, failed])

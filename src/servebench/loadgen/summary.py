@@ -107,13 +107,18 @@ def _percentiles(values: np.ndarray, prefix: str) -> dict[str, Any]:
     return result
 
 
-def _all_request_percentiles(measured: pd.DataFrame) -> dict[str, Any]:
-    """Latency percentiles over every measured request, a request that did not end ok (failed,
-    rejected, timed out, dropped) counting as infinitely slow: what an SLO judges. None where
-    the percentile falls on such a request."""
+def all_request_latencies_ms(measured: pd.DataFrame) -> np.ndarray:
+    """Every measured request's latency, sorted, a request that did not end ok (failed,
+    rejected, timed out, dropped) counting as infinitely slow: what an SLO judges."""
     latency = measured["latency_ms"].to_numpy(dtype=float)
     not_ok = measured["outcome"].astype(str).to_numpy() != "ok"
-    values = np.sort(np.where(not_ok | ~np.isfinite(latency), np.inf, latency))
+    return np.sort(np.where(not_ok | ~np.isfinite(latency), np.inf, latency))
+
+
+def _all_request_percentiles(measured: pd.DataFrame) -> dict[str, Any]:
+    """Latency percentiles over every measured request (all_request_latencies_ms). None where
+    the percentile falls on a request that did not end ok."""
+    values = all_request_latencies_ms(measured)
     result: dict[str, Any] = {}
     for q in (50, 99):
         value = quantile(values, q / 100) if len(values) else math.nan

@@ -42,6 +42,7 @@ from servebench.bench.soak import (
     BadRequest,
     ProcessSampler,
     _write_csv,
+    local_variant,
     longest_text,
     send_bad,
 )
@@ -49,10 +50,10 @@ from servebench.bento import SERVICE_DIR
 from servebench.config import load_config
 from servebench.deploy import deployed
 from servebench.errors import UserError
-from servebench.jobs.common import clear_dir, read_json
+from servebench.jobs.common import clear_dir
 from servebench.layout import Layout
 from servebench.provenance import environment, write_json
-from servebench.settings import LoadgenSettings, LocalTarget, deploy_target
+from servebench.settings import LoadgenSettings, LocalTarget
 
 sys.path.insert(0, str(SERVICE_DIR))
 from sentiment_inference import body_limits, request_token_limit  # noqa: E402
@@ -298,19 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(*args.configfile)
     layout = Layout.of(config)
     variants = args.variants or list(config["experiment"]["variants"])
-    records = {}
-    for variant in variants:
-        if variant not in config["variants"]:
-            raise UserError(f"no variant named {variant!r}")
-        record_path = layout.bento_record(variant)
-        if not record_path.is_file():
-            raise UserError(f"{record_path} missing: build it (snakemake {record_path})")
-        target = deploy_target(config, variant)
-        if not isinstance(target, LocalTarget):
-            raise UserError(
-                "the benchmark serves each variant locally: deploy.target must be local"
-            )
-        records[variant] = (read_json(record_path), target)
+    records = {variant: local_variant(config, layout, variant) for variant in variants}
     generator = LoadgenSettings.of(config)
     out = args.out or layout.benchmarks_dir / "largest_request"
     clear_dir(out)

@@ -331,6 +331,22 @@ def saturation_rps(layout: Layout, variant: str) -> float:
     return float(value)
 
 
+def local_variant(
+    config: dict[str, Any], layout: Layout, variant: str
+) -> tuple[dict[str, Any], LocalTarget]:
+    """The Bento record of `variant` and its local deployment target, for a benchmark that
+    serves it locally; a UserError that says what to do when either is missing."""
+    if variant not in config["variants"]:
+        raise UserError(f"no variant named {variant!r}")
+    record_path = layout.bento_record(variant)
+    if not record_path.is_file():
+        raise UserError(f"{record_path} missing: build it (snakemake {record_path})")
+    target = deploy_target(config, variant)
+    if not isinstance(target, LocalTarget):
+        raise UserError(f"the benchmark serves {variant} locally: deploy.target must be local")
+    return read_json(record_path), target
+
+
 def _write_csv(path: Path, rows: list[dict[str, Any]], fields: Sequence[str]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(fields))
@@ -400,16 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     config = load_config(*args.configfile)
-    if args.variant not in config["variants"]:
-        raise UserError(f"no variant named {args.variant!r}")
     layout = Layout.of(config)
-    record_path = layout.bento_record(args.variant)
-    if not record_path.is_file():
-        raise UserError(f"{record_path} missing: build it (snakemake {record_path})")
-    record = read_json(record_path)
-    target = deploy_target(config, args.variant)
-    if not isinstance(target, LocalTarget):
-        raise UserError("the soak serves the variant locally: deploy.target must be local")
+    record, target = local_variant(config, layout, args.variant)
     generator = LoadgenSettings.of(config)
     rate_rps = args.rate_rps or args.utilization * saturation_rps(layout, args.variant)
     bad_rate_rps = rate_rps * args.bad_share / (1.0 - args.bad_share)

@@ -68,6 +68,15 @@ def testbed(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def study_run(snakemake_exe, tmp_path_factory) -> tuple[Path, str]:
+    """The tiny study run once, to completion (tests/study_testbed.py): its results folder and
+    what Snakemake printed."""
+    from study_testbed import run_tiny_study
+
+    return run_tiny_study(snakemake_exe, tmp_path_factory.mktemp("study") / "results")
+
+
+@pytest.fixture(scope="session")
 def testbed_payloads(tmp_path_factory):
     """A payloads CSV of 100 seeded texts of the tiny model's vocabulary."""
     import csv

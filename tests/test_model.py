@@ -570,23 +570,11 @@ def test_tiny_profile_keeps_the_test_copy_of_the_config_in_sync():
 
 
 @pytest.mark.e2e
-def test_tiny_profile_model_stage_end_to_end(tmp_path, snakemake_exe):
-    """`snakemake model` on the tiny profile: every output, no network (~30 s)."""
-    results_dir = tmp_path / "results"
-    command = [
-        snakemake_exe,
-        "model",
-        "--cores",
-        "2",
-        "--configfile",
-        ".test/config.yaml",
-        "--config",
-        f"results_dir={results_dir}",
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=env)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "SYNTHETIC model synthetic-roberta-2l-64h" in run.stderr  # the loud fallback
+def test_tiny_profile_model_stage_end_to_end(study_run):
+    """The model stage of the session's tiny study (`snakemake all` on the tiny profile, run
+    once for all tests): every output, no network."""
+    results_dir, output = study_run
+    assert "SYNTHETIC model synthetic-roberta-2l-64h" in output  # the loud fallback
     model_dir = results_dir / "model" / "synthetic-roberta-2l-64h"
     for runtime in ("pytorch", "onnx", "onnx-int8"):
         assert read_provenance(model_dir / runtime)["load"]["peak_rss_bytes"] > 0

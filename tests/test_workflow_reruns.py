@@ -18,35 +18,13 @@ from pathlib import Path
 
 import psutil
 import pytest
+from study_testbed import CORES, snakemake_command
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
 
 
-# As the README asks for the full study: more cores than this 2-core machine has, so that
-# the scheduler would run jobs side by side if the measurement rules let it.
-CORES = "4"
 MEASUREMENT_RULES = {"calibrate", "tune", "loadtest", "resilience_run"}
-
-
-def snakemake_command(
-    snakemake_exe: str, results_dir: Path, *args: str, config: tuple[str, ...] = ()
-) -> list[str]:
-    """The tiny profile into `results_dir`; `config`: more `--config` entries (last, since
-    --config takes every argument after it)."""
-    return [
-        snakemake_exe,
-        *args,
-        "--cores",
-        CORES,
-        "--configfile",
-        ".test/config.yaml",
-        "--config",
-        f"results_dir={results_dir}",
-        # The tiny profile's Bento store lives under its own results folder.
-        f"deploy={{'bentoml_home': '{results_dir / 'bentoml_home'}'}}",
-        *config,
-    ]
 
 
 def planned_jobs(
@@ -81,21 +59,6 @@ def job_counts(output: str) -> dict[str, int]:
             elif line.strip().startswith("total"):
                 break
     return jobs
-
-
-@pytest.fixture(scope="module")
-def study_run(snakemake_exe, tmp_path_factory) -> tuple[Path, str]:
-    """The tiny study run once, to completion, in a temporary results folder: the folder and
-    what Snakemake printed."""
-    results_dir = tmp_path_factory.mktemp("study") / "results"
-    result = subprocess.run(
-        snakemake_command(snakemake_exe, results_dir, "all"),
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-    )
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    return results_dir, result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -273,6 +273,9 @@ def test_run_metrics_count_errors_and_rejections_apart():
         RunSummary(counts={"ok": 90, "rejected": 4, "failed": 3, "timeout": 2, "dropped": 1})
     )
     assert metrics["n_measured"] == 100
+    # The paper's failure rate (every request not answered ok): a column of runs.csv, so the
+    # summary and the comparisons have it (the first complete study showed it n/a throughout).
+    assert metrics["failure_rate"] == pytest.approx(0.10)
     assert metrics["error_rate"] == pytest.approx(0.06)
     assert metrics["rejection_rate"] == pytest.approx(0.04)
 

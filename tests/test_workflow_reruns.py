@@ -171,6 +171,13 @@ def test_study_produced_every_run_and_the_report(snakemake_exe, finished_study):
             assert (folder / "server_metrics.csv").is_file()
         assert (finished_study / "calibration" / "local" / variant / "capacity.json").is_file()
     assert (finished_study / "report.html").stat().st_size > 10_000
+    # Every metric of the paper has a value in each scenario (NaN >= 0 is False).
+    with open(finished_study / "tables" / "summary.csv", newline="") as handle:
+        summary = list(csv.DictReader(handle))
+    assert len(summary) == 4
+    for row in summary:
+        for metric in ("failure_rate", "latency_min_ms", "latency_mean_ms", "latency_max_ms"):
+            assert float(row[metric]) >= 0, (metric, row)
     assert planned_jobs(snakemake_exe, finished_study, "all") == {}
 
 

@@ -93,14 +93,17 @@ def load_runs(specs: Iterable[RunSpec], results_dir: str | Path) -> list[RunReco
 
 
 def run_metrics(summary: RunSummary) -> dict[str, float]:
-    """Derived per-run numbers: measured and ok request counts, error and rejection rates
-    (defined once, by RunSummary)."""
-    error_rate, rejection_rate = summary.error_rate, summary.rejection_rate
+    """Derived per-run numbers: measured and ok request counts, failure, error and rejection
+    rates (defined once, by RunSummary)."""
+    rates = {
+        "failure_rate": summary.failure_rate,
+        "error_rate": summary.error_rate,
+        "rejection_rate": summary.rejection_rate,
+    }
     return {
         "n_measured": summary.n_measured,
         "n_ok": int(summary.counts.get("ok", 0)),
-        "error_rate": math.nan if error_rate is None else error_rate,
-        "rejection_rate": math.nan if rejection_rate is None else rejection_rate,
+        **{name: math.nan if rate is None else rate for name, rate in rates.items()},
     }
 
 

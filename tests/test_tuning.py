@@ -232,3 +232,17 @@ def test_building_the_tuned_variant_needs_the_tuning_result(tmp_path):
     settings = variant_settings(config, "ablation-runtime")
     (tmp_path / "tuning" / "tuned.json").write_text(json.dumps({"settings": settings}))
     assert tuning.tuned_settings(config, "optimized") == settings
+
+
+@pytest.mark.parametrize(
+    ("target", "tuned"), [("local", True), ("docker", True), ("k3s", False), ("external", False)]
+)
+def test_the_stage_tunes_the_variant_served_on_this_machines_server_cores(target, tuned):
+    """local and docker serve the same Bento on the same pinned cores, so the docker study's
+    image is built from the tuned Bento too (not the variant as written, which would compare
+    another configuration with the local study's); k3s runs elsewhere."""
+    config = load_config()
+    config = {**config, "deploy": {**config["deploy"], "target": target}}
+    assert tuning.TuningSettings.of(config).tunes(config) is tuned
+    disabled = {**config, "tuning": {**config["tuning"], "enabled": False}}
+    assert not tuning.TuningSettings.of(disabled).tunes(disabled)

@@ -166,6 +166,9 @@ def model_runtimes(config: dict[str, Any]) -> list[str]:
 # Variants whose names start so are measured beside the tuned one (README's ablation): the
 # tuning screens them too, so the chosen configuration is at least as good as each of them.
 COMPARED_PREFIX = "ablation-"
+# The targets whose servers run on this machine's server cores, where the tuning's local
+# measurements hold.
+TUNED_TARGETS = ("local", "docker")
 
 
 @dataclass(frozen=True)
@@ -200,11 +203,14 @@ class TuningSettings:
         )
 
     def tunes(self, config: dict[str, Any]) -> bool:
-        """The stage runs (and builds the tuned variant's Bento from its winner): enabled, on
-        the local target (the knobs are set per server start), the variant in the study."""
+        """The stage runs (and builds the tuned variant's Bento from its winner): enabled, the
+        variant in the study, and the study's servers on this machine's server cores: the
+        local target, or docker, whose container runs the same Bento pinned to the same cores
+        (the stage itself always serves its candidates locally: the knobs are set per server
+        start). Not on k3s (other machines) nor external (no Bento)."""
         return (
             self.enabled
-            and config["deploy"]["target"] == "local"
+            and config["deploy"]["target"] in TUNED_TARGETS
             and self.variant in config["variants"]
         )
 

@@ -140,6 +140,66 @@ def test_the_tuning_comes_first_and_runs_keep_their_matrix_order(study_run):
     assert started_runs(study_run[1]) == planned
 
 
+# Every rule whose outputs the load tests need, directly or not.
+UPSTREAM_OF_THE_RUNS = (
+    "payloads",
+    "model_pytorch",
+    "model_runtime",
+    "model_predictions",
+    "model_fidelity",
+    "inprocess_bench",
+    "tune",
+    "bento",
+    "image",
+    "calibrate",
+)
+
+
+@pytest.mark.parametrize("profile", [(), (".test/docker.yaml",)], ids=["local", "docker"])
+def test_everything_the_runs_need_outranks_every_load_test(profile):
+    """Snakemake does not pass a job's priority on to the jobs it needs: a rule upstream of the
+    runs without a priority above theirs waits until no run is ready. On the docker target the
+    optimized image (no priority) was built only after all 9 baseline runs of a study, so the
+    two variants' runs were not interleaved in ABBA order."""
+    from types import SimpleNamespace
+
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import (
+        ConfigSettings,
+        OutputSettings,
+        ResourceSettings,
+        StorageSettings,
+    )
+
+    configfiles = [REPO_ROOT / ".test" / "config.yaml", *(REPO_ROOT / p for p in profile)]
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(cores=4),
+            config_settings=ConfigSettings(configfiles=configfiles),
+            storage_settings=StorageSettings(),
+            snakefile=REPO_ROOT / "Snakefile",
+            workdir=REPO_ROOT,
+        )
+        rules = {rule.name: rule for rule in workflow._workflow.rules}
+        config = workflow._workflow.config
+    from servebench.matrix import run_matrix
+
+    run_priorities = [
+        rules["loadtest"].priority(
+            SimpleNamespace(
+                target=spec.target,
+                variant=spec.variant,
+                scenario=spec.scenario,
+                rep=str(spec.repetition),
+            )
+        )
+        for spec in run_matrix(config)
+    ]
+    assert run_priorities == sorted(run_priorities, reverse=True)  # the matrix's order
+    for name in UPSTREAM_OF_THE_RUNS:
+        assert rules[name].priority > max(run_priorities), name
+
+
 def test_the_tuned_variant_serves_what_the_tuning_chose(finished_study):
     import json
 

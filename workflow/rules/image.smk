@@ -19,6 +19,10 @@ rule image:
         results("logs", "images", "{variant}.log"),
     benchmark:
         results("benchmarks", "images", "{variant}.tsv")
+    # Upstream of the docker target's calibrations and runs: built before any load test
+    # starts (as the Bentos are), so the runs go in their ABBA order (loadtest's priorities
+    # are below 100; Snakemake does not pass a job's priority on to the jobs it needs).
+    priority: 100
     # An image build is heavy (pip, layers, compression): nothing runs beside it.
     threads: workflow.cores
     params:

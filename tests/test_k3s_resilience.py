@@ -26,10 +26,19 @@ from servebench.matrix import FaultRunSpec
 pytestmark = pytest.mark.e2e
 
 RATE_RPS = 10.0
-DURATION_S = 10.0
+DURATION_S = 12.0
 AT_S = 3.0
 POD_RESTART_S = 2.0
 _USABLE = sorted(os.sched_getaffinity(0))
+TIMELINE_KEYS = (
+    "time_to_first_error_s",
+    "time_to_first_ok_s",
+    "time_to_recover_s",
+    "not_recovered_reason",
+    "relapses",
+    "pre_fault_band_p99_ms",
+    "peak_latency_ms",
+)
 CPUS = {"server": [_USABLE[0]], "loadgen": [_USABLE[-1]]}
 
 
@@ -111,7 +120,10 @@ def k3s_config(kind: str, duration_s: float = DURATION_S, at_s: float = AT_S) ->
         warmup_s=1.0,
         variants={"optimized": {"variant": "optimized", "restart": "none"}},
         faults={"f": {"kind": kind, "at_s": at_s}},
-        recovery={"window_s": 1.0, "quiet_s": 2.0, "band_tolerance": 2.0},
+        # The stub pod answers in a few ms, so a band of 3 x its p99 is broken by any scheduling
+        # hiccup of the proxy chain (seen once in CI: "not recovered"); the test is of the
+        # fault's path, so the band is wide and the run leaves the quiet period room to end.
+        recovery={"window_s": 1.0, "quiet_s": 2.0, "band_tolerance": 9.0},
     )
     assert config_errors(config) == []
     return config
@@ -158,7 +170,8 @@ def test_delete_pod_under_load_on_the_k3s_target(cluster, payloads, tmp_path):
     assert 0 <= entry["time_to_first_error_s"] < 1.0
     assert entry["time_to_first_ok_s"] is not None, entry  # the port-forward came back
     assert POD_RESTART_S - 0.3 <= entry["time_to_first_ok_s"] < DURATION_S - AT_S
-    assert entry["recovered"], entry
+    timeline = {key: entry[key] for key in TIMELINE_KEYS}
+    assert entry["recovered"], timeline
     assert entry["time_to_recover_s"] >= entry["time_to_first_ok_s"] - 1.0
     assert entry["peak_latency_ms"] > 0
     assert entry["readyz_failed_probes"] > 0 and entry["readyz_back_s"] >= POD_RESTART_S - 0.5

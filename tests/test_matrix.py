@@ -11,8 +11,8 @@ from servebench.jobs.calibrate import (
     bracket,
     judge_step,
     keeps_up_at,
-    meets_slo_at,
     pooled_p99_all_ms,
+    slo_bracket,
 )
 from servebench.matrix import abba_order, derived_seed, run_matrix, run_seed
 from servebench.records import RunSummary
@@ -136,8 +136,8 @@ def _step(rate, keeps_up, meets_slo, latencies_all_ms=None):
                 latencies_all_ms)  # fmt: skip
 
 
-def _meets_slo(steps):
-    return meets_slo_at(steps, CALIBRATION.slo_p99_ms)
+def _slo_bracket(steps):
+    return slo_bracket(steps, CALIBRATION.slo_p99_ms)
 
 
 def test_a_bracket_needs_every_lower_rate_to_pass_and_every_step_at_a_rate():
@@ -148,36 +148,61 @@ def test_a_bracket_needs_every_lower_rate_to_pass_and_every_step_at_a_rate():
         _step(16, False, False),
     ]
     assert bracket(steps, keeps_up_at) == (8, 16)
-    assert bracket(steps, _meets_slo) == (4, 8)
+    assert _slo_bracket(steps) == (4, 8)
     # A lucky pass above a failure does not count; a failed repeat at a rate fails the rate
     # (here the steps' requests are unknown: every step's own verdict).
     steps += [_step(6, True, False), _step(12, True, True), _step(4, True, False)]
-    assert bracket(steps, _meets_slo) == (2, 4)
+    assert _slo_bracket(steps) == (2, 4)
     assert bracket([_step(2, False, False)], keeps_up_at) == (None, 2)
+    # Without an SLO failure below it, the first rate that did not keep up bounds the bracket.
+    assert _slo_bracket([_step(2, True, True), _step(4, False, False)]) == (2, 4)
+
+
+def _latencies(p99_ms, n=1000):
+    """n latencies with an exponential tail (as a queue's) whose p99 is p99_ms."""
+    scale = p99_ms / np.log(100.0)
+    return np.sort(-scale * np.log(1.0 - (np.arange(n) + 0.5) / n))
+
+
+def _measured(rate, p99_ms, keeps_up=True):
+    return _step(rate, keeps_up, keeps_up and p99_ms <= CALIBRATION.slo_p99_ms,
+                 _latencies(p99_ms))  # fmt: skip
 
 
 def test_the_slo_verdict_of_a_rate_pools_the_requests_of_its_steps():
     slo_ms = CALIBRATION.slo_p99_ms
-
-    def latencies(p99_ms, n=1000):
-        # n latencies with an exponential tail (as a queue's) whose p99 is p99_ms
-        scale = p99_ms / np.log(100.0)
-        return np.sort(-scale * np.log(1.0 - (np.arange(n) + 0.5) / n))
-
-    def step(rate, p99_ms, keeps_up=True):
-        values = latencies(p99_ms)
-        return _step(rate, keeps_up, keeps_up and p99_ms <= slo_ms, values)
-
-    lucky, unlucky = step(4, 0.8 * slo_ms), step(4, 1.05 * slo_ms)
+    lucky, unlucky = _measured(4, 0.8 * slo_ms), _measured(4, 1.05 * slo_ms)
     assert pooled_p99_all_ms([lucky]) == pytest.approx(0.8 * slo_ms, rel=0.02)
     # One repeat a little over the SLO beside one well within it: together within it.
-    assert _meets_slo([lucky, unlucky])
-    assert bracket([step(2, 0.5 * slo_ms), lucky, unlucky], _meets_slo) == (4, None)
+    assert _slo_bracket([lucky, unlucky]) == (4, None)
+    assert _slo_bracket([_measured(2, 0.5 * slo_ms), lucky, unlucky]) == (4, None)
     # Both over: the rate fails; one step that did not keep up fails the rate whatever its p99.
-    assert not _meets_slo([unlucky, step(4, 1.2 * slo_ms)])
-    assert not _meets_slo([lucky, step(4, 0.5 * slo_ms, keeps_up=False)])
+    assert _slo_bracket([unlucky, _measured(4, 1.2 * slo_ms)]) == (None, 4)
+    assert _slo_bracket([lucky, _measured(4, 0.5 * slo_ms, keeps_up=False)]) == (None, 4)
     # Failed requests count as infinitely slow in the pool too.
-    failed = _step(4, True, False, np.sort(np.concatenate([latencies(0.5 * slo_ms, 980),
+    failed = _step(4, True, False, np.sort(np.concatenate([_latencies(0.5 * slo_ms, 980),
                                                            [np.inf] * 40])))  # fmt: skip
     assert pooled_p99_all_ms([lucky, failed]) == np.inf
-    assert not _meets_slo([lucky, failed])
+    assert _slo_bracket([lucky, failed]) == (None, 4)
+
+
+def test_the_slo_answer_pools_adjacent_rates_whose_p99s_contradict_their_order():
+    """The true p99 rises with the rate: a measured p99 above a higher rate's is noise, and
+    the two rates are judged on their requests together (the case that failed the FIFO test
+    in CI: a repeat a hair over the SLO at 142.7 req/s, with 149 and 155.6 req/s near it,
+    moved the answer down to 115 req/s, 0.74 x the truth)."""
+    slo_ms = CALIBRATION.slo_p99_ms
+    low = _measured(2, 0.5 * slo_ms)
+    # A noisy failure just over the SLO below a clear pass: pooled, both pass.
+    steps = [low, _measured(4, 1.04 * slo_ms), _measured(5, 0.8 * slo_ms)]
+    assert _slo_bracket(steps) == (5, None)
+    assert _slo_bracket([*steps, _measured(6, 1.3 * slo_ms)]) == (5, 6)
+    # A lucky pass above a clear failure: pooled, both fail.
+    steps = [low, _measured(4, 1.5 * slo_ms), _measured(5, 0.8 * slo_ms)]
+    assert _slo_bracket(steps) == (2, 4)
+    # Pools chain: a violation created by a merge is resolved with the block below it.
+    steps = [low, _measured(3, 0.95 * slo_ms), _measured(4, 1.1 * slo_ms),
+             _measured(5, 0.6 * slo_ms)]  # fmt: skip
+    assert pooled_p99_all_ms(steps[2:]) < 0.95 * slo_ms  # 4 and 5 pooled, below 3's p99
+    assert pooled_p99_all_ms(steps[1:]) <= slo_ms
+    assert _slo_bracket(steps) == (5, None)

@@ -19,12 +19,14 @@ seeded schedule really offered, errors and rejections stayed within `max_error_r
 generator's run is valid (it sent on schedule), nothing else used the measured cores, and the
 server is still alive. It meets the SLO when it keeps up and the p99 over *all* its measured
 requests (one that failed, was rejected or timed out counts as infinitely slow) is within
-`slo_p99_ms`. A rate keeps up only if every step at it kept up, and meets the SLO only if
-every step at it kept up and the p99 over all the requests of its steps together is within
-the SLO: a repeat doubles the requests the answer rests on instead of letting the noisier of
-two p99s of the same rate decide. Both answers are reported as the rates actually offered and
-answered at the highest passing rate (means over its steps), with the bracket they were found
-in.
+`slo_p99_ms`. A rate keeps up only if every step at it kept up. For the SLO, the p99 measured
+at each rate below the first that did not keep up is fitted as a non-decreasing function of the
+rate (pooling adjacent violators: a rate whose p99 exceeds a higher rate's is pooled with it,
+the p99 taken over all their requests together; slo_bracket), and a rate meets the SLO when its
+pool's p99 is within it: a repeat at a rate adds its requests to the first step's, and the
+answer rests on all the requests near it instead of on the noisiest single step. Both answers
+are reported as the rates actually offered and answered at the highest passing rate (means
+over its steps), with the bracket they were found in.
 
 Writes steps.csv (every step of the search), capacity.json and one step<i>/ folder per step.
 """
@@ -152,7 +154,7 @@ def bracket(
 ) -> tuple[float | None, float | None]:
     """(lo, hi) nominal rates: lo the highest rate that passed with every lower rate passing,
     hi the lowest rate that failed; None where none. `passed` judges the steps of one rate
-    (keeps_up_at, meets_slo_at)."""
+    (keeps_up_at; the SLO's bracket is slo_bracket)."""
     by_rate: dict[float, list[Step]] = {}
     for step in steps:
         if not step.discarded:
@@ -180,16 +182,52 @@ def pooled_p99_all_ms(steps: list[Step]) -> float | None:
     return quantile(pooled, 0.99) if len(pooled) else math.inf
 
 
-def meets_slo_at(steps: list[Step], slo_p99_ms: float) -> bool:
-    """A rate meets the SLO when every step at it kept up and the p99 over all their requests
-    together is within the SLO (one step: that step's verdict; steps without their requests:
-    every step's own verdict)."""
-    if not keeps_up_at(steps):
-        return False
+def _block_p99_ms(steps: list[Step], slo_p99_ms: float) -> float:
+    """The pooled p99 of a block of steps; where a step's requests were not read, 0 when every
+    step met the SLO on its own and infinite otherwise."""
     pooled = pooled_p99_all_ms(steps)
-    if pooled is None or len(steps) == 1:
-        return all(step.meets_slo for step in steps)
-    return pooled <= slo_p99_ms
+    if pooled is not None:
+        return pooled
+    return 0.0 if all(step.meets_slo for step in steps) else math.inf
+
+
+def slo_bracket(steps: list[Step], slo_p99_ms: float) -> tuple[float | None, float | None]:
+    """(lo, hi) nominal rates of the SLO answer: lo the highest rate that meets it, hi the
+    lowest that does not; None where none.
+
+    Only rates below the first one that did not keep up count (every step at a rate must keep
+    up). The true p99 rises with the rate, so the measured one is fitted as a non-decreasing
+    function of the rate by pooling adjacent violators: rates are blocks, and while a block's
+    pooled p99 exceeds the next higher block's, the two become one block whose p99 is that of
+    all their requests together. A rate meets the SLO when its block's p99 is within it. So a
+    repeat at a rate pools its requests with the first step's, a lucky pass above a failure
+    is pooled with it (and counts only if the pool passes), and a noisy failure below passes
+    only if the pool with the higher rates that passed does: the answer rests on all the
+    requests near it, not on the noisiest single step."""
+    by_rate: dict[float, list[Step]] = {}
+    for step in steps:
+        if not step.discarded:
+            by_rate.setdefault(step.rate_rps, []).append(step)
+    blocks: list[tuple[list[float], list[Step], float]] = []  # (rates, steps, pooled p99)
+    for rate in sorted(by_rate):
+        if not keeps_up_at(by_rate[rate]):
+            break
+        rates, pooled = [rate], by_rate[rate]
+        value = _block_p99_ms(pooled, slo_p99_ms)
+        while blocks and blocks[-1][2] > value:
+            lower_rates, lower_steps, _ = blocks.pop()
+            rates, pooled = lower_rates + rates, lower_steps + pooled
+            value = _block_p99_ms(pooled, slo_p99_ms)
+        blocks.append((rates, pooled, value))
+    lo = hi = None
+    for rates, _, value in blocks:
+        if value > slo_p99_ms:
+            hi = rates[0]
+            break
+        lo = rates[-1]
+    if hi is None:
+        hi = next((rate for rate in sorted(by_rate) if not keeps_up_at(by_rate[rate])), None)
+    return lo, hi
 
 
 @dataclass
@@ -218,11 +256,7 @@ class SearchResult:
 
     def answers(self, calibration: CalibrationSettings) -> dict[str, Any]:
         sat_lo, sat_hi = bracket(self.steps, keeps_up_at)
-        slo_lo, slo_hi = bracket(
-            self.steps, lambda steps: meets_slo_at(steps, calibration.slo_p99_ms)
-        )
-        if slo_hi is None:
-            slo_hi = sat_hi
+        slo_lo, slo_hi = slo_bracket(self.steps, calibration.slo_p99_ms)
         saturation_rps, saturation_offered_rps = self.rates_at(sat_lo)
         capacity_rps, capacity_offered_rps = (
             (None, None) if self.unattainable else self.rates_at(slo_lo)
@@ -412,14 +446,20 @@ class Searcher:
             )
         return False
 
-    def _meets_slo_at(self, steps: list[Step]) -> bool:
-        return meets_slo_at(steps, self.calibration.slo_p99_ms)
+    def _slo_bracket(self) -> tuple[float | None, float | None]:
+        return slo_bracket(self.result.steps, self.calibration.slo_p99_ms)
+
+    def _saturation_bracket(self) -> tuple[float | None, float | None]:
+        return bracket(self.result.steps, keeps_up_at)
 
     def _bisect(
-        self, passed: Callable[[list[Step]], bool], phase: str, top: float | None = None
+        self,
+        bracket_now: Callable[[], tuple[float | None, float | None]],
+        phase: str,
+        top: float | None = None,
     ) -> None:
         while self._budget_left():
-            lo, hi = bracket(self.result.steps, passed)
+            lo, hi = bracket_now()
             if top is not None and (hi is None or top < hi):
                 hi = top
             if lo is None or hi is None or hi / lo <= 1.0 + self.calibration.bracket_precision:
@@ -446,10 +486,10 @@ class Searcher:
                     result.notes.append(f"no step kept up down to {rate:.3g} req/s")
                     break
             self.step(rate, "ramp")
-        self._bisect(keeps_up_at, "saturation")
+        self._bisect(self._saturation_bracket, "saturation")
         # The SLO: down from the lowest step until one meets it, then bisect and confirm.
         if result.unattainable is None:
-            while self._budget_left() and bracket(steps, self._meets_slo_at)[0] is None:
+            while self._budget_left() and self._slo_bracket()[0] is None:
                 rate = min(step.rate_rps for step in steps) / calibration.ramp_factor
                 if rate < first * LOWEST_RATE_FRACTION:
                     result.unattainable = (
@@ -460,16 +500,16 @@ class Searcher:
                 self.step(rate, "slo")
         if result.unattainable is None:
             for _ in range(MAX_CONFIRMATIONS):
-                self._bisect(self._meets_slo_at, "slo", top=bracket(steps, keeps_up_at)[1])
-                lo, _ = bracket(steps, self._meets_slo_at)
+                self._bisect(self._slo_bracket, "slo", top=self._saturation_bracket()[1])
+                lo, _ = self._slo_bracket()
                 if lo is None or not self._budget_left():
                     break
                 self.step(lo, "confirm")
                 # Confirmed when the rate, its requests pooled with the repeat's, still passes.
-                if bracket(steps, self._meets_slo_at)[0] == lo:
+                if self._slo_bracket()[0] == lo:
                     result.confirmed = True
                     break
-            if bracket(steps, self._meets_slo_at)[0] is None:
+            if self._slo_bracket()[0] is None:
                 result.unattainable = (
                     f"unattainable: no rate met p99 <= {calibration.slo_p99_ms:g} ms twice"
                 )

@@ -29,8 +29,11 @@ import numpy as np
 import pytest
 
 from servebench.config import load_config
-from servebench.jobs.calibrate import search_capacity
+from servebench.jobs.calibrate import Searcher, Step, judge_step, search_capacity
+from servebench.matrix import derived_seed
 from servebench.net import free_port, http_get
+from servebench.quantiles import quantile
+from servebench.records import RunSummary
 from servebench.settings import CalibrationSettings, LoadgenSettings
 
 pytestmark = pytest.mark.e2e
@@ -137,14 +140,11 @@ def fifo_server():
     process.wait(timeout=10)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_the_search_finds_the_known_saturation_and_slo_capacity(fifo_server, tmp_path, seed):
-    payloads = tmp_path / "payloads.csv"
-    payloads.write_text("text\nhello\nworld\n")
-    config = load_config()
-    calibration = CalibrationSettings(
+def fifo_calibration() -> CalibrationSettings:
+    """The study's calibration settings, with steps of 800 requests against the FIFO queue."""
+    return CalibrationSettings(
         **{
-            **CalibrationSettings.of(config).__dict__,
+            **CalibrationSettings.of(load_config()).__dict__,
             "slo_p99_ms": SLO_MS,
             "min_step_requests": 800,
             "min_step_duration_s": 1.0,
@@ -152,6 +152,30 @@ def test_the_search_finds_the_known_saturation_and_slo_capacity(fifo_server, tmp
             "unloaded_requests": 10,
         }
     )
+
+
+def fifo_capacity_bounds(calibration: CalibrationSettings) -> tuple[float, float]:
+    """(low, high) req/s a capacity of the FIFO queue may take: what the step's sample allows
+    (see the module's docstring; the 0.95-0.05 band), the answer being the highest passing
+    rate, up to one bracket (bracket_precision) below a failing one, and reported as the rate
+    its steps answered, which strays from the nominal rate by about 1 / sqrt(requests). At
+    800 requests 0.825-1.22 x the truth 154.7 req/s."""
+    truth = md1_slo_capacity(SLO_MS / 1000, SERVICE_MS / 1000)
+    band_low, band_high = md1_sampling_band(
+        calibration.min_step_requests, calibration.step_warmup_s
+    )
+    deviation = 1 / math.sqrt(calibration.min_step_requests)
+    low_rps = band_low * (1 - calibration.bracket_precision) * (1 - deviation) * truth
+    return low_rps, band_high * (1 + deviation) * truth
+
+
+# Two seeds: the search's statistics are tested on 1000 simulated searches below; these
+# check that the real path (Locust, the server, realized rates) behaves as the model.
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_search_finds_the_known_saturation_and_slo_capacity(fifo_server, tmp_path, seed):
+    payloads = tmp_path / "payloads.csv"
+    payloads.write_text("text\nhello\nworld\n")
+    calibration = fifo_calibration()
     generator = LoadgenSettings.with_defaults(cpus=LOADGEN_CPUS, endpoint=f"/fifo/{SERVICE_MS}")
     result = search_capacity(
         fifo_server,
@@ -168,36 +192,91 @@ def test_the_search_finds_the_known_saturation_and_slo_capacity(fifo_server, tmp
         f"{answers['capacity_rps']:.1f} req/s, {answers['steps_run']} steps"
     )
     saturation_truth = 1000.0 / SERVICE_MS
-    capacity_truth = md1_slo_capacity(SLO_MS / 1000, SERVICE_MS / 1000)
     steps = "\n".join(str(step.row()) for step in result.steps)
     # The answer is what the highest passing step answered, and the bisection stops within
     # bracket_precision (5 %) of the first failing rate: it may lie that far below 1/D by
     # construction, plus the step's own noise.
     assert 0.90 * saturation_truth <= answers["saturation_rps"] <= 1.05 * saturation_truth, steps
     assert answers["capacity_confirmed"] and answers["capacity_unattainable"] is None, steps
-    capacity = answers["capacity_rps"]
-    # Within what the step's sample allows (see the module's docstring): the answer is the
-    # highest passing rate, up to one bracket (bracket_precision) below a failing one, and
-    # reported as the rate its steps answered, which strays from the nominal rate by about
-    # 1 / sqrt(requests): at 800 requests 0.825-1.22 x the truth 154.7 req/s. Measured on
-    # 2026-11-30 (4 runs of the 3 seeds): 0.880-1.063 x (see docs/analysis.md).
-    band_low, band_high = md1_sampling_band(
-        calibration.min_step_requests, calibration.step_warmup_s
-    )
-    deviation = 1 / math.sqrt(calibration.min_step_requests)
-    low_rps = band_low * (1 - calibration.bracket_precision) * (1 - deviation) * capacity_truth
-    high_rps = band_high * (1 + deviation) * capacity_truth
-    assert low_rps <= capacity <= high_rps, (capacity, low_rps, high_rps, steps)
+    # Measured on 2026-11-30: see docs/analysis.md.
+    low_rps, high_rps = fifo_capacity_bounds(calibration)
+    assert low_rps <= answers["capacity_rps"] <= high_rps, (low_rps, high_rps, steps)
     low, high = answers["capacity_bracket_rps"]
     assert high / low <= 1 + calibration.bracket_precision + 1e-9
+
+
+class SimulatedMD1Searcher(Searcher):
+    """The search, its every step an M/D/1 queue simulated with the step's own seed instead of
+    a load test: the search's rules on thousands of steps in seconds, machine-independent."""
+
+    def _measure(self, rate: float, phase: str) -> Step:
+        calibration, index = self.calibration, len(self.result.steps)
+        measured_s = max(calibration.min_step_duration_s, calibration.min_step_requests / rate)
+        warmup_s = calibration.step_warmup_s
+        rng = np.random.default_rng(derived_seed(self.seed, "calibration", index))
+        horizon_s = warmup_s + measured_s
+        arrivals = np.cumsum(rng.exponential(1 / rate, int(rate * horizon_s * 1.3) + 50))
+        arrivals = arrivals[arrivals < horizon_s]
+        order = np.arange(len(arrivals))
+        service_s = SERVICE_MS / 1000
+        done = service_s * (order + 1) + np.maximum.accumulate(arrivals - service_s * order)
+        measured = arrivals >= warmup_s
+        latencies_ms = np.sort((done - arrivals)[measured] * 1000)
+        # What a load test that ends one second after its schedule sees answered.
+        answered = np.sum(done[measured] <= horizon_s + 1.0)
+        summary = RunSummary(
+            valid=True,
+            offered_rate_rps=measured.sum() / measured_s,
+            throughput_rps=answered / measured_s,
+            latency_all_p99_ms=quantile(latencies_ms, 0.99),
+            counts={"ok": int(measured.sum())},
+        )
+        keeps_up, meets_slo, reasons = judge_step(summary, calibration, True)
+        step = Step(index, phase, rate, summary, keeps_up, meets_slo, reasons, measured_s)
+        step.latencies_all_ms = latencies_ms
+        self.result.steps.append(step)
+        return step
+
+
+def test_the_search_on_a_simulated_md1_queue_answers_within_the_sampling_band(tmp_path):
+    """1000 searches, each on its own seed and unloaded p50, on the simulated queue of the
+    FIFO test (deterministic: the seeds fix every arrival), with 800 requests a step: all
+    confirmed, centred on the truth, and outside the band the step's sample allows in 5 of
+    1000 (1st percentile 0.852 x). Before the SLO bracket's upper end was repeated too and the
+    bracket bisected to its precision after the last repeat: 13 of 1000 outside, 11
+    unconfirmed, 1st percentile 0.812 x (the CI failure: 0.74 x, unconfirmed)."""
+    payloads = tmp_path / "payloads.csv"
+    payloads.write_text("text\nhello\n")
+    calibration = fifo_calibration()
+    truth = md1_slo_capacity(SLO_MS / 1000, SERVICE_MS / 1000)
+    low, high = fifo_capacity_bounds(calibration)
+    fractions, confirmed = [], []
+    generator = LoadgenSettings.with_defaults()
+    for seed in range(1000):
+        searcher = SimulatedMD1Searcher(
+            "http://127.0.0.1:9", payloads, calibration, generator, tmp_path, seed=seed,
+        )  # fmt: skip
+        # The unloaded p50 decides the first rate: the real test server's is 5.2-6 ms.
+        searcher.unloaded_p50_ms = float(np.random.default_rng(seed).uniform(5.2, 6.0))
+        answers = searcher.search().answers(calibration)
+        fractions.append(answers["capacity_rps"] / truth)
+        confirmed.append(answers["capacity_confirmed"])
+        bracket_low, bracket_high = answers["capacity_bracket_rps"]
+        assert bracket_high / bracket_low <= 1 + calibration.bracket_precision + 1e-9
+    fractions = np.array(fractions)
+    outside = np.sum((fractions < low / truth) | (fractions > high / truth))
+    print(f"simulated: {np.percentile(fractions, [0, 1, 50, 99, 100]).round(3)} x, "
+          f"{outside} of 1000 outside the band")  # fmt: skip
+    assert all(confirmed)
+    assert outside <= 8
+    assert np.percentile(fractions, 1) >= 0.84
+    assert 0.97 <= np.median(fractions) <= 1.03
 
 
 def test_a_search_past_its_deadline_starts_no_step_and_says_why(tmp_path):
     """The tuning stage's budget bounds a search already started: no step after the deadline,
     and the answers say the search was cut short. (Nothing listens on the URL: a step would
     fail loudly.)"""
-    from servebench.jobs.calibrate import Searcher
-
     payloads = tmp_path / "payloads.csv"
     payloads.write_text("text\nhello\n")
     calibration = CalibrationSettings.of(load_config())

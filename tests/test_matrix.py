@@ -206,3 +206,22 @@ def test_the_slo_answer_pools_adjacent_rates_whose_p99s_contradict_their_order()
     assert pooled_p99_all_ms(steps[2:]) < 0.95 * slo_ms  # 4 and 5 pooled, below 3's p99
     assert pooled_p99_all_ms(steps[1:]) <= slo_ms
     assert _slo_bracket(steps) == (5, None)
+
+
+def test_the_capacity_says_how_many_requests_its_slo_verdict_rests_on():
+    from servebench.jobs.calibrate import SearchResult
+
+    def result(requests_per_step):
+        steps = []
+        for rate, p99_ms in ((2, 50.0), (4, 100.0), (4, 120.0), (8, 400.0)):
+            summary = _summary(rate, p99_ms, ok=requests_per_step, offered_rps=rate)
+            keeps_up, meets_slo, reasons = judge_step(summary, CALIBRATION, True)
+            steps.append(Step(len(steps), "slo", rate, summary, keeps_up, meets_slo, reasons, 1.0))
+        return SearchResult(steps=steps, confirmed=True).answers(CALIBRATION)
+
+    few, enough = result(100), result(400)
+    assert few["capacity_rps"] == enough["capacity_rps"] == 4
+    assert (few["capacity_requests"], enough["capacity_requests"]) == (200, 800)
+    # A p99 from fewer than ~370 requests has no distribution-free 95 % interval.
+    assert any("too few for a distribution-free 95% interval" in n for n in few["notes"])
+    assert not any("too few" in note for note in enough["notes"])

@@ -386,6 +386,9 @@ def test_capacity_and_ablation_tables(rendered):
     assert capacity.loc["baseline", "saturation_vs_reference"] == pytest.approx(1.0)
     assert capacity.loc["optimized", "saturation_vs_reference"] == pytest.approx(80 / 40)
     assert capacity.loc["optimized", "capacity_rps"] > capacity.loc["baseline", "capacity_rps"]
+    # Each answer's step there holds 200 requests: too few for a 95 % interval of a p99.
+    assert (capacity.loc[["baseline", "optimized"], "capacity_requests"] == 200).all()
+    assert capacity.loc["optimized", "note"].count("too few for a distribution-free") == 1
     ablation = pd.read_csv(results_dir / "tables" / "ablation.csv")
     # no ablation variant ran in this study: one note row per level, no shares
     assert set(ablation["variant"]) == {

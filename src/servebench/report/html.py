@@ -654,7 +654,12 @@ def capacity_html_table(capacity: pd.DataFrame) -> HtmlTable:
             if isinstance(unattainable, str) and unattainable
             else (
                 f"{fmt(record.get('capacity_rps'))} ({fmt(record.get('capacity_offered_rps'))})"
-                + ("" if _is_true(record.get("capacity_confirmed")) else ", not confirmed"),
+                + ("" if _is_true(record.get("capacity_confirmed")) else ", not confirmed")
+                + (
+                    f", {int(record['capacity_requests']):,} requests"
+                    if _finite(record.get("capacity_requests"))
+                    else ""
+                ),
                 "num",
             )
         )

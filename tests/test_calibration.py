@@ -66,6 +66,19 @@ def md1_slo_capacity(slo_s: float, service_s: float, quantile: float = 0.99) -> 
     return low
 
 
+def md1_arrivals_and_done_s(
+    rng: np.random.Generator, rate_rps: float, service_s: float, horizon_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Poisson arrivals in [0, horizon_s) at an M/D/1 queue starting empty, and when each is
+    done: Lindley's recursion for a fixed service time in closed form, request i done at
+    D (i + 1) + max over j <= i of (a_j - j D)."""
+    arrivals = np.cumsum(rng.exponential(1 / rate_rps, int(rate_rps * horizon_s * 1.3) + 50))
+    arrivals = arrivals[arrivals < horizon_s]
+    order = np.arange(len(arrivals))
+    done = service_s * (order + 1) + np.maximum.accumulate(arrivals - service_s * order)
+    return arrivals, done
+
+
 def md1_step_p99s_s(
     rate_rps: float, service_s: float, requests: int, warmup_s: float, steps: int, seed: int
 ) -> np.ndarray:
@@ -75,13 +88,7 @@ def md1_step_p99s_s(
     horizon_s = warmup_s + requests / rate_rps
     p99s = np.empty(steps)
     for index in range(steps):
-        gaps = rng.exponential(1 / rate_rps, int(rate_rps * horizon_s * 1.3) + 50)
-        arrivals = np.cumsum(gaps)
-        arrivals = arrivals[arrivals < horizon_s]
-        order = np.arange(len(arrivals))
-        # Lindley's recursion for a fixed service time, closed form: request i is done at
-        # D (i + 1) + max over j <= i of (a_j - j D).
-        done = service_s * (order + 1) + np.maximum.accumulate(arrivals - service_s * order)
+        arrivals, done = md1_arrivals_and_done_s(rng, rate_rps, service_s, horizon_s)
         p99s[index] = np.percentile((done - arrivals)[arrivals >= warmup_s], 99)
     return p99s
 
@@ -215,11 +222,7 @@ class SimulatedMD1Searcher(Searcher):
         warmup_s = calibration.step_warmup_s
         rng = np.random.default_rng(derived_seed(self.seed, "calibration", index))
         horizon_s = warmup_s + measured_s
-        arrivals = np.cumsum(rng.exponential(1 / rate, int(rate * horizon_s * 1.3) + 50))
-        arrivals = arrivals[arrivals < horizon_s]
-        order = np.arange(len(arrivals))
-        service_s = SERVICE_MS / 1000
-        done = service_s * (order + 1) + np.maximum.accumulate(arrivals - service_s * order)
+        arrivals, done = md1_arrivals_and_done_s(rng, rate, SERVICE_MS / 1000, horizon_s)
         measured = arrivals >= warmup_s
         latencies_ms = np.sort((done - arrivals)[measured] * 1000)
         # What a load test that ends one second after its schedule sees answered.

@@ -152,16 +152,22 @@ def judge_step(
     return keeps_up, meets_slo, reasons
 
 
+def steps_by_rate(steps: list[Step]) -> dict[float, list[Step]]:
+    """The steps that measured, by nominal rate."""
+    by_rate: dict[float, list[Step]] = {}
+    for step in steps:
+        if not step.discarded:
+            by_rate.setdefault(step.rate_rps, []).append(step)
+    return by_rate
+
+
 def bracket(
     steps: list[Step], passed: Callable[[list[Step]], bool]
 ) -> tuple[float | None, float | None]:
     """(lo, hi) nominal rates: lo the highest rate that passed with every lower rate passing,
     hi the lowest rate that failed; None where none. `passed` judges the steps of one rate
     (keeps_up_at; the SLO's bracket is slo_bracket)."""
-    by_rate: dict[float, list[Step]] = {}
-    for step in steps:
-        if not step.discarded:
-            by_rate.setdefault(step.rate_rps, []).append(step)
+    by_rate = steps_by_rate(steps)
     lo = hi = None
     for rate in sorted(by_rate):
         if not passed(by_rate[rate]):
@@ -185,7 +191,7 @@ def pooled_p99_all_ms(steps: list[Step]) -> float | None:
     return quantile(pooled, 0.99) if len(pooled) else math.inf
 
 
-def _block_p99_ms(steps: list[Step], slo_p99_ms: float) -> float:
+def _block_p99_ms(steps: list[Step]) -> float:
     """The pooled p99 of a block of steps; where a step's requests were not read, 0 when every
     step met the SLO on its own and infinite otherwise."""
     pooled = pooled_p99_all_ms(steps)
@@ -207,30 +213,26 @@ def slo_bracket(steps: list[Step], slo_p99_ms: float) -> tuple[float | None, flo
     is pooled with it (and counts only if the pool passes), and a noisy failure below passes
     only if the pool with the higher rates that passed does: the answer rests on all the
     requests near it, not on the noisiest single step."""
-    by_rate: dict[float, list[Step]] = {}
-    for step in steps:
-        if not step.discarded:
-            by_rate.setdefault(step.rate_rps, []).append(step)
+    by_rate = steps_by_rate(steps)
     blocks: list[tuple[list[float], list[Step], float]] = []  # (rates, steps, pooled p99)
+    not_keeping_up = None  # the first rate that did not keep up
     for rate in sorted(by_rate):
         if not keeps_up_at(by_rate[rate]):
+            not_keeping_up = rate
             break
         rates, pooled = [rate], by_rate[rate]
-        value = _block_p99_ms(pooled, slo_p99_ms)
+        value = _block_p99_ms(pooled)
         while blocks and blocks[-1][2] > value:
             lower_rates, lower_steps, _ = blocks.pop()
             rates, pooled = lower_rates + rates, lower_steps + pooled
-            value = _block_p99_ms(pooled, slo_p99_ms)
+            value = _block_p99_ms(pooled)
         blocks.append((rates, pooled, value))
-    lo = hi = None
+    lo = None
     for rates, _, value in blocks:
         if value > slo_p99_ms:
-            hi = rates[0]
-            break
+            return lo, rates[0]
         lo = rates[-1]
-    if hi is None:
-        hi = next((rate for rate in sorted(by_rate) if not keeps_up_at(by_rate[rate])), None)
-    return lo, hi
+    return lo, not_keeping_up
 
 
 @dataclass

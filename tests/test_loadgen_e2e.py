@@ -231,6 +231,29 @@ def test_two_workers_reproduce_the_single_worker_schedule(server, payloads, tmp_
     assert stats.loc["Aggregated", "Request Count"] == two.planned_requests
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_without_locust_reports_every_request_is_still_counted(server, payloads, tmp_path, workers):
+    """locust_reports=False (a calibration step's): Locust quits as soon as the last answer is
+    in, writing no CSV or HTML report; the per-request log still holds every request."""
+    summary, table = load(
+        server,
+        tmp_path,
+        endpoint="/ok",
+        rate_rps=200.0,
+        duration_s=2.0,
+        payloads=payloads,
+        workers=workers,
+        locust_reports=False,
+    )
+    assert summary.valid, summary.invalid_reasons
+    assert table["index"].tolist() == list(range(summary.planned_requests))
+    assert summary.counts["ok"] == summary.planned_requests
+    assert (
+        not list(tmp_path.glob("locust_*.csv")) and not (tmp_path / "locust_report.html").exists()
+    )
+    assert (tmp_path / "locust.log").is_file()
+
+
 def test_workers_elsewhere_get_the_plan_and_return_their_logs_by_message(
     server, payloads, tmp_path, servebench_exe
 ):

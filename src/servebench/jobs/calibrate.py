@@ -403,6 +403,8 @@ class Searcher:
             generator=self.generator,
             body_template=self.body_template,
             headers=self.headers,
+            # A search runs many short steps: Locust's own reports of each cost ~2 s.
+            locust_reports=False,
         )
         keeps_up, meets_slo, reasons = judge_step(summary, calibration, self.server_alive())
         discarded = (summary.foreign_cpu_percent or 0.0) > self.foreign_cpu_max_percent or (

@@ -116,10 +116,13 @@ def _on_done(environment, msg, **_kwargs) -> None:  # noqa: ANN001
     if len(_finished_workers) >= PLAN["workers"]:
         # Every worker has sent its share and seen its answers: end the test, once Locust's
         # own CSV writer (every CSV_STATS_INTERVAL_SEC) and, distributed, the workers' stats
-        # reports (every WORKER_REPORT_INTERVAL) have caught up, so its reports are complete.
-        catch_up_s = CSV_STATS_INTERVAL_SEC + 0.3
-        if isinstance(environment.runner, MasterRunner):
-            catch_up_s += WORKER_REPORT_INTERVAL
+        # reports (every WORKER_REPORT_INTERVAL) have caught up, so its reports are complete;
+        # at once when it writes none.
+        catch_up_s = 0.0
+        if PLAN.get("locust_reports", True):
+            catch_up_s = CSV_STATS_INTERVAL_SEC + 0.3
+            if isinstance(environment.runner, MasterRunner):
+                catch_up_s += WORKER_REPORT_INTERVAL
         gevent.spawn_later(catch_up_s, environment.runner.quit)
 
 

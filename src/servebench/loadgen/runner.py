@@ -125,6 +125,7 @@ def run_loadtest(
     headers: dict[str, str] | None = None,
     gates: tuple[Gate, ...] = (),
     run_id: str | None = None,
+    locust_reports: bool = True,
 ) -> RunSummary:
     """Send the seeded schedule to `host` + `endpoint` open loop; return the summary.
 
@@ -137,7 +138,9 @@ def run_loadtest(
     request, over the JSON Content-Type of a request with a body. `gates`: SLO gates judged in
     the summary, with goodput (servebench.slo). `run_id`: this run's id (a new one when
     None), in plan.json, summary.json's settings and every status file of its workers: only
-    those of this run are read (worker_statuses).
+    those of this run are read (worker_statuses). `locust_reports=False`: no Locust CSVs and
+    HTML report (nothing here reads them; the run ends ~2 s sooner, which adds up over the
+    many short steps of a calibration).
     """
     out = Path(out_dir)
     generator = generator or LoadgenSettings.with_defaults()
@@ -233,6 +236,7 @@ def run_loadtest(
         "log_dir": str(raw_dir.resolve()),
         "start_lead_s": START_LEAD_S[mode],
         "status_interval_s": 0.5,
+        "locust_reports": locust_reports,
         "headers": request_headers(payloads is not None, headers),
         "bodies": bodies,
         "scheduled_s": schedule.scheduled_s.tolist(),
@@ -243,7 +247,9 @@ def run_loadtest(
 
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     run_time_s = math.ceil(START_LEAD_S[mode] + schedule.horizon_s + timeout_s + RUN_TIME_MARGIN_S)
-    processes = _start_locust(out, plan_path, host, workers, cpu_list, run_time_s, master_bind)
+    processes = _start_locust(
+        out, plan_path, host, workers, cpu_list, run_time_s, master_bind, locust_reports
+    )
     monitor = (
         ProgressMonitor(raw_dir, len(schedule), sys.stderr, progress_interval_s, run_id)
         if progress
@@ -367,18 +373,22 @@ def _start_locust(
     cpus: list[int] | None,
     run_time_s: int,
     master_bind: tuple[str, int] | None = None,
+    locust_reports: bool = True,
 ) -> list[subprocess.Popen]:
     env = _locust_env()
     env["SERVEBENCH_PLAN"] = str(plan_path.resolve())
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", host]
-    report = [
-        "--headless",
-        "--run-time",
-        f"{run_time_s}s",
+    reports = [
         "--csv",
         str((out / "locust").resolve()),
         "--html",
         str((out / "locust_report.html").resolve()),
+    ]
+    report = [
+        "--headless",
+        "--run-time",
+        f"{run_time_s}s",
+        *(reports if locust_reports else []),
         "--exit-code-on-error",
         "0",
         "--only-summary",

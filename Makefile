@@ -41,7 +41,7 @@ test: $(STAMP)
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; fi; \
 	exit $$status
 
-# The tiny end-to-end workflow (what CI runs after `make test`).
+# The tiny end-to-end workflow (make test runs the same: tests/test_workflow_reruns.py).
 smoke: $(STAMP)
 	$(BIN)/snakemake --cores 2 all --configfile .test/config.yaml $(SNAKEMAKE_ARGS)
 
@@ -74,10 +74,10 @@ images-tiny: $(STAMP)
 	containers/dockerd.sh
 	$(BIN)/snakemake --cores 2 images --configfile .test/config.yaml $(SNAKEMAKE_ARGS)
 
-# The tiny study on deploy.target docker (what CI runs after `make smoke`, sharing its model
-# and Bentos): dockerd, the base image and both variants' images, then every calibration, run
-# and resilience run in a container with the K3s pod's settings; fails unless every run is
-# valid (results/test/status.json).
+# The tiny study on deploy.target docker (after `make smoke` it reuses that study's model,
+# tuning and Bentos; alone it makes them): dockerd, the base image and both variants' images, then every calibration, run and
+# resilience run in a container with the K3s pod's settings; fails unless every run is valid
+# (results/test/status.json). make test runs the same (tests/test_docker_target.py).
 ALL_RUNS_VALID = $(BIN)/python -c 'import json, sys; s = json.load(open(sys.argv[1])); 	print(sys.argv[1], json.dumps(s)); sys.exit(not (s["ok"] and s["valid_runs"] == s["runs"] 	and s["valid_resilience_runs"] == s["resilience_runs"]))'
 smoke-docker: $(STAMP)
 	containers/dockerd.sh

@@ -23,6 +23,17 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+# pytest-timeout counts a test's fixtures' setup too: the test that first asks for the docker
+# study waits for the tiny study and then the docker study (each several minutes here).
+DOCKER_STUDY_TIMEOUT_S = 1800
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "docker_study" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.timeout(DOCKER_STUDY_TIMEOUT_S))
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
@@ -48,17 +59,6 @@ def servebench_exe() -> str:
 
 
 @pytest.fixture(scope="session")
-def tiny_optimized_image(tmp_path_factory):
-    """The tiny optimized Bento's container image (tests/docker_testbed.py), built once per
-    session and removed at its end; skips where Docker cannot run."""
-    from docker_testbed import build_tiny_image, remove_image
-
-    built = build_tiny_image(tmp_path_factory)
-    yield built
-    remove_image(built)
-
-
-@pytest.fixture(scope="session")
 def testbed(tmp_path_factory):
     """The tiny model's runtimes and its baseline and optimized Bentos (tests/bento_testbed.py),
     built once per session."""
@@ -74,6 +74,20 @@ def study_run(snakemake_exe, tmp_path_factory) -> tuple[Path, str]:
     from study_testbed import run_tiny_study
 
     return run_tiny_study(snakemake_exe, tmp_path_factory.mktemp("study") / "results")
+
+
+@pytest.fixture(scope="session")
+def docker_study(study_run, snakemake_exe, tmp_path_factory):
+    """The tiny study on the docker target (tests/docker_testbed.py), run once per session on a
+    copy of the tiny study's folder: its images, calibrations, runs and resilience runs; skips
+    where Docker cannot run. The images it built are removed at the session's end."""
+    from docker_testbed import remove_images, run_docker_study
+
+    study = run_docker_study(
+        snakemake_exe, study_run[0], tmp_path_factory.mktemp("docker-study") / "results"
+    )
+    yield study
+    remove_images(study)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """The docker target (servebench.deploy.docker, servebench.faults.docker): its settings come from
-the same rendered K3s manifest as a pod's; and, where Docker runs, a scenario run and each docker
-fault on the tiny optimized image, the container's CPU time counted as the job's own, teardown
-on SIGTERM.
+the same rendered K3s manifest as a pod's; and, where Docker runs, the tiny study on the docker
+target (tests/docker_testbed.py: both images built, every run valid), its scenario run and each
+docker fault, the container's CPU time counted as the job's own, Docker's restart policy, and
+teardown on SIGTERM.
 
 The Docker tests start containers: run them under the heavy-command lock, e.g.
 `flock /tmp/servebench-heavy.lock .venv/bin/python -m pytest tests/test_docker_target.py`.
@@ -22,6 +23,7 @@ import pandas as pd
 import psutil
 import pytest
 import yaml
+from study_testbed import job_counts
 
 from servebench.config import config_errors, deep_merge, load_config
 from servebench.cpus import ForeignCpu, adopt_cpu
@@ -195,21 +197,42 @@ def containers_of(out: Path) -> list[str]:
     return result.stdout.split()
 
 
-@pytest.mark.e2e
-def test_a_scenario_run_on_the_docker_target(
-    tiny_optimized_image, testbed, testbed_payloads, tmp_path
-):
-    from servebench.jobs.scenario import run_scenario
-    from servebench.matrix import RunSpec
+# What the tiny docker study (.test/docker.yaml) runs besides the analysis: the images and the
+# measurements in containers; the model, the Bentos and the tuning are the local study's.
+DOCKER_STUDY_JOBS = {"image": 2, "calibrate": 2, "loadtest": 2, "resilience_run": 4}
 
-    config = tiny_docker_config(testbed)
-    config["scenarios"]["steady"].update(rate_rps=150.0, duration_s=8.0, warmup_s=1.0)
-    out = tmp_path / "runs" / "docker" / "optimized" / "steady" / "rep0"
-    spec = RunSpec("docker", "optimized", "steady", 0)
-    summary = run_scenario(config, spec, testbed.record_paths["optimized"], testbed_payloads, out)
-    assert summary.valid, summary.invalid_reasons
+
+@pytest.mark.e2e
+def test_the_tiny_study_on_the_docker_target_is_valid(docker_study):
+    status = json.loads(docker_study.layout.status_json.read_text())
+    assert status["ok"], status["problems"]
+    assert status["valid_runs"] == status["runs"] == 2, status
+    assert status["valid_resilience_runs"] == status["resilience_runs"] == 4, status
+    jobs = job_counts(docker_study.output)
+    assert {rule: jobs.get(rule) for rule in DOCKER_STUDY_JOBS} == DOCKER_STUDY_JOBS, jobs
+    assert not {"model_pytorch", "model_runtime", "bento", "tune"} & set(jobs), jobs
+    # Each variant's image is tagged with its Bento's version, as the K3s overlays expect.
+    for variant in ("baseline", "optimized"):
+        image = docker_study.image(variant)
+        assert image["image"].endswith(
+            ":" + docker_study.bento_record(variant)["tag"].split(":")[1]
+        )
+        capacity = json.loads(
+            (
+                docker_study.results_dir / "calibration" / "docker" / variant / "capacity.json"
+            ).read_text()
+        )
+        assert capacity["target"] == "docker" and capacity["saturation_rps"] > 0, capacity
+
+
+@pytest.mark.e2e
+def test_a_scenario_run_of_the_docker_study(docker_study):
+    config = docker_study.config
+    out = docker_study.results_dir / "runs" / "docker" / "optimized" / "steady" / "rep0"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["valid"], summary["invalid_reasons"]
     facts = json.loads((out / "docker.json").read_text())
-    assert facts["image"] == tiny_optimized_image["image"] and facts["removed"]
+    assert facts["image"] == docker_study.image("optimized")["image"] and facts["removed"]
     assert facts["restart"] == "none" and "--read-only" in facts["run_args"]
     assert facts["state"]["Status"] == "running" and facts["restart_count"] == 0
     assert containers_of(out) == []
@@ -222,9 +245,10 @@ def test_a_scenario_run_on_the_docker_target(
     # job's own: the foreign-CPU check did not count it (it would, were it not adopted).
     resources = pd.read_csv(out / "resources.csv")
     container_cpu_s = resources["cpu_percent"].sum() / 100
-    assert container_cpu_s > 1.0 and facts["container_cpu_s"] > container_cpu_s / 2
-    window_s, cores = 8.0, len(config["cpus"]["server"]) + len(config["cpus"]["loadgen"])
-    foreign_cpu_s = summary.foreign_cpu_percent / 100 * window_s * cores
+    assert container_cpu_s > 0.5 and facts["container_cpu_s"] > container_cpu_s / 2
+    window_s = summary["horizon_s"]
+    cores = len(config["cpus"]["server"]) + len(config["cpus"]["loadgen"])
+    foreign_cpu_s = summary["foreign_cpu_percent"] / 100 * window_s * cores
     assert foreign_cpu_s < 0.5 * container_cpu_s, (foreign_cpu_s, container_cpu_s)
     assert len((out / "server.log").read_text().splitlines()) > 1  # the container's own lines
     assert (resources["n_processes"] >= 1).all() and resources["cpu_percent"].max() > 0
@@ -232,82 +256,91 @@ def test_a_scenario_run_on_the_docker_target(
     metrics = pd.read_csv(out / "server_metrics.csv")
     assert metrics["metric"].str.startswith("bentoml_").any()
     rendered = (out / "k3s" / "manifests.yaml").read_text()
-    assert tiny_optimized_image["image"].split(":")[1] in rendered
+    assert docker_study.image("optimized")["image"].split(":")[1] in rendered
 
 
-def run_docker_fault(testbed, testbed_payloads, tmp_path, kind, restart="none", **params):
-    from servebench.jobs.resilience import run_fault
-    from servebench.matrix import FaultRunSpec
-
-    config = tiny_docker_config(testbed)
-    config["resilience"].update(
-        rate_rps=10.0,
-        duration_s=14.0,
-        warmup_s=1.0,
-        variants={"v": {"variant": "optimized", "restart": restart}},
-        faults={"f": {"kind": kind, "at_s": 4.0, **params}},
-        recovery={"window_s": 2.0, "quiet_s": 3.0, "band_tolerance": 2.0},
-    )
-    assert config_errors(config) == []
-    out = tmp_path / "resilience"
-    spec = FaultRunSpec("docker", "v", "f", 0)
-    result = run_fault(config, spec, testbed.record_paths["optimized"], testbed_payloads, out)
-    entry = result["faults"][0]
-    assert entry["injected"] and entry["error"] is None, result
-    assert entry["start_s"] == pytest.approx(4.0, abs=0.3)
+def check_fault_run(out: Path, at_s: float) -> tuple[dict, dict, pd.DataFrame]:
+    """What every docker fault run must show: the fault injected on time, every scheduled
+    request accounted for, none failing before the fault, the container removed."""
+    entry = json.loads((out / "faults.json").read_text())["faults"][0]
+    assert entry["injected"] and entry["error"] is None, entry
+    assert entry["start_s"] == pytest.approx(at_s, abs=0.3)
     assert entry["requests_lost"] == 0
     requests = pd.read_parquet(out / "requests.parquet")
-    assert (requests[requests["scheduled_s"] < 3.5]["outcome"] == "ok").all()
+    assert (requests[requests["scheduled_s"] < at_s - 0.5]["outcome"] == "ok").all()
     facts = json.loads((out / "docker.json").read_text())
     assert facts["removed"] and containers_of(out) == []
     return entry, facts, requests
 
 
-@pytest.mark.e2e
-@pytest.mark.parametrize(
-    "kind, restart",
-    [("kill-pid1", "none"), ("docker-kill", "supervisor"), ("kill-pid1", "supervisor")],
-)
-def test_a_killed_container_stays_down_unless_docker_restarts_it(
-    tiny_optimized_image, testbed, testbed_payloads, tmp_path, kind, restart
-):
-    entry, facts, requests = run_docker_fault(testbed, testbed_payloads, tmp_path, kind, restart)
+def assert_stays_down(entry: dict, facts: dict, requests: pd.DataFrame, at_s: float) -> None:
+    """A killed container that no restart policy brings back: SIGKILLed, every later request
+    fails, no recovery."""
     assert entry["requests_not_ok"] > 0 and entry["time_to_first_error_s"] >= 0
-    if kind == "kill-pid1" and restart == "supervisor":
+    assert facts["restart_count"] == 0 and facts["state"]["Status"] == "exited"
+    assert facts["state"]["ExitCode"] == 137
+    after = requests[requests["scheduled_s"] > at_s + 0.5]
+    assert len(after) and (after["outcome"] != "ok").all()
+    assert not entry["recovered"] and entry["time_to_first_ok_s"] is None
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("fault", DOCKER_FAULTS)
+def test_each_docker_fault_of_the_docker_study(docker_study, fault):
+    """The study's resilience runs (the optimized variant, restart policy `no`, the faults of
+    .test/docker.yaml): each fault tells its story."""
+    spec = docker_study.config["resilience"]["faults"][fault]
+    at_s = spec["at_s"]
+    out = docker_study.results_dir / "resilience" / "docker" / "optimized" / fault / "rep0"
+    entry, facts, requests = check_fault_run(out, at_s)
+    if fault in ("kill-pid1", "docker-kill"):
+        assert_stays_down(entry, facts, requests, at_s)
+    elif fault == "docker-restart":
+        # The same container again, on the same port: a new main process.
+        assert entry["restarted_pid"] and entry["restarted_pid"] != entry["pid"]
+        assert entry["end_s"] > entry["start_s"]
+        assert entry["requests_not_ok"] > 0 and entry["recovered"], entry
+        assert facts["state"]["Status"] == "running"
+    else:
+        assert entry["end_s"] - entry["start_s"] == pytest.approx(spec["duration_s"], abs=0.5)
+        # requests sent into the pause wait for it: corrected latency of about the pause
+        assert entry["peak_latency_ms"] > 0.75 * spec["duration_s"] * 1000
+        assert entry["recovered"], entry
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("kind", ["kill-pid1", "docker-kill"])
+def test_dockers_restart_policy_undoes_a_killed_main_process_not_docker_kill(
+    docker_study, testbed, testbed_payloads, tmp_path, kind
+):
+    """Restart `supervisor` (Docker's on-failure policy), which the study's runs do not use."""
+    from servebench.jobs.resilience import run_fault
+    from servebench.matrix import FaultRunSpec
+
+    at_s = 4.0
+    config = tiny_docker_config(testbed)
+    config["resilience"].update(
+        rate_rps=10.0,
+        duration_s=14.0,
+        warmup_s=1.0,
+        variants={"v": {"variant": "optimized", "restart": "supervisor"}},
+        faults={"f": {"kind": kind, "at_s": at_s}},
+        recovery={"window_s": 2.0, "quiet_s": 3.0, "band_tolerance": 2.0},
+    )
+    assert config_errors(config) == []
+    out = tmp_path / "resilience"
+    spec = FaultRunSpec("docker", "v", "f", 0)
+    record = docker_study.bento_record_path("optimized")
+    run_fault(config, spec, record, testbed_payloads, out)
+    entry, facts, requests = check_fault_run(out, at_s)
+    if kind == "kill-pid1":
         # Docker's on-failure policy starts the container again on the same port.
+        assert entry["requests_not_ok"] > 0 and entry["time_to_first_error_s"] >= 0
         assert facts["restart_count"] >= 1 and facts["state"]["Status"] == "running"
         assert entry["time_to_first_ok_s"] > 0 and entry["recovered"], entry
     else:
-        # restart none; and `docker kill` is a stop by hand, which no policy undoes.
-        assert facts["restart_count"] == 0 and facts["state"]["Status"] == "exited"
-        assert facts["state"]["ExitCode"] == 137
-        after = requests[requests["scheduled_s"] > 4.5]
-        assert len(after) and (after["outcome"] != "ok").all()
-        assert not entry["recovered"] and entry["time_to_first_ok_s"] is None
-
-
-@pytest.mark.e2e
-def test_docker_restart_comes_back_on_the_same_port(
-    tiny_optimized_image, testbed, testbed_payloads, tmp_path
-):
-    entry, facts, _ = run_docker_fault(testbed, testbed_payloads, tmp_path, "docker-restart")
-    assert entry["restarted_pid"] and entry["restarted_pid"] != entry["pid"]
-    assert entry["end_s"] > entry["start_s"]
-    assert entry["requests_not_ok"] > 0 and entry["recovered"], entry
-    assert facts["state"]["Status"] == "running"
-
-
-@pytest.mark.e2e
-def test_docker_pause_stalls_then_recovers(
-    tiny_optimized_image, testbed, testbed_payloads, tmp_path
-):
-    entry, _, _ = run_docker_fault(
-        testbed, testbed_payloads, tmp_path, "docker-pause", duration_s=2.0
-    )
-    assert entry["end_s"] - entry["start_s"] == pytest.approx(2.0, abs=0.5)
-    # requests sent into the pause wait for it: corrected latency of about the pause
-    assert entry["peak_latency_ms"] > 1500
-    assert entry["recovered"], entry
+        # `docker kill` is a stop by hand, which no policy undoes.
+        assert_stays_down(entry, facts, requests, at_s)
 
 
 # A job that deploys the optimized variant on the docker target and waits (as Snakemake's
@@ -326,13 +359,13 @@ with deployed(deploy_target(config, "optimized"), record, Path(sys.argv[3])) as 
 
 
 @pytest.mark.e2e
-def test_sigterm_removes_the_container(tiny_optimized_image, testbed, tmp_path):
+def test_sigterm_removes_the_container(docker_study, testbed, tmp_path):
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps(tiny_docker_config(testbed)))
     out = tmp_path / "run"
     child = subprocess.Popen(
         [sys.executable, "-c", SIGTERM_CHILD, config_path]
-        + [testbed.record_paths["optimized"], out],
+        + [docker_study.bento_record_path("optimized"), out],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -351,10 +384,10 @@ def test_sigterm_removes_the_container(tiny_optimized_image, testbed, tmp_path):
 
 
 @pytest.mark.e2e
-def test_a_missing_image_names_the_command_that_builds_it(tiny_optimized_image, testbed):
+def test_a_missing_image_names_the_command_that_builds_it(docker_study, testbed):
     target = deploy_target(tiny_docker_config(testbed), "optimized")
     record = {"variant": "optimized", "tag": "sentiment-optimized:0000000000000000"}
     with pytest.raises(UserError, match="servebench image build --variant optimized"):
         docker.bento_image(target, record)
-    name, tag, inspected = docker.bento_image(target, testbed.records["optimized"])
-    assert f"{name}:{tag}" == tiny_optimized_image["image"] and inspected["Id"]
+    name, tag, inspected = docker.bento_image(target, docker_study.bento_record("optimized"))
+    assert f"{name}:{tag}" == docker_study.image("optimized")["image"] and inspected["Id"]

@@ -3,10 +3,10 @@ flags derived from the K3s pod spec (servebench.deploy.docker), and, where Docke
 optimized image started with the pod's security settings (probes, the service's fuzz cases,
 nothing written outside the emptyDirs).
 
-The Docker test builds the base image, the wheelhouse and the image under results/test/ the
-first time (debootstrap needs root and apt's Debian mirror; a few minutes; tests/
-docker_testbed.py) and reuses them afterwards. It starts a container: run it under the
-heavy-command lock, e.g.
+The Docker test starts the optimized image that the session's tiny docker study built (tests/
+docker_testbed.py: the base image by debootstrap, which needs root and apt's Debian mirror, the
+wheelhouse and both variants' images; several minutes). It starts a container: run it under
+the heavy-command lock, e.g.
 `flock /tmp/servebench-heavy.lock .venv/bin/python -m pytest tests/test_images.py`.
 """
 
@@ -219,7 +219,7 @@ def _proc_status(container: str) -> dict[str, str]:
 
 
 @pytest.mark.e2e
-def test_optimized_image_serves_with_the_pods_security_settings(tiny_optimized_image):
+def test_optimized_image_serves_with_the_pods_security_settings(docker_study):
     from test_service import _bad_requests
 
     config = load_config(REPO_ROOT / ".test" / "config.yaml")
@@ -227,7 +227,7 @@ def test_optimized_image_serves_with_the_pods_security_settings(tiny_optimized_i
     port = free_port()
     args = docker.docker_run_args(
         settings,
-        tiny_optimized_image["image"],
+        docker_study.image("optimized")["image"],
         host_port=port,
         cpuset=config["cpus"]["server"],
         name=f"servebench-test-images-{os.getpid()}",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from study_testbed import CORES, run_tiny_study, snakemake_command
+from study_testbed import CORES, job_counts, run_tiny_study, snakemake_command
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
@@ -42,23 +42,6 @@ def planned_jobs(
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return job_counts(result.stdout + result.stderr)
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """{rule: number of jobs} from the job table that Snakemake prints (`--quiet rules`)."""
-    jobs: dict[str, int] = {}
-    in_table = False
-    for line in output.splitlines():
-        if line.startswith("job ") and "count" in line:
-            in_table = True
-            continue
-        if in_table:
-            match = re.match(r"^(\S+)\s+(\d+)$", line.strip())
-            if match and match.group(1) != "total":
-                jobs[match.group(1)] = int(match.group(2))
-            elif line.strip().startswith("total"):
-                break
-    return jobs
 
 
 @pytest.fixture(scope="module")

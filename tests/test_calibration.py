@@ -176,9 +176,10 @@ def fifo_capacity_bounds(calibration: CalibrationSettings) -> tuple[float, float
     return low_rps, band_high * (1 + deviation) * truth
 
 
-# Two seeds: the search's statistics are tested on 1000 simulated searches below; these
-# check that the real path (Locust, the server, realized rates) behaves as the model.
-@pytest.mark.parametrize("seed", [1, 2])
+# One seed: the search's statistics are tested on 1000 simulated searches below; this one
+# checks that the real path (Locust, the server, realized rates) behaves as the model (each
+# search takes about 2 minutes of CI's time).
+@pytest.mark.parametrize("seed", [1])
 def test_the_search_finds_the_known_saturation_and_slo_capacity(fifo_server, tmp_path, seed):
     payloads = tmp_path / "payloads.csv"
     payloads.write_text("text\nhello\nworld\n")

@@ -384,7 +384,7 @@ def _start_locust(
         "--html",
         str((out / "locust_report.html").resolve()),
     ]
-    report = [
+    run_options = [
         "--headless",
         "--run-time",
         f"{run_time_s}s",
@@ -416,12 +416,12 @@ def _start_locust(
             )
 
     if workers == 1 and master_bind is None:
-        return [launch([*base, *report, "-u", "1", "-r", "1"], "locust", cpus)]
+        return [launch([*base, *run_options, "-u", "1", "-r", "1"], "locust", cpus)]
     bind_host, port = master_bind or (LOOPBACK, free_port())
     master = launch(
         [
             *base,
-            *report,
+            *run_options,
             "--master",
             "--master-bind-host",
             bind_host,

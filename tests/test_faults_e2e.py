@@ -47,7 +47,10 @@ def test_each_local_fault_of_the_tiny_study(study_run, fault):
     at_s = spec["at_s"]
     out = study_run[0] / "resilience" / "local" / "optimized" / fault / "rep0"
     faults = json.loads((out / "faults.json").read_text())
-    assert faults["restart"] == "none" and faults["valid"], faults["problems"]
+    # Not its validity: at the steady rate of a fast tiny baseline (126 req/s in one CI run),
+    # the ~5 s of a worker's respawn pile up more requests than the generator's in-flight cap,
+    # its sends fall behind the schedule and the run is marked invalid, as it should be.
+    assert faults["restart"] == "none"
     entry = faults["faults"][0]
     check_run(out, entry, at_s, faults["rate_rps"], duration_s)
     if fault == "kill-worker":  # BentoML respawns the worker

@@ -34,7 +34,6 @@ from servebench.faults import FaultError, injector
 from servebench.matrix import resilience_matrix
 from servebench.settings import DockerTarget, deploy_target
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCKER_FAULTS = ["kill-pid1", "docker-kill", "docker-restart", "docker-pause"]
 
 

@@ -297,3 +297,43 @@ def test_a_search_past_its_deadline_starts_no_step_and_says_why(tmp_path):
     answers = searcher.search().answers(calibration)
     assert answers["steps_run"] == 0
     assert any("time budget" in note for note in answers["notes"]), answers
+
+
+class TailAboveTheSloSearcher(Searcher):
+    """A server that keeps up below 40 req/s and whose p99 is twice the SLO at every rate:
+    its service time's own tail, which no lower rate cures."""
+
+    def _measure(self, rate: float, phase: str) -> Step:
+        index = len(self.result.steps)
+        summary = RunSummary(
+            valid=True,
+            offered_rate_rps=rate,
+            throughput_rps=rate if rate < 40.0 else 40.0,
+            latency_all_p99_ms=2 * self.calibration.slo_p99_ms,
+            counts={"ok": self.calibration.min_step_requests},
+        )
+        keeps_up, meets_slo, reasons = judge_step(summary, self.calibration, True)
+        step = Step(index, phase, rate, summary, keeps_up, meets_slo, reasons, 1.0)
+        self.result.steps.append(step)
+        return step
+
+
+def test_the_slo_search_stops_at_its_floor_under_the_saturation(tmp_path):
+    """Down from the ramp, no step below slo_min_utilization x the saturation bracket's lower
+    end; the answer says unattainable, down to which rate and why."""
+    payloads = tmp_path / "payloads.csv"
+    payloads.write_text("text\nhello\n")
+    calibration = CalibrationSettings.of(load_config())
+    searcher = TailAboveTheSloSearcher(
+        "http://127.0.0.1:9", payloads, calibration, LoadgenSettings.with_defaults(), tmp_path,
+        seed=1,
+    )  # fmt: skip
+    searcher.unloaded_p50_ms = 20.0  # as if probed: the first step offers 25 req/s
+    answers = searcher.search().answers(calibration)
+    saturation_lo = answers["saturation_bracket_rps"][0]
+    floor_rps = calibration.slo_min_utilization * saturation_lo
+    lowest = min(step.rate_rps for step in searcher.result.steps)
+    assert lowest == pytest.approx(floor_rps)
+    assert answers["capacity_rps"] is None
+    assert "slo_min_utilization" in answers["capacity_unattainable"], answers
+    assert f"{lowest:.3g} req/s" in answers["capacity_unattainable"]

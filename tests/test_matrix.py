@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from servebench.arrivals import make_schedule
 from servebench.config import apply_defaults, deep_merge, load_config
 from servebench.jobs.calibrate import (
     Step,
@@ -98,6 +99,7 @@ CALIBRATION = CalibrationSettings(
     ramp_factor=2.0,
     bracket_precision=0.05,
     max_steps=30,
+    slo_min_utilization=0.1,
 )
 
 
@@ -225,3 +227,15 @@ def test_the_capacity_says_how_many_requests_its_slo_verdict_rests_on():
     # A p99 from fewer than ~370 requests has no distribution-free 95 % interval.
     assert any("too few for a distribution-free 95% interval" in n for n in few["notes"])
     assert not any("too few" in note for note in enough["notes"])
+
+
+def test_a_scenario_grows_only_as_long_as_its_seeded_schedule_needs():
+    """At a rate too low for min_requests measured requests in the configured duration, the
+    schedule grows to exactly what its seed needs; at a high rate it keeps its duration."""
+    scenario = _scenario(utilization=0.5, duration_s=30)
+    assert scenario.duration_for(50.0, 100, seed=3) == 30.0
+    grown_s = scenario.duration_for(2.0, 100, seed=3)
+    schedule = make_schedule(
+        scenario.arrival, seed=3, rate_rps=2.0, cv=scenario.cv, duration_s=grown_s
+    )
+    assert np.sum(schedule.scheduled_s >= scenario.warmup_s) == 100

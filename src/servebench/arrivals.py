@@ -309,6 +309,33 @@ def make_schedule(
     )
 
 
+def duration_holding(
+    requests: int,
+    *,
+    after_s: float,
+    arrival: str,
+    seed: int,
+    rate_rps: float,
+    cv: float | None = None,
+    shape: float | None = None,
+) -> float:
+    """The shortest duration whose seeded schedule holds `requests` send times at or after
+    `after_s` (the measured ones, after a warm-up): halfway between the last of them and the
+    next. A shorter schedule is a prefix of a longer one, so the count is exact for this seed,
+    not a probable bound, and a run holds what it needs without padding."""
+    if requests < 1:
+        raise ValueError(f"the number of requests must be at least 1, not {requests}")
+    count = int(rate_rps * after_s) + 2 * requests + 2
+    while True:
+        times = make_schedule(
+            arrival, seed=seed, rate_rps=rate_rps, cv=cv, shape=shape, requests=count
+        ).scheduled_s
+        later = times[times >= after_s]
+        if len(later) > requests:
+            return float(0.5 * (later[requests - 1] + later[requests]))
+        count *= 2
+
+
 def read_trace(path: Path) -> np.ndarray:
     """Timestamps in seconds from a text/CSV file: one per line, or a column named
     `timestamp_s`, `time_s`, `timestamp` or `t` (the first numeric column otherwise)."""

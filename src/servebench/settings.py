@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from servebench.arrivals import duration_holding
 from servebench.fault_kinds import PROBES_ONLY
 
 
@@ -113,24 +114,20 @@ class ScenarioSettings:
         assert self.utilization is not None
         return float(self.utilization) * reference_saturation_rps
 
-    def duration_for(self, rate_rps: float, min_requests: int) -> float:
+    def duration_for(self, rate_rps: float, min_requests: int, seed: int) -> float:
         """The schedule's length: the configured one, longer when the rate is too low for
-        `min_requests` measured requests."""
+        `min_requests` measured requests (exactly as long as the seeded schedule needs)."""
         assert self.duration_s is not None
-        cv = self.cv if self.cv is not None else (1 / math.sqrt(self.shape) if self.shape else 1.0)
-        if self.arrival == "exponential":
-            cv = 1.0
-        measured_s = seconds_for_requests(rate_rps, min_requests, cv)
-        return max(float(self.duration_s), self.warmup_s + measured_s)
-
-
-def seconds_for_requests(rate_rps: float, requests: int, cv: float = 1.0) -> float:
-    """How long a random schedule at `rate_rps` (interarrival CV `cv`) must run to hold at
-    least `requests` arrivals with high probability: long enough for `requests` to lie about
-    3 standard deviations below the expected count (a renewal count over T has variance about
-    cv^2 rate T)."""
-    spread = 3.0 * max(cv, 1.0) * math.sqrt(requests)
-    return (requests + spread) / rate_rps
+        holding_s = duration_holding(
+            min_requests,
+            after_s=self.warmup_s,
+            arrival=self.arrival,
+            seed=seed,
+            rate_rps=rate_rps,
+            cv=self.cv,
+            shape=self.shape,
+        )
+        return max(float(self.duration_s), holding_s)
 
 
 @dataclass(frozen=True)
@@ -149,6 +146,7 @@ class CalibrationSettings:
     ramp_factor: float
     bracket_precision: float
     max_steps: int
+    slo_min_utilization: float
 
     @classmethod
     def of(cls, config: dict[str, Any]) -> CalibrationSettings:

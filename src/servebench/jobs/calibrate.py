@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from servebench.arrivals import duration_holding
 from servebench.deploy import deployed
 from servebench.jobs.common import clear_dir, deployment_record, measured_loadtest
 from servebench.layout import CAPACITY, REQUESTS, STEPS
@@ -56,18 +57,12 @@ from servebench.payloads import read_texts
 from servebench.provenance import write_json
 from servebench.quantiles import quantile, quantile_ci_ranks
 from servebench.records import RunSummary
-from servebench.settings import (
-    CalibrationSettings,
-    LoadgenSettings,
-    deploy_target,
-    seconds_for_requests,
-)
+from servebench.settings import CalibrationSettings, LoadgenSettings, deploy_target
 
 log = logging.getLogger("servebench.jobs")
 
-# A rate this far below the first step (a utilization of about 3%) without an SLO pass ends
-# the downward search: there the tail is the service time's own, not queueing's, and a step
-# of min_step_requests takes 16 times as long as the first one.
+# Without a saturation bracket (no step kept up), a rate this far below the first step (a
+# utilization of about 3%) ends the downward searches.
 LOWEST_RATE_FRACTION = 1 / 16
 # Most rounds of repeats of the SLO bracket's ends (a repeat that changes the bracket starts
 # another round of bisection; 5: on the simulated M/D/1 queue of tests/test_calibration.py,
@@ -383,9 +378,16 @@ class Searcher:
     def _measure(self, rate: float, phase: str) -> Step:
         calibration, result = self.calibration, self.result
         index = len(result.steps)
-        measured_s = max(
-            calibration.min_step_duration_s,
-            seconds_for_requests(rate, calibration.min_step_requests),
+        seed = derived_seed(self.seed, "calibration", index)
+        duration_s = max(
+            calibration.step_warmup_s + calibration.min_step_duration_s,
+            duration_holding(
+                calibration.min_step_requests,
+                after_s=calibration.step_warmup_s,
+                arrival="exponential",
+                seed=seed,
+                rate_rps=rate,
+            ),
         )
         started = time.monotonic()
         summary = measured_loadtest(
@@ -394,10 +396,10 @@ class Searcher:
             calibration.min_step_requests,
             host=self.url,
             out_dir=self.out_dir / f"step{index}",
-            seed=derived_seed(self.seed, "calibration", index),
+            seed=seed,
             arrival="exponential",
             rate_rps=rate,
-            duration_s=calibration.step_warmup_s + measured_s,
+            duration_s=duration_s,
             warmup_s=calibration.step_warmup_s,
             payloads=self.payloads_path,
             generator=self.generator,
@@ -505,6 +507,19 @@ class Searcher:
                 return False
         return True
 
+    def _slo_floor(self, first_rps: float) -> tuple[float, str]:
+        """The lowest rate the SLO's downward search tries, and why: a fraction of the
+        saturation throughput (below it the tail is the service time's own, not queueing's,
+        and a step of min_step_requests takes ever longer), else of the first step's rate."""
+        fraction = self.calibration.slo_min_utilization
+        saturation_lo = self._saturation_bracket()[0]
+        if saturation_lo is not None:
+            return fraction * saturation_lo, (
+                f"calibration.slo_min_utilization {fraction:g} of saturation "
+                f"{saturation_lo:.3g} req/s"
+            )
+        return first_rps * LOWEST_RATE_FRACTION, "no step kept up"
+
     def search(self) -> SearchResult:
         """Both answers: ramp, bisect the saturation bracket, then the SLO's, and confirm (the
         steps already measured count)."""
@@ -528,15 +543,16 @@ class Searcher:
         self._bisect(self._saturation_bracket, "saturation")
         # The SLO: down from the lowest step until one meets it, then bisect and confirm.
         if result.unattainable is None:
+            floor_rps, floor_why = self._slo_floor(first)
             while self._budget_left() and self._slo_bracket()[0] is None:
-                rate = min(step.rate_rps for step in steps) / calibration.ramp_factor
-                if rate < first * LOWEST_RATE_FRACTION:
+                lowest = min(step.rate_rps for step in steps)
+                if lowest <= floor_rps * (1.0 + 1e-9):
                     result.unattainable = (
                         f"unattainable: no step met p99 <= {calibration.slo_p99_ms:g} ms down "
-                        f"to {rate * calibration.ramp_factor:.3g} req/s"
+                        f"to {lowest:.3g} req/s ({floor_why})"
                     )
                     break
-                self.step(rate, "slo")
+                self.step(max(lowest / calibration.ramp_factor, floor_rps), "slo")
         if result.unattainable is None:
             for _ in range(MAX_CONFIRMATIONS):
                 self._bisect(self._slo_bracket, "slo", top=self._saturation_bracket()[1])

@@ -55,7 +55,9 @@ def run_scenario(
         measurement = config["measurement"]
         min_requests = int(measurement["min_requests"])
         # At a low rate the schedule grows until it holds enough measured requests.
-        duration_s = scenario.duration_for(rate_rps, min_requests) if scenario.duration_s else None
+        duration_s = (
+            scenario.duration_for(rate_rps, min_requests, seed) if scenario.duration_s else None
+        )
         with deployed(target, record, out) as deployment, deployment.monitored(out):
             summary = measured_loadtest(
                 target.cpus + generator.cpus,

@@ -246,3 +246,51 @@ def test_the_stage_tunes_the_variant_served_on_this_machines_server_cores(target
     assert tuning.TuningSettings.of(config).tunes(config) is tuned
     disabled = {**config, "tuning": {**config["tuning"], "enabled": False}}
     assert not tuning.TuningSettings.of(disabled).tunes(disabled)
+
+
+def unattainable_measure(tuner, trial, *, screen=False, race_rate=None, common_rate=None):
+    """A CPU on which no configuration meets the SLO at any rate (its service-time tail alone
+    exceeds it): the whole search answers saturation only, a race step fails the SLO, and the
+    p50 at the common rate is known (lowest: onnx-int8 without batching, gc.freeze on)."""
+    settings = trial.settings
+    trial.measured_s += 1.0
+    if screen:
+        trial.mg1_capacity_rps = 1.0
+        return trial
+    p50_ms = {"onnx-int8": 50.0, "onnx": 80.0, "pytorch": 120.0}[settings["runtime"]]
+    if settings["batching"]["enabled"]:
+        p50_ms += 0.2 * settings["batching"]["max_latency_ms"]
+    if settings["gc_freeze"]:
+        p50_ms -= 2.0
+    if race_rate is None:
+        trial.searched = True  # the whole search: the SLO unattainable
+        trial.saturation_rps = 1000.0 / p50_ms
+        common_rate = 0.5 * trial.saturation_rps
+    else:
+        trial.below_rps = race_rate
+    trial.common_rate_rps = common_rate
+    trial.common_p50_ms = p50_ms
+    return trial
+
+
+def test_with_the_slo_unattainable_everywhere_the_lower_p50_wins_at_one_step_each(
+    tuner_of, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(tuning.Tuner, "measure", unattainable_measure)
+    tuner = tuner_of(budget_s=3600)
+    tuned = tuner.run([])
+    assert tuned["settings"]["runtime"] == "onnx-int8"
+    assert tuned["settings"]["batching"]["enabled"] is False
+    assert tuned["settings"]["gc_freeze"] is True
+    # Only the first incumbent was searched; every challenger raced at the common rate.
+    searched = [trial for trial in tuner.trials if getattr(trial, "searched", False)]
+    assert len(searched) == 1
+    common = searched[0].common_rate_rps
+    challengers = [
+        trial for trial in tuner.trials if trial is not searched[0] and trial.common_p50_ms
+    ]
+    assert len(challengers) >= 4
+    assert all(trial.below_rps == common for trial in challengers)
+    table = pd.read_csv(tmp_path / "tuning.csv")
+    assert list(table["outcome"]).count("chosen") == 1
+    assert not table["configuration"].duplicated().any()

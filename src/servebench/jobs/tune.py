@@ -20,7 +20,10 @@ The search is a race, coordinate by coordinate from the best so far (the incumbe
    precision): failing the SLO there, its capacity is below that rate and it loses at the
    cost of one step; meeting it, the whole search measures it, and a higher capacity makes it
    the incumbent (a tie, within the bracket, goes to the lower p50 at the common rate), whose
-   neighbours join the queue;
+   neighbours join the queue. When the incumbent met the SLO at no rate (unattainable: on a
+   CPU whose service-time tail alone exceeds it), the race step is at the common rate: a
+   challenger that meets the SLO there is searched and wins; one that fails it too ties, and
+   the lower p50 at the common rate wins (one step each, not a whole search);
 4. until the queue is empty or the time budget is spent.
 
 Writes tuning.csv (every configuration tried, its knobs, answers, how long it was measured) and
@@ -316,9 +319,11 @@ class Tuner:
         trial.common_p99_ms = step.summary.latency_all_p99_ms
 
     def _race_rate(self, incumbent: Trial) -> float | None:
-        """A challenger beats `incumbent` only by meeting the SLO at this rate."""
+        """A challenger beats `incumbent` only by meeting the SLO at this rate. When the
+        incumbent met it at no rate (unattainable), the common rate: meeting it there beats
+        the incumbent; failing it there too is a tie, decided by the p50 at that rate."""
         if incumbent.capacity_low_rps is None:
-            return None
+            return incumbent.common_rate_rps
         return incumbent.capacity_low_rps * (1.0 + self.calibration.bracket_precision)
 
     def _spent(self) -> bool:
@@ -400,21 +405,22 @@ class Tuner:
         return ceiling.texts_per_s if ceiling is not None else 0.0
 
     def _beats(self, trial: Trial, incumbent: Trial) -> bool:
-        """A higher capacity at the SLO; within the bracket, a lower p50 at the common rate."""
+        """A higher capacity at the SLO; within the bracket, or when neither met the SLO at
+        any rate measured (the SLO unattainable), a lower p50 at the common rate."""
+        lower_p50 = (
+            trial.common_p50_ms is not None
+            and incumbent.common_p50_ms is not None
+            and trial.common_p50_ms < incumbent.common_p50_ms
+        )
         if trial.capacity_rps is None or trial.capacity_low_rps is None:
-            return False
+            return incumbent.capacity_low_rps is None and lower_p50
         if incumbent.capacity_low_rps is None:
             return True
         precision = self.calibration.bracket_precision
         if trial.capacity_low_rps > incumbent.capacity_low_rps * (1 + precision / 2):
             return True
         tie = trial.capacity_low_rps >= incumbent.capacity_low_rps / (1 + precision / 2)
-        return bool(
-            tie
-            and trial.common_p50_ms is not None
-            and incumbent.common_p50_ms is not None
-            and trial.common_p50_ms < incumbent.common_p50_ms
-        )
+        return tie and lower_p50
 
     def _write(self, winner: Trial) -> dict[str, Any]:
         import pandas as pd

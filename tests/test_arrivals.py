@@ -225,3 +225,28 @@ def test_duration_holding_gives_the_shortest_schedule_with_the_measured_requests
         assert len(measured) == 100
         shorter = make_schedule(duration_s=float(measured[-1]), **kwargs).scheduled_s
         assert np.sum(shorter >= 5.0) == 99
+
+
+@pytest.mark.parametrize("requests, min_measured_s", [(100, 8.0), (20, 8.0)])
+def test_rate_realizing_offers_the_target_rate_in_the_measured_part(requests, min_measured_s):
+    """The measured part of the scaled schedule offers the target rate to half a request,
+    where the unscaled one strays by ~1/sqrt(n) (both regimes: the requests or the duration
+    decides the length)."""
+    target_rps, after_s = 13.75, 2.0
+    strays = []
+    for seed in range(30):
+        kwargs = {"arrival": "exponential", "seed": seed}
+        rate_rps, duration_s = arrivals.rate_realizing(
+            target_rps,
+            requests=requests,
+            min_measured_s=min_measured_s,
+            after_s=after_s,
+            **kwargs,
+        )
+        times = make_schedule(rate_rps=rate_rps, duration_s=duration_s, **kwargs).scheduled_s
+        count = np.sum(times >= after_s)
+        assert count >= requests
+        assert duration_s - after_s >= min_measured_s * (1 - 1 / count)
+        assert abs(count / (duration_s - after_s) / target_rps - 1) <= 0.5 / count + 1e-12
+        strays.append(abs(rate_rps / target_rps - 1))
+    assert max(strays) > 0.05  # the scaling did something

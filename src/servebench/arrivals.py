@@ -336,6 +336,47 @@ def duration_holding(
         count *= 2
 
 
+def rate_realizing(
+    target_rps: float,
+    *,
+    requests: int,
+    min_measured_s: float,
+    after_s: float,
+    arrival: str,
+    seed: int,
+    cv: float | None = None,
+    shape: float | None = None,
+) -> tuple[float, float]:
+    """(rate_rps, duration_s) of the seeded schedule whose measured part (after `after_s`)
+    offers `target_rps` as realized, to half a request: the same seeded stream, scaled in
+    time, holding k = max(`requests`, ceil(target x `min_measured_s`)) measured sends over
+    k / target seconds. One realization of a random schedule offers its nominal rate only on
+    average (100 Poisson arrivals: +-10 %), and a search that brackets a rate must offer
+    that rate."""
+    count = max(requests, math.ceil(target_rps * min_measured_s))
+    rate_rps = target_rps
+    best: tuple[float, float, float] | None = None
+    for _ in range(50):
+        duration_s = duration_holding(
+            count,
+            after_s=after_s,
+            arrival=arrival,
+            seed=seed,
+            rate_rps=rate_rps,
+            cv=cv,
+            shape=shape,
+        )
+        realized_rps = count / (duration_s - after_s)
+        error = abs(realized_rps / target_rps - 1.0)
+        if best is None or error < best[0]:
+            best = (error, rate_rps, duration_s)
+        if error <= 0.5 / count:
+            break
+        rate_rps *= target_rps / realized_rps
+    assert best is not None
+    return best[1], best[2]
+
+
 def read_trace(path: Path) -> np.ndarray:
     """Timestamps in seconds from a text/CSV file: one per line, or a column named
     `timestamp_s`, `time_s`, `timestamp` or `t` (the first numeric column otherwise)."""

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from servebench.arrivals import duration_holding
+from servebench.arrivals import rate_realizing
 from servebench.deploy import deployed
 from servebench.jobs.common import clear_dir, deployment_record, measured_loadtest
 from servebench.layout import CAPACITY, REQUESTS, STEPS
@@ -79,7 +79,7 @@ class Step:
 
     index: int
     phase: str  # ramp | saturation | slo | confirm
-    rate_rps: float  # the nominal offered rate
+    rate_rps: float  # the offered rate, which the measured part of its schedule realizes
     summary: RunSummary
     keeps_up: bool
     meets_slo: bool
@@ -99,6 +99,7 @@ class Step:
             "phase": self.phase,
             "offered_rate_rps": self.rate_rps,
             "realized_offered_rate_rps": summary.offered_rate_rps,
+            "schedule_rate_rps": summary.target_rate_rps,
             "answered_rps": summary.throughput_rps,
             "n_measured": summary.n_measured,
             "p50_ms": summary.latency_p50_ms,
@@ -245,8 +246,8 @@ class SearchResult:
 
     def rates_at(self, rate: float | None) -> tuple[float | None, float | None]:
         """(answered, offered) req/s at a nominal rate: the means over its steps, as the SLO
-        verdict pools them (one step's realized rate strays from the nominal one by about
-        1/sqrt(its requests), 3.5 % at 800)."""
+        verdict pools them (each step's schedule realizes the nominal rate to half a
+        request; the answered rate may fall short of it by the tolerance)."""
         steps = self.at_rate(rate)
         answered = [step.summary.throughput_rps for step in steps]
         offered = [step.summary.offered_rate_rps for step in steps]
@@ -379,15 +380,15 @@ class Searcher:
         calibration, result = self.calibration, self.result
         index = len(result.steps)
         seed = derived_seed(self.seed, "calibration", index)
-        duration_s = max(
-            calibration.step_warmup_s + calibration.min_step_duration_s,
-            duration_holding(
-                calibration.min_step_requests,
-                after_s=calibration.step_warmup_s,
-                arrival="exponential",
-                seed=seed,
-                rate_rps=rate,
-            ),
+        # The step's seeded Poisson stream, scaled so that its measured part offers `rate`
+        # (a bracket of nominal rates whose steps offered +-10 % is no bracket).
+        schedule_rate_rps, duration_s = rate_realizing(
+            rate,
+            requests=calibration.min_step_requests,
+            min_measured_s=calibration.min_step_duration_s,
+            after_s=calibration.step_warmup_s,
+            arrival="exponential",
+            seed=seed,
         )
         started = time.monotonic()
         summary = measured_loadtest(
@@ -398,7 +399,7 @@ class Searcher:
             out_dir=self.out_dir / f"step{index}",
             seed=seed,
             arrival="exponential",
-            rate_rps=rate,
+            rate_rps=schedule_rate_rps,
             duration_s=duration_s,
             warmup_s=calibration.step_warmup_s,
             payloads=self.payloads_path,

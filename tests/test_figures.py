@@ -121,3 +121,26 @@ def test_resilience_hook_draws_fault_windows(tmp_path):
     assert figures.read_faults(run) == [{"kind": "kill", "start_s": 10, "end_s": 15}]
     paths = figures.resilience_timeline([run], tmp_path / "resilience")
     assert all(p.is_file() for p in paths)
+
+
+def test_the_tuning_figure_draws_the_chosen_configuration_when_the_slo_is_unattainable(tmp_path):
+    """With the SLO met at no rate, the chosen configuration has no capacity: it is drawn at 0
+    and starred; the tie's loser at the common rate it failed; a configuration only screened
+    (no p50 at the common rate) is not drawn."""
+    table = pd.DataFrame(
+        {
+            "trial": ["t01", "t00", "t02"],
+            "outcome": ["chosen", "lost", "screened"],
+            "common_p50_ms": [74.4, 91.9, np.nan],
+            "common_rate_rps": [6.6, 6.6, np.nan],
+            "capacity_rps": [np.nan, np.nan, np.nan],
+            "capacity_below_rps": [np.nan, 6.6, np.nan],
+            "pareto": [False, False, False],
+        }
+    )
+    points = figures.tuning_points(table).set_index("trial")
+    assert list(points.index) == ["t01", "t00"]
+    assert points.loc["t01", "kind"] == "unattainable" and points.loc["t01", "y_rps"] == 0.0
+    assert points.loc["t01", "chosen"] and not points.loc["t00", "chosen"]
+    assert points.loc["t00", "kind"] == "lost" and points.loc["t00", "y_rps"] == 6.6
+    assert all(path.is_file() for path in figures.tuning(table, tmp_path / "tuning"))

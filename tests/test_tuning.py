@@ -118,6 +118,14 @@ def test_a_spent_budget_stops_the_search_and_says_so(tuner_of, tmp_path, monkeyp
     assert len(table) < 6
     chosen = table[table["outcome"] == "chosen"].iloc[0]
     assert "budget spent" in chosen["note"]
+    # The first round (the variant as written and the 3 ablations) is in tuning.csv, raced or
+    # only screened.
+    assert set(table["role"]) >= {"start", "compared"}
+    assert (table["role"].isin(["start", "compared"])).sum() == 4
+    screened = table[table["outcome"] == "screened"]
+    assert len(screened) >= 1
+    assert screened["mg1_capacity_rps"].notna().all()
+    assert screened["note"].str.contains("not raced").all()
 
 
 def test_a_tie_goes_to_the_lower_p50_at_the_common_rate(tuner_of):

@@ -600,42 +600,73 @@ def inprocess_bench(frames: dict[str, pd.DataFrame], out_base: Path) -> list[Pat
         return save(figure, out_base)
 
 
-def tuning(table: pd.DataFrame | None, out_base: Path) -> list[Path]:
-    """Every configuration the tuning stage measured: SLO capacity against p50 at the common
-    rate; a race loser (open triangle) at the rate it failed, which bounds its capacity from
-    above; the Pareto front joined, the chosen one starred."""
-    plt = _pyplot()
-    if table is None or not len(table) or "common_p50_ms" not in table:
-        return placeholder(out_base, "Tuning", "the tuning stage did not run (no tuning.csv)")
+def tuning_points(table: pd.DataFrame) -> pd.DataFrame:
+    """Where the tuning figure draws each configuration with a p50 at the common rate (x):
+    y its capacity at the SLO, for a race loser the rate it failed at (an upper bound), for
+    one searched with the SLO met at no rate 0; `kind` measured | lost | unattainable;
+    `chosen`. Configurations without that p50 (pruned, only screened) are not drawn."""
     p50 = pd.to_numeric(table["common_p50_ms"], errors="coerce")
     capacity = pd.to_numeric(table["capacity_rps"], errors="coerce")
     below = pd.to_numeric(table["capacity_below_rps"], errors="coerce")
-    measured = p50.notna() & capacity.notna()
-    lost = p50.notna() & capacity.isna() & below.notna()
-    front = table["pareto"].astype(bool) & measured
-    chosen = (table["outcome"] == "chosen") & measured
+    kind = np.select(
+        [capacity.notna(), below.notna()], ["measured", "lost"], default="unattainable"
+    )
+    points = pd.DataFrame(
+        {
+            "trial": table["trial"].astype(str),
+            "p50_ms": p50,
+            "y_rps": np.where(kind == "measured", capacity, np.where(kind == "lost", below, 0.0)),
+            "kind": kind,
+            "chosen": (table["outcome"] == "chosen") & (kind != "lost"),
+            "pareto": table["pareto"].astype(bool) & (kind == "measured"),
+        },
+        index=table.index,
+    )
+    return points[p50.notna()]
+
+
+def tuning(table: pd.DataFrame | None, out_base: Path) -> list[Path]:
+    """Every configuration the tuning stage measured: SLO capacity against p50 at the common
+    rate (`tuning_points`): a race loser (open triangle) at the rate it failed, which bounds its
+    capacity from above; one whose SLO was unattainable at 0; the Pareto front joined, the
+    chosen one starred."""
+    plt = _pyplot()
+    if table is None or not len(table) or "common_p50_ms" not in table:
+        return placeholder(out_base, "Tuning", "the tuning stage did not run (no tuning.csv)")
+    points = tuning_points(table)
+    p50, y = points["p50_ms"], points["y_rps"]
+    measured = points["kind"] == "measured"
+    lost = points["kind"] == "lost"
+    unattainable = points["kind"] == "unattainable"
+    front, chosen = points["pareto"], points["chosen"]
     with plt.rc_context(STYLE):
         figure, axes = plt.subplots(figsize=(PAGE_WIDTH_IN, 3.2))
-        axes.scatter(p50[measured], capacity[measured], color=PALETTE[2], s=22, label="measured")
+        axes.scatter(p50[measured], y[measured], color=PALETTE[2], s=22, label="measured")
         axes.scatter(
             p50[lost],
-            below[lost],
+            y[lost],
             marker="v",
             facecolors="white",
             edgecolors=PALETTE[4],
             s=26,
             label="lost its race (capacity below)",
         )
+        if unattainable.any():
+            axes.scatter(
+                p50[unattainable],
+                y[unattainable],
+                marker="x",
+                color=PALETTE[3],
+                s=26,
+                label="SLO unattainable (drawn at 0)",
+            )
         order = p50[front].sort_values().index
-        axes.plot(p50[order], capacity[order], "-", color=PALETTE[2], lw=0.8, label="Pareto front")
-        axes.scatter(
-            p50[chosen], capacity[chosen], marker="*", s=140, color=PALETTE[0], label="chosen"
-        )
-        for index in table.index[measured | lost]:
-            y = capacity[index] if measured[index] else below[index]
+        axes.plot(p50[order], y[order], "-", color=PALETTE[2], lw=0.8, label="Pareto front")
+        axes.scatter(p50[chosen], y[chosen], marker="*", s=140, color=PALETTE[0], label="chosen")
+        for index in points.index:
             axes.annotate(
-                str(table.at[index, "trial"]),
-                (p50[index], y),
+                points.at[index, "trial"],
+                (p50[index], y[index]),
                 xytext=(3, 3),
                 textcoords="offset points",
                 fontsize=6,

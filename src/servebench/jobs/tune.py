@@ -395,6 +395,12 @@ class Tuner:
                 ]
             else:
                 trial.outcome = "lost"
+        # The first round's configurations the budget left unraced: their screen counts too.
+        for trial in first:
+            if not any(trial is tried_trial for tried_trial in self.trials):
+                trial.outcome = "screened"
+                trial.note = "; ".join(filter(None, [trial.note, "not raced: budget spent"]))
+                self.trials.append(trial)
         for trial in self.trials:
             if trial is incumbent:
                 trial.outcome = "chosen"

@@ -319,8 +319,9 @@ class TailAboveTheSloSearcher(Searcher):
 
 
 def test_the_slo_search_stops_at_its_floor_under_the_saturation(tmp_path):
-    """Down from the ramp, no step below slo_min_utilization x the saturation bracket's lower
-    end; the answer says unattainable, down to which rate and why."""
+    """When no step of the ramp met the SLO, one step at slo_min_utilization x the saturation
+    bracket's lower end decides (no descent of ever longer steps to it, none below it); the
+    answer says unattainable, down to which rate and why."""
     payloads = tmp_path / "payloads.csv"
     payloads.write_text("text\nhello\n")
     calibration = CalibrationSettings.of(load_config())
@@ -334,6 +335,7 @@ def test_the_slo_search_stops_at_its_floor_under_the_saturation(tmp_path):
     floor_rps = calibration.slo_min_utilization * saturation_lo
     lowest = min(step.rate_rps for step in searcher.result.steps)
     assert lowest == pytest.approx(floor_rps)
+    assert [step.phase for step in searcher.result.steps].count("slo") == 1
     assert answers["capacity_rps"] is None
     assert "slo_min_utilization" in answers["capacity_unattainable"], answers
     assert f"{lowest:.3g} req/s" in answers["capacity_unattainable"]

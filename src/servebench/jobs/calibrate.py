@@ -542,18 +542,20 @@ class Searcher:
                     break
             self.step(rate, "ramp")
         self._bisect(self._saturation_bracket, "saturation")
-        # The SLO: down from the lowest step until one meets it, then bisect and confirm.
-        if result.unattainable is None:
+        # The SLO: when no step met it, the floor decides whether it is attainable at all (one
+        # step, the longest of the search, instead of a descent of ever longer ones to it);
+        # then bisect and confirm.
+        if result.unattainable is None and self._slo_bracket()[0] is None:
             floor_rps, floor_why = self._slo_floor(first)
-            while self._budget_left() and self._slo_bracket()[0] is None:
-                lowest = min(step.rate_rps for step in steps)
-                if lowest <= floor_rps * (1.0 + 1e-9):
-                    result.unattainable = (
-                        f"unattainable: no step met p99 <= {calibration.slo_p99_ms:g} ms down "
-                        f"to {lowest:.3g} req/s ({floor_why})"
-                    )
-                    break
-                self.step(max(lowest / calibration.ramp_factor, floor_rps), "slo")
+            lowest = min(step.rate_rps for step in steps) if steps else math.inf
+            if lowest > floor_rps * (1.0 + 1e-9) and self._budget_left():
+                self.step(floor_rps, "slo")
+                lowest = floor_rps
+            if self._slo_bracket()[0] is None and lowest <= floor_rps * (1.0 + 1e-9):
+                result.unattainable = (
+                    f"unattainable: no step met p99 <= {calibration.slo_p99_ms:g} ms down "
+                    f"to {lowest:.3g} req/s ({floor_why})"
+                )
         if result.unattainable is None:
             for _ in range(MAX_CONFIRMATIONS):
                 self._bisect(self._slo_bracket, "slo", top=self._saturation_bracket()[1])

@@ -227,6 +227,17 @@ def test_duration_holding_gives_the_shortest_schedule_with_the_measured_requests
         assert np.sum(shorter >= 5.0) == 99
 
 
+def test_duration_holding_holds_the_requests_when_the_last_ones_tie():
+    """A bursty schedule's sends can coincide to the last bit (gamma CV 3, shape 1/9): the
+    study's run of this seed had its 100th and 101st measured sends at the same time, the
+    duration between them was that time, and the run held 99 measured requests (invalid)."""
+    kwargs = {"arrival": "gamma", "seed": 553484436, "rate_rps": 4.339951490279017, "cv": 3.0}
+    duration_s = arrivals.duration_holding(100, after_s=5.0, **kwargs)
+    times = make_schedule(duration_s=duration_s, **kwargs).scheduled_s
+    assert np.sum(times >= 5.0) >= 100
+    assert duration_s <= 25.3037 + 1e-3  # still the shortest: the tied sends, no padding
+
+
 @pytest.mark.parametrize("requests, min_measured_s", [(100, 8.0), (20, 8.0)])
 def test_rate_realizing_offers_the_target_rate_in_the_measured_part(requests, min_measured_s):
     """The measured part of the scaled schedule offers the target rate to half a request,

@@ -129,6 +129,24 @@ def test_realized_cv_far_from_the_schedule_is_invalid(tmp_path):
     assert any("realized interarrival CV" in r for r in summary.invalid_reasons)
 
 
+def test_the_ks_rule_judges_the_generator_not_the_seeds_draw(tmp_path):
+    """4 of 400 seeds draw a Poisson schedule of ~200 arrivals that the KS test rejects by
+    itself at 0.01 (seed 59 among them): sent faithfully, such a run is valid (in the study,
+    one such draw made both variants' run of a repetition invalid). Sends that distort a
+    schedule which passes (grouped on a 100 ms clock) are still invalid."""
+    atypical = arrivals.make_schedule("exponential", seed=59, rate_rps=10.0, duration_s=20.0)
+    (tmp_path / "atypical").mkdir()
+    (tmp_path / "distorted").mkdir()
+    _, summary = summary_of(tmp_path / "atypical", atypical, lag_s=0.0002)
+    assert summary.schedule_ks_pvalue < 0.01 and summary.ks_pvalue < 0.01
+    assert summary.valid, summary.invalid_reasons
+    typical = arrivals.make_schedule("exponential", seed=1, rate_rps=10.0, duration_s=20.0)
+    ticks = np.ceil(typical.scheduled_s / 0.1) * 0.1 - typical.scheduled_s
+    _, distorted = summary_of(tmp_path / "distorted", typical, lag_s=lambda i: ticks[i])
+    assert distorted.schedule_ks_pvalue >= 0.01
+    assert any("KS test rejects" in reason for reason in distorted.invalid_reasons)
+
+
 def test_a_line_cut_by_a_kill_is_ignored(tmp_path, schedule):
     write_log(tmp_path / "requests_worker0.csv", schedule)
     with (tmp_path / "requests_worker1.csv").open("w") as file:

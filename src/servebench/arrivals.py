@@ -332,7 +332,12 @@ def duration_holding(
         ).scheduled_s
         later = times[times >= after_s]
         if len(later) > requests:
-            return float(0.5 * (later[requests - 1] + later[requests]))
+            last, following = later[requests - 1], later[requests]
+            # A schedule ends strictly before its duration, and the gaps of a bursty law
+            # vanish in floating point (gamma CV 3: shape 1/9), so halfway between two tied
+            # sends is the last one itself: then just above it (the tied sends come too).
+            halfway = 0.5 * (last + following)
+            return float(halfway if halfway > last else np.nextafter(last, np.inf))
         count *= 2
 
 

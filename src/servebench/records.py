@@ -66,6 +66,9 @@ class RunSummary:
     ks_statistic: float | None = None
     ks_pvalue: float | None = None
     ks_reference: str | None = None
+    # The same test of the drawn schedule's own measured gaps: a seed's draw fails it at the
+    # test's level by chance, which is no fault of the generator.
+    schedule_ks_pvalue: float | None = None
     # send lag, latency from the schedule, service time from the send (ms)
     send_lag_p50_ms: float | None = None
     send_lag_p90_ms: float | None = None

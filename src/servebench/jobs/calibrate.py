@@ -547,11 +547,12 @@ class Searcher:
         # then bisect and confirm.
         if result.unattainable is None and self._slo_bracket()[0] is None:
             floor_rps, floor_why = self._slo_floor(first)
-            lowest = min(step.rate_rps for step in steps) if steps else math.inf
-            if lowest > floor_rps * (1.0 + 1e-9) and self._budget_left():
+            at_floor = any(step.rate_rps <= floor_rps * (1.0 + 1e-9) for step in steps)
+            if not at_floor and self._budget_left():
                 self.step(floor_rps, "slo")
-                lowest = floor_rps
-            if self._slo_bracket()[0] is None and lowest <= floor_rps * (1.0 + 1e-9):
+                at_floor = True
+            if at_floor and self._slo_bracket()[0] is None:
+                lowest = min(step.rate_rps for step in steps)
                 result.unattainable = (
                     f"unattainable: no step met p99 <= {calibration.slo_p99_ms:g} ms down "
                     f"to {lowest:.3g} req/s ({floor_why})"

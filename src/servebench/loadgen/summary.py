@@ -177,10 +177,9 @@ def summarize(
     # CVs in operational time (the plain interarrival CV at a constant rate).
     schedule_cv = interarrival_cv(schedule.operational(planned_measured))
     realized_cv = interarrival_cv(schedule.operational(sent_times))
-    ks = ks_test(schedule, sent_times, resolution_s=rules["ks_resolution_ms"] / 1000.0)
-    schedule_ks = ks_test(
-        schedule, planned_measured, resolution_s=rules["ks_resolution_ms"] / 1000.0
-    )
+    resolution_s = rules["ks_resolution_ms"] / 1000.0
+    ks = ks_test(schedule, sent_times, resolution_s=resolution_s)
+    schedule_ks = ks_test(schedule, planned_measured, resolution_s=resolution_s)
 
     counts = {outcome: int((measured["outcome"] == outcome).sum()) for outcome in OUTCOMES}
     counts_all = {outcome: int((table["outcome"] == outcome).sum()) for outcome in OUTCOMES}

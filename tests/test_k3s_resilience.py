@@ -221,7 +221,9 @@ def test_a_failed_k3s_fault_is_recorded_and_the_load_runs_on(cluster, payloads, 
     entry = result["faults"][0]
     assert not entry["injected"] and not result["valid"]
     assert "step 'fault-delete-pod' failed" in entry["error"] and "Forbidden" in entry["error"]
-    assert result["problems"] == [entry["error"]]
+    # The fault's failure is the problem; the generator's own validity (send lag on a busy
+    # CI machine) may add "load: ..." reasons, which are not what this test is about.
+    assert [p for p in result["problems"] if not p.startswith("load: ")] == [entry["error"]]
     # The load ran on, unharmed, and the deployment was collected and torn down.
     requests = pd.read_parquet(out / "requests.parquet")
     assert len(requests) > 0.5 * 5.0 * RATE_RPS and (requests["outcome"] == "ok").all()

@@ -43,22 +43,25 @@ def test_bin_width_is_about_sixty_bins_of_a_round_size():
     assert figures._bin_width_s(3600) == 60.0
 
 
-def metric_rows(elapsed, sums, counts, workers=("1",)):
+def metric_rows(elapsed, sums, counts, workers=("1",), histogram=figures.BATCH_SIZE_HISTOGRAMS[0]):
     rows = []
     for second, total, count in zip(elapsed, sums, counts, strict=True):
         for worker in workers:
             labels = f"method_name=classify_batch;worker_index={worker}"
             rows += [
-                (second, figures.BATCH_SIZE_SUM, labels, total),
-                (second, figures.BATCH_SIZE_COUNT, labels, count),
-                (second, figures.BATCH_SIZE_SUM.replace("_sum", "_bucket"), labels, count),
+                (second, f"{histogram}_sum", labels, total),
+                (second, f"{histogram}_count", labels, count),
+                (second, f"{histogram}_bucket", labels, count),
             ]
     return pd.DataFrame(rows, columns=["elapsed_s", "metric", "labels", "value"])
 
 
-def test_batch_size_is_the_ratio_of_histogram_increments():
+@pytest.mark.parametrize("histogram", figures.BATCH_SIZE_HISTOGRAMS)
+def test_batch_size_is_the_ratio_of_histogram_increments(histogram):
     # cumulative: 0 -> 8 requests in 2 batches -> 8 (idle) -> 20 requests in 3 more batches
-    metrics = metric_rows([0, 1, 2, 3], [0, 8, 8, 20], [0, 2, 2, 5], workers=("1", "2"))
+    metrics = metric_rows(
+        [0, 1, 2, 3], [0, 8, 8, 20], [0, 2, 2, 5], workers=("1", "2"), histogram=histogram
+    )
     batches = figures.batch_size_over_time(metrics)
     assert list(batches["elapsed_s"]) == [1, 2, 3]
     assert batches["mean_batch_size"].iloc[0] == pytest.approx(4.0)

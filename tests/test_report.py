@@ -20,7 +20,7 @@ import pytest
 
 from servebench import arrivals, layout
 from servebench.analysis import tables as analysis_tables
-from servebench.analysis.figures import BATCH_SIZE_COUNT, BATCH_SIZE_SUM
+from servebench.analysis.figures import BATCH_SIZE_HISTOGRAMS
 from servebench.config import load_config
 from servebench.jobs.calibrate import SearchResult, Step, judge_step
 from servebench.jobs.calibrate import write_calibration as write_calibration_files
@@ -157,8 +157,8 @@ def _write_monitoring(run_dir: Path, table: pd.DataFrame, variant: str, config: 
         stamp = 1.8e9 + second
         if batching:
             metric_rows += [
-                (stamp, second, BATCH_SIZE_SUM, labels, batch_sum),
-                (stamp, second, BATCH_SIZE_COUNT, labels, batch_count),
+                (stamp, second, f"{BATCH_SIZE_HISTOGRAMS[0]}_sum", labels, batch_sum),
+                (stamp, second, f"{BATCH_SIZE_HISTOGRAMS[0]}_count", labels, batch_count),
             ]
         metric_rows.append((stamp, second, "bentoml_service_request_in_progress", labels, 1.0))
         cpu = min(100.0, done * SERVICE_MEDIAN_MS[variant] / 10.0)

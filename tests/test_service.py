@@ -7,6 +7,7 @@ import json
 import select
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -277,6 +278,67 @@ def test_inference_stops_at_the_first_pass_after_the_deadline():
     assert late.calls == []
 
 
+class _HeldPredict:
+    """`predict` of a GreedyBatcher that records each batch; the first one runs until
+    `release` is set, so that the test can queue requests behind it."""
+
+    def __init__(self, fail_on: str = ""):
+        self.batches: list[list[str]] = []
+        self.release = threading.Event()
+        self.fail_on = fail_on
+
+    def __call__(self, texts: list[str], started_s: float) -> list[str]:
+        self.batches.append(list(texts))
+        if len(self.batches) == 1:
+            assert self.release.wait(10)
+        if self.fail_on in texts:
+            raise ValueError(f"cannot classify {self.fail_on!r}")
+        return [f"answer:{text}" for text in texts]
+
+
+def test_the_greedy_batcher_runs_a_lone_request_alone_and_a_queue_in_whole_requests():
+    predict = _HeldPredict()
+
+    async def main():
+        batcher = sentiment_inference.GreedyBatcher(predict, max_batch_texts=5)
+        first = asyncio.create_task(batcher.submit(["a"]))
+        await asyncio.sleep(0.05)  # the first batch is running
+        rest = [asyncio.create_task(batcher.submit([f"b{i}", f"c{i}"])) for i in range(3)]
+        await asyncio.sleep(0.05)
+        predict.release.set()
+        return await first, await asyncio.gather(*rest)
+
+    first, rest = asyncio.run(main())
+    # Nothing waited for a batch to fill; the queue ran as one batch of whole requests within
+    # 5 texts, then the rest; each request got its own answers back, in order.
+    assert predict.batches == [["a"], ["b0", "c0", "b1", "c1"], ["b2", "c2"]]
+    assert first == ["answer:a"]
+    assert rest == [[f"answer:b{i}", f"answer:c{i}"] for i in range(3)]
+
+
+def test_the_greedy_batcher_leaves_out_cancelled_requests_and_fails_a_batch_together():
+    predict = _HeldPredict(fail_on="bad")
+
+    async def main():
+        batcher = sentiment_inference.GreedyBatcher(predict, max_batch_texts=64)
+        first = asyncio.create_task(batcher.submit(["a"]))
+        await asyncio.sleep(0.05)
+        kept = asyncio.create_task(batcher.submit(["x"]))
+        cancelled = asyncio.create_task(batcher.submit(["y"]))
+        failing = asyncio.create_task(batcher.submit(["bad"]))
+        await asyncio.sleep(0.05)
+        cancelled.cancel()  # as BentoML's timeout does
+        await asyncio.sleep(0.01)
+        predict.release.set()
+        results = await asyncio.gather(first, kept, failing, return_exceptions=True)
+        return results, await batcher.submit(["z"])  # the batcher still serves
+
+    (first, kept, failing), after = asyncio.run(main())
+    assert predict.batches == [["a"], ["x", "bad"], ["z"]]
+    assert first == ["answer:a"] and after == ["answer:z"]
+    assert isinstance(kept, ValueError) and isinstance(failing, ValueError)
+
+
 def test_to_predictions_follows_the_http_contract():
     predictions = sentiment_inference.to_predictions(
         ["negative", "positive"], np.array([[0.2, 0.8], [0.9, 0.1]])
@@ -310,7 +372,12 @@ def test_variant_settings_fill_defaults_and_reject_unknown_variants():
     config = load_config()
     settings = bento.variant_settings(config, "ablation-runtime")
     assert settings["runtime"] == "onnx-int8"
-    assert settings["batching"] == {"enabled": False, "max_batch_size": 32, "max_latency_ms": 2000}
+    assert settings["batching"] == {
+        "enabled": False,
+        "dispatcher": "adaptive",
+        "max_batch_size": 32,
+        "max_latency_ms": 2000,
+    }
     assert settings["max_concurrency"] == 256 and settings["timeout_s"] == 60
     with pytest.raises(KeyError, match="no variant named 'nope'"):
         bento.variant_settings(config, "nope")
@@ -525,12 +592,18 @@ def test_bad_input_gets_a_4xx_with_a_message_and_the_worker_keeps_serving(served
     assert sorted(p.pid for p in server.processes()) == workers_before
 
 
-@pytest.mark.e2e
-def test_adaptive_batching_forms_batches_under_concurrent_load(served, testbed):
+BATCH_SIZE_HISTOGRAMS = {
+    "adaptive": "bentoml_service_adaptive_batch_size",
+    "greedy": "servebench_greedy_batch_size",
+}
+
+
+def batch_sizes_under_concurrent_load(server) -> dict[str, tuple[float, float, float]]:
+    """300 concurrent requests of one text; then, per batcher, its histogram's (batches,
+    texts, batches of one text) from /metrics."""
     from servebench.deploy.monitor import parse_metrics
     from servebench.net import http_get
 
-    variant, server = served
     statuses = run_concurrent_client(
         server.url + "/classify_batch", n=300, concurrency=32, cpus=client_cpus(server.cpus)
     )
@@ -538,23 +611,60 @@ def test_adaptive_batching_forms_batches_under_concurrent_load(served, testbed):
     status, body = http_get(server.url + "/metrics")
     assert status == 200
     rows = parse_metrics(body.decode())
-    batch = {
-        (name, labels): value
-        for name, labels, value in rows
-        if name.startswith("bentoml_service_adaptive_batch_size")
-        and "method_name=classify_batch" in labels
-    }
-    count = sum(v for (name, _), v in batch.items() if name.endswith("_count"))
-    total_size = sum(v for (name, _), v in batch.items() if name.endswith("_sum"))
-    single = sum(
-        v for (name, labels), v in batch.items() if name.endswith("_bucket") and "le=1.0" in labels
-    )
-    if not testbed.records[variant]["settings"]["batching"]["enabled"]:
-        assert count == 0, "the baseline must not go through the adaptive batcher"
+    found = {}
+    for dispatcher, histogram in BATCH_SIZE_HISTOGRAMS.items():
+        samples = [
+            (name, labels, value) for name, labels, value in rows if name.startswith(histogram)
+        ]
+        found[dispatcher] = (
+            sum(v for name, _, v in samples if name.endswith("_count")),
+            sum(v for name, _, v in samples if name.endswith("_sum")),
+            sum(
+                v for name, labels, v in samples if name.endswith("_bucket") and "le=1.0" in labels
+            ),
+        )
+    return found
+
+
+@pytest.mark.e2e
+def test_batching_forms_batches_under_concurrent_load(served, testbed):
+    variant, server = served
+    found = batch_sizes_under_concurrent_load(server)
+    dispatcher = bento.batching_dispatcher(testbed.records[variant]["settings"]["batching"])
+    for other, (count, _, _) in found.items():
+        if other != dispatcher:
+            assert count == 0, f"{variant} ({dispatcher}) must not go through the {other} batcher"
+    if dispatcher == "off":
         return
-    assert count >= 1
+    count, texts, single = found[dispatcher]
+    assert texts >= 300  # the module's earlier tests sent requests to this server too
     assert single < count, "no batch larger than one request was formed"
-    assert total_size / count > 1.0
+
+
+@pytest.mark.e2e
+def test_bentomls_adaptive_batcher_forms_batches_under_concurrent_load(testbed, tmp_path):
+    """The optimized Bento served with BentoML's batcher instead (as the tuning serves a
+    configuration: its spec given at start)."""
+    from servebench.deploy.local import local_server
+    from servebench.jobs.tune import SPEC_ENV
+
+    record = testbed.records["optimized"]
+    spec = json.loads(Path(record["bento_path"], "src", "variant.json").read_text())
+    spec["batching"] = {**spec["batching"], "enabled": True, "dispatcher": "adaptive"}
+    (tmp_path / "variant.json").write_text(json.dumps(spec))
+    with local_server(
+        record["tag"],
+        bentoml_home=record["bentoml_home"],
+        log_path=tmp_path / "server.log",
+        cpus=testbed.config["cpus"]["server"],
+        ready_timeout_s=120,
+        extra_env={SPEC_ENV: str(tmp_path / "variant.json")},
+    ) as server:
+        found = batch_sizes_under_concurrent_load(server)
+    count, texts, single = found["adaptive"]
+    assert found["greedy"][0] == 0 and count >= 1
+    assert single < count, "no batch larger than one request was formed"
+    assert texts / count > 1.0
 
 
 def _post_raw(url, path, *, chunked, total_bytes, chunk_bytes=64 * 1024, timeout_s=10.0):

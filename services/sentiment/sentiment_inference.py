@@ -6,6 +6,9 @@ Bento next to `service.py` (the Bento is self-contained: no servebench install n
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import concurrent.futures
 import contextvars
 import ctypes
 import json
@@ -399,3 +402,73 @@ def to_predictions(labels: Sequence[str], probabilities: np.ndarray) -> list[dic
             }
         )
     return predictions
+
+
+class GreedyBatcher:
+    """Greedy batching (`batching.dispatcher: greedy`): requests wait in arrival order, and
+    whenever the model is free every waiting request (whole requests, up to `max_batch_texts`
+    texts, at least one request) runs as one batch. Nothing waits for a batch to fill: a lone
+    request runs at once and alone, as without batching, while a deep queue runs in deep
+    batches, which `predict` sorts by length into sub-batches (a wider sort window pads less).
+    BentoML's adaptive batcher instead decides from its latency model when to dispatch.
+
+    `predict(texts, started_s)` runs in one thread of its own (one batch at a time, off the
+    event loop) and returns one answer per text. A request BentoML has cancelled (its timeout)
+    while it waited is left out of the next batch.
+    """
+
+    def __init__(
+        self,
+        predict: Callable[[list[str], float], list[Any]],
+        max_batch_texts: int,
+        on_batch: Callable[[int], None] = lambda texts: None,
+    ):
+        self.predict = predict
+        self.max_batch_texts = max_batch_texts
+        self.on_batch = on_batch  # told each batch's number of texts (the service's metric)
+        self.waiting: collections.deque[tuple[list[str], asyncio.Future]] = collections.deque()
+        self.drain: asyncio.Task | None = None
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="inference")
+
+    async def submit(self, texts: Sequence[str]) -> list[Any]:
+        """The answers to one request's `texts`, once a batch holding them has run."""
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((list(texts), future))
+        if self.drain is None or self.drain.done():
+            self.drain = asyncio.create_task(self._drain())
+        return await future
+
+    def _take(self) -> list[tuple[list[str], asyncio.Future]]:
+        batch: list[tuple[list[str], asyncio.Future]] = []
+        count = 0
+        while self.waiting:
+            texts, future = self.waiting[0]
+            if future.done():  # cancelled by BentoML's timeout while it waited
+                self.waiting.popleft()
+                continue
+            if batch and count + len(texts) > self.max_batch_texts:
+                break
+            batch.append(self.waiting.popleft())
+            count += len(texts)
+        return batch
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while batch := self._take():
+            texts = [text for request_texts, _ in batch for text in request_texts]
+            self.on_batch(len(texts))
+            try:
+                # The deadline counts from the batch's start, as in BentoML's batcher.
+                answers = await loop.run_in_executor(
+                    self.executor, self.predict, texts, time.monotonic()
+                )
+            except Exception as error:  # every request of the batch gets it (a 500)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            position = 0
+            for request_texts, future in batch:
+                if not future.done():
+                    future.set_result(answers[position : position + len(request_texts)])
+                position += len(request_texts)

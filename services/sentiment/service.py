@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from sentiment_inference import (
     REQUEST_STARTED_S,
     DeadlineExceeded,
+    GreedyBatcher,
     JsonBodyMiddleware,
     RequestLimitsMiddleware,
     body_limits,
@@ -66,6 +67,9 @@ MAX_BATCH_TEXTS = int(LIMITS["max_batch_texts"])
 MAX_REQUEST_TOKENS = LIMITS.get("max_request_tokens")
 MAX_PASS_TOKENS = LIMITS.get("max_pass_tokens")
 BATCHING = SPEC["batching"]
+# "adaptive": BentoML's batcher; "greedy": GreedyBatcher (a Bento built before the key existed:
+# adaptive).
+GREEDY = BATCHING["enabled"] and BATCHING.get("dispatcher", "adaptive") == "greedy"
 SUB_BATCH_SIZE = int(SPEC.get("sub_batch_size", 0))
 TIMEOUT_S = float(SPEC["timeout_s"])
 
@@ -160,6 +164,10 @@ class SentimentService:
         # largest valid request (max_batch_texts texts truncated to max_length tokens) runs
         # in passes within it, never as one padded batch.
         self.max_pass_tokens = pass_token_limit(int(self.classifier.max_length), MAX_PASS_TOKENS)
+        if GREEDY:
+            self.batcher = GreedyBatcher(
+                self._predict, int(BATCHING["max_batch_size"]), greedy_batch_size_histogram()
+            )
         # Warm-up: the first call of a runtime allocates its buffers.
         self._predict(["warm-up", "a somewhat longer warm-up text for the model"])
         if SPEC.get("gc_freeze"):
@@ -201,11 +209,23 @@ class SentimentService:
             release_free_memory(texts)
         return to_predictions(self.labels, probabilities)
 
-    @bentoml.api(route="/classify", input_spec=ClassifyInput)
-    def classify(self, text: Text) -> Prediction:
-        return Prediction(**self._predict([text], _request_started_s())[0])
+    if GREEDY:
+        # Both routes go through the greedy batcher, whose one thread runs every inference.
+        @bentoml.api(route="/classify", input_spec=ClassifyInput)
+        async def classify(self, text: Text) -> Prediction:
+            return Prediction(**(await self.batcher.submit([text]))[0])
 
-    if BATCHING["enabled"]:
+        @bentoml.api(route="/classify_batch", input_spec=ClassifyBatchInput)
+        async def classify_batch(self, texts: TextList) -> list[Prediction]:
+            return [Prediction(**p) for p in await self.batcher.submit(texts)]
+
+    else:
+
+        @bentoml.api(route="/classify", input_spec=ClassifyInput)
+        def classify(self, text: Text) -> Prediction:
+            return Prediction(**self._predict([text], _request_started_s())[0])
+
+    if BATCHING["enabled"] and not GREEDY:
         # Concurrent requests (each a list of texts) are merged into one list by BentoML's
         # adaptive batcher; the answers are split back per request.
         @bentoml.api(
@@ -222,11 +242,24 @@ class SentimentService:
             # arrived before it, so no later deadline than theirs is ever enforced early).
             return [Prediction(**p) for p in self._predict(texts, time.monotonic())]
 
-    else:
+    elif not BATCHING["enabled"]:
 
         @bentoml.api(route="/classify_batch", input_spec=ClassifyBatchInput)
         def classify_batch(self, texts: TextList) -> list[Prediction]:
             return [Prediction(**p) for p in self._predict(texts, _request_started_s())]
+
+
+def greedy_batch_size_histogram() -> Any:
+    """`observe` of the histogram servebench_greedy_batch_size on /metrics (texts per batch),
+    as BentoML's adaptive batcher has bentoml_service_adaptive_batch_size."""
+    # Imported here, in the worker: BentoML sets up Prometheus' multiprocess mode before.
+    from prometheus_client import Histogram
+
+    buckets = [2.0**power for power in range(int(BATCHING["max_batch_size"]).bit_length() + 1)]
+    histogram = Histogram(
+        "servebench_greedy_batch_size", "Texts per batch of the greedy batcher", buckets=buckets
+    )
+    return histogram.observe
 
 
 def _request_started_s() -> float:

@@ -71,9 +71,9 @@ EXTERNAL_MODEL_NOTE = (
     "deploy.target external: the servers serve a model of their own, which this workflow "
     "does not prepare"
 )
-# Metric names of BentoML's Prometheus exposition (see deploy/local.py: server_metrics.csv).
-BATCH_SIZE_SUM = "bentoml_service_adaptive_batch_size_sum"
-BATCH_SIZE_COUNT = "bentoml_service_adaptive_batch_size_count"
+# Batch-size histograms of the Prometheus exposition (server_metrics.csv): BentoML's adaptive
+# batcher's and the service's greedy batcher's (a server has one of them).
+BATCH_SIZE_HISTOGRAMS = ("bentoml_service_adaptive_batch_size", "servebench_greedy_batch_size")
 
 
 def _pyplot() -> Any:
@@ -769,21 +769,24 @@ def timeline(
 
 
 def batch_size_over_time(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Mean adaptive batch size between consecutive scrapes (Δsum / Δcount of BentoML's
+    """Mean batch size between consecutive scrapes (Δsum / Δcount of the batcher's
     histogram, summed over workers and methods); empty without batching."""
     if metrics is None or metrics.empty or "metric" not in metrics:
         return pd.DataFrame(columns=["elapsed_s", "mean_batch_size", "batches"])
-    wanted = metrics[metrics["metric"].isin([BATCH_SIZE_SUM, BATCH_SIZE_COUNT])]
+    names = {f"{name}_{part}": part for name in BATCH_SIZE_HISTOGRAMS for part in ("sum", "count")}
+    wanted = metrics[metrics["metric"].isin(list(names))]
     if wanted.empty:
         return pd.DataFrame(columns=["elapsed_s", "mean_batch_size", "batches"])
-    wide = wanted.pivot_table(
-        index="elapsed_s", columns="metric", values="value", aggfunc="sum"
-    ).sort_index()
-    if BATCH_SIZE_SUM not in wide or BATCH_SIZE_COUNT not in wide:
+    wide = (
+        wanted.assign(part=wanted["metric"].map(names))
+        .pivot_table(index="elapsed_s", columns="part", values="value", aggfunc="sum")
+        .sort_index()
+    )
+    if "sum" not in wide or "count" not in wide:
         return pd.DataFrame(columns=["elapsed_s", "mean_batch_size", "batches"])
     delta = wide.diff().dropna()
-    batches = delta[BATCH_SIZE_COUNT]
-    mean = np.where(batches > 0, delta[BATCH_SIZE_SUM] / batches.where(batches > 0), np.nan)
+    batches = delta["count"]
+    mean = np.where(batches > 0, delta["sum"] / batches.where(batches > 0), np.nan)
     return pd.DataFrame(
         {"elapsed_s": delta.index.to_numpy(), "mean_batch_size": mean, "batches": batches}
     )
@@ -801,7 +804,7 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
 def server_timeline(
     runs: dict[str, tuple[Path, int]], scenario: str, colors: dict[str, str], out_base: Path
 ) -> list[Path]:
-    """Server CPU, memory and BentoML's adaptive batch size over time, one repetition per
+    """Server CPU, memory and the batcher's mean batch size over time, one repetition per
     variant (from resources.csv and server_metrics.csv, sampled once a second)."""
     plt = _pyplot()
     loaded = {
@@ -838,19 +841,19 @@ def server_timeline(
         cpu_axes.set_ylabel("server CPU (% of a core)")
         rss_axes.set_ylabel("server RSS (MiB)")
         rss_axes.set_ylim(bottom=0)
-        batch_axes.set_ylabel("mean batch size\n(requests per batch)")
+        batch_axes.set_ylabel("mean batch size\n(texts per batch)")
         batch_axes.set_xlabel("time since the server was ready (s)")
         if no_batching:
             batch_axes.text(
                 0.01,
                 0.95,
-                "no adaptive batching: " + ", ".join(no_batching),
+                "no batching: " + ", ".join(no_batching),
                 transform=batch_axes.transAxes,
                 va="top",
                 fontsize=6,
             )
         batch_axes.set_ylim(bottom=0)
-        figure.suptitle(f"Server resources and adaptive batching over time, scenario {scenario}")
+        figure.suptitle(f"Server resources and batching over time, scenario {scenario}")
         figure.tight_layout(rect=(0, 0, 1, 0.955))
         _figure_legend(figure, cpu_axes)
         return save(figure, out_base)

@@ -256,8 +256,9 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     tune = subparsers.add_parser(
         "tune",
         help="search the tuned variant's service knobs (the workflow's tune rule)",
-        description="Race the service's configurations (runtime, adaptive batching, batch size "
-        "and latency budget, sorted sub-batches, workers x threads, gc.freeze) for the highest "
+        description="Race the service's configurations (runtime, batching off, adaptive or "
+        "greedy, batch size and latency budget, sorted sub-batches, workers x threads, "
+        "gc.freeze) for the highest "
         "capacity at the SLO on the server's cores, within tuning.budget_s, from the study's "
         "model directories: results/tuning/{tuning.csv, tuned.json} (docs/tuning.md). The "
         "next `snakemake all` builds the tuned variant's Bento from tuned.json unless "

@@ -21,7 +21,7 @@ from servebench.layout import RESOURCES, SERVER_METRICS
 from servebench.net import http_get
 
 # Prometheus families kept in server_metrics.csv (process CPU/RSS come from psutil instead).
-METRIC_PREFIXES = ("bentoml_",)
+METRIC_PREFIXES = ("bentoml_", "servebench_")
 
 
 def parse_metrics(

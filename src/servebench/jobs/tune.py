@@ -1,9 +1,10 @@
 """The tuning stage: the service's knobs that give the highest capacity at the SLO on these cores.
 
 Candidates are configurations of the one service (servebench.bento.VARIANT_KEYS): the runtime
-(among those that passed the fidelity gate, pruned by their in-process ceiling), adaptive
-batching on or off, its max_batch_size and max_latency_ms (fractions of the SLO), the sorted
-sub-batch size, workers x intra-op threads within the server's cores, gc.freeze. Each is served
+(among those that passed the fidelity gate, pruned by their in-process ceiling), batching off,
+adaptive (BentoML's) or greedy (the service's), its max_batch_size and max_latency_ms
+(fractions of the SLO; adaptive only), the sorted sub-batch size, workers x intra-op threads
+within the server's cores, gc.freeze. Each is served
 from the Bento of its runtime with its settings given at start (the service reads its spec
 from SERVEBENCH_VARIANT_SPEC), so trying one costs a server start, not a Bento build.
 
@@ -45,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from servebench.bento import VARIANT_KEYS, build_bento, variant_settings
+from servebench.bento import VARIANT_KEYS, batching_dispatcher, build_bento, variant_settings
 from servebench.deploy import deployed
 from servebench.errors import UserError
 from servebench.jobs.calibrate import Searcher, Step
@@ -70,10 +71,14 @@ SPEC_ENV = "SERVEBENCH_VARIANT_SPEC"  # read by the service (services/sentiment)
 
 
 def label(settings: dict[str, Any]) -> str:
-    """A short name of a configuration, e.g. `onnx-int8 b16/50ms sub4 1x1 gc`."""
+    """A short name of a configuration, e.g. `onnx-int8 b16/50ms sub4 1x1 gc` (adaptive
+    batching) or `onnx-int8 greedy64 sub4 1x1 gc`."""
     batching = settings["batching"]
     parts = [settings["runtime"]]
-    if batching["enabled"]:
+    dispatcher = batching_dispatcher(batching)
+    if dispatcher == "greedy":
+        parts.append(f"greedy{batching['max_batch_size']}")
+    elif dispatcher == "adaptive":
         parts.append(f"b{batching['max_batch_size']}/{batching['max_latency_ms']}ms")
     else:
         parts.append("nobatch")
@@ -85,17 +90,21 @@ def label(settings: dict[str, Any]) -> str:
 
 def knobs(settings: dict[str, Any], cores: int) -> str:
     """What a configuration does, as a comparable key: two settings with the same key serve
-    alike (threads 0 is ONNX Runtime's one per core; without adaptive batching every request
-    of the load is one text, so the batcher's knobs and the sub-batch size do nothing)."""
+    alike (threads 0 is ONNX Runtime's one per core; without batching every request of the
+    load is one text, so the batcher's knobs and the sub-batch size do nothing; the greedy
+    batcher never waits, so max_latency_ms does nothing there)."""
     batching = settings["batching"]
     threads = settings["threads_per_worker"]
     if threads == 0 and settings["runtime"].startswith("onnx"):
         threads = max(1, cores // settings["workers"])
+    dispatcher = batching_dispatcher(batching)
     effective = {
         "runtime": settings["runtime"],
-        "batching": [batching["max_batch_size"], batching["max_latency_ms"]]
-        if batching["enabled"]
-        else None,
+        "batching": {
+            "off": None,
+            "greedy": ["greedy", batching["max_batch_size"]],
+            "adaptive": [batching["max_batch_size"], batching["max_latency_ms"]],
+        }[dispatcher],
         "sub_batch_size": settings["sub_batch_size"] if batching["enabled"] else None,
         "workers": settings["workers"],
         "threads": threads,
@@ -135,6 +144,7 @@ class Trial:
             "configuration": label(self.settings),
             "runtime": self.settings["runtime"],
             "batching": batching["enabled"],
+            "dispatcher": batching_dispatcher(batching),
             "max_batch_size": batching["max_batch_size"],
             "max_latency_ms": batching["max_latency_ms"],
             "sub_batch_size": self.settings["sub_batch_size"],
@@ -170,7 +180,7 @@ def neighbours(
     def changed(**changes: Any) -> None:
         candidate = json.loads(json.dumps(settings))
         for key, value in changes.items():
-            if key in ("enabled", "max_batch_size", "max_latency_ms"):
+            if key in ("enabled", "dispatcher", "max_batch_size", "max_latency_ms"):
                 candidate["batching"][key] = value
             else:
                 candidate[key] = value
@@ -181,21 +191,28 @@ def neighbours(
     for runtime in runtimes:
         changed(runtime=runtime)
     latencies = [max(1, round(fraction * slo_ms)) for fraction in tuning.max_latency_of_slo]
-    if batching["enabled"]:
+    dispatcher = batching_dispatcher(batching)
+    if dispatcher != "off":
         changed(enabled=False)
-        for latency in latencies:
-            changed(max_latency_ms=latency)
+        if dispatcher == "greedy":
+            changed(dispatcher="adaptive", max_latency_ms=latencies[0])
+        else:
+            changed(dispatcher="greedy")
+            for latency in latencies:
+                changed(max_latency_ms=latency)
         for size in tuning.max_batch_sizes:
             changed(max_batch_size=size)
         for size in tuning.sub_batch_sizes:
             changed(sub_batch_size=size)
     else:
-        changed(
-            enabled=True,
-            max_batch_size=max(tuning.max_batch_sizes),
-            max_latency_ms=latencies[0],
-            sub_batch_size=settings["sub_batch_size"] or max(tuning.sub_batch_sizes),
-        )
+        for other in ("greedy", "adaptive"):
+            changed(
+                enabled=True,
+                dispatcher=other,
+                max_batch_size=max(tuning.max_batch_sizes),
+                max_latency_ms=latencies[0],
+                sub_batch_size=settings["sub_batch_size"] or max(tuning.sub_batch_sizes),
+            )
     for workers, threads in itertools.product(range(1, cores + 1), range(1, cores + 1)):
         if workers * threads <= cores:
             changed(workers=workers, threads_per_worker=threads)

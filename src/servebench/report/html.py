@@ -25,6 +25,7 @@ import pandas as pd
 import yaml
 
 from servebench.analysis.results import bento_records
+from servebench.bento import batching_dispatcher
 from servebench.fault_kinds import PROBES_ONLY
 from servebench.layout import (
     FAULTS,
@@ -526,7 +527,7 @@ def variants_table(config: dict[str, Any], results_dir: Path | None = None) -> H
     columns = [
         "variant",
         "runtime",
-        "adaptive batching",
+        "batching",
         "max batch / max latency",
         "sub-batch",
         "workers",
@@ -542,10 +543,12 @@ def variants_table(config: dict[str, Any], results_dir: Path | None = None) -> H
         row = [
             name,
             variant["runtime"],
-            bool(batching["enabled"]),
-            f"{batching['max_batch_size']} / {batching['max_latency_ms']} ms"
-            if batching["enabled"]
-            else DASH,
+            batching_dispatcher(batching),
+            {
+                "off": DASH,
+                "greedy": f"{batching['max_batch_size']} / no wait",
+                "adaptive": f"{batching['max_batch_size']} / {batching['max_latency_ms']} ms",
+            }[batching_dispatcher(batching)],
             variant["sub_batch_size"] or "off",
             variant["workers"],
             variant["threads_per_worker"] or "runtime default",

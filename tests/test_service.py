@@ -316,6 +316,34 @@ def test_the_greedy_batcher_runs_a_lone_request_alone_and_a_queue_in_whole_reque
     assert rest == [[f"answer:b{i}", f"answer:c{i}"] for i in range(3)]
 
 
+def test_the_greedy_batcher_runs_requests_alone_until_enough_texts_wait():
+    predict = _HeldPredict()
+
+    async def main():
+        batcher = sentiment_inference.GreedyBatcher(predict, max_batch_texts=64, min_batch_texts=4)
+        first = asyncio.create_task(batcher.submit(["a"]))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.create_task(batcher.submit([f"b{i}"])) for i in range(3)]
+        await asyncio.sleep(0.05)
+        predict.release.set()
+        await asyncio.gather(first, *rest)
+        held = _HeldPredict()
+        batcher.predict = held
+        first = asyncio.create_task(batcher.submit(["c"]))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.create_task(batcher.submit([f"d{i}"])) for i in range(4)]
+        await asyncio.sleep(0.05)
+        held.release.set()
+        await asyncio.gather(first, *rest)
+        return held.batches
+
+    deep = asyncio.run(main())
+    # 3 texts waiting (fewer than 4): one request at a time, in arrival order.
+    assert predict.batches == [["a"], ["b0"], ["b1"], ["b2"]]
+    # 4 waiting: one batch.
+    assert deep == [["c"], ["d0", "d1", "d2", "d3"]]
+
+
 def test_the_greedy_batcher_leaves_out_cancelled_requests_and_fails_a_batch_together():
     predict = _HeldPredict(fail_on="bad")
 
@@ -376,6 +404,7 @@ def test_variant_settings_fill_defaults_and_reject_unknown_variants():
         "enabled": False,
         "dispatcher": "adaptive",
         "max_batch_size": 32,
+        "min_batch_size": 16,
         "max_latency_ms": 2000,
     }
     assert settings["max_concurrency"] == 256 and settings["timeout_s"] == 60

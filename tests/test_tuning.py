@@ -142,6 +142,16 @@ def test_a_tie_goes_to_the_lower_p50_at_the_common_rate(tuner_of):
     above = tuning.Trial("c", "neighbour", {}, capacity_rps=32, capacity_low_rps=32)
     above.common_p50_ms = 99.0
     assert tuner._beats(above, incumbent)
+    # p50s alike within the bracket's precision: the higher saturation throughput wins.
+    incumbent.saturation_rps = 37.0
+    alike = tuning.Trial("d", "neighbour", {}, capacity_rps=30, capacity_low_rps=30)
+    alike.common_p50_ms = 20.5
+    alike.saturation_rps = 50.0
+    assert tuner._beats(alike, incumbent)
+    alike.saturation_rps = 37.5  # within the precision too: the incumbent stays
+    assert not tuner._beats(alike, incumbent)
+    alike.saturation_rps = None  # not measured: the incumbent stays
+    assert not tuner._beats(alike, incumbent)
 
 
 def test_configurations_that_serve_alike_are_one():
@@ -167,7 +177,10 @@ def test_configurations_that_serve_alike_are_one():
     adaptive = json.loads(json.dumps(greedy))
     adaptive["batching"]["dispatcher"] = "adaptive"
     assert tuning.knobs(greedy, 1) != tuning.knobs(adaptive, 1)
-    assert tuning.label(greedy).startswith("onnx-int8 greedy64 ")
+    assert tuning.label(greedy).startswith("onnx-int8 greedy16-64 ")
+    fewer = json.loads(json.dumps(greedy))
+    fewer["batching"]["min_batch_size"] = 1
+    assert tuning.knobs(greedy, 1) != tuning.knobs(fewer, 1)
     # PyTorch's default thread count is not one per core.
     torch_default = {**base, "runtime": "pytorch"}
     assert tuning.knobs(torch_default, 1) != tuning.knobs(
@@ -288,10 +301,12 @@ def unattainable_measure(tuner, trial, *, screen=False, race_rate=None, common_r
         trial.mg1_capacity_rps = 1.0
         return trial
     p50_ms = {"onnx-int8": 50.0, "onnx": 80.0, "pytorch": 120.0}[settings["runtime"]]
-    if settings["batching"]["enabled"]:
+    if bento.batching_dispatcher(settings["batching"]) == "adaptive":
         p50_ms += 0.2 * settings["batching"]["max_latency_ms"]
+    elif settings["batching"]["enabled"]:
+        p50_ms += 10.0
     if settings["gc_freeze"]:
-        p50_ms -= 2.0
+        p50_ms -= 5.0  # beyond the bracket's precision: p50s within it would be alike
     if race_rate is None:
         trial.searched = True  # the whole search: the SLO unattainable
         trial.saturation_rps = 1000.0 / p50_ms

@@ -406,11 +406,12 @@ def to_predictions(labels: Sequence[str], probabilities: np.ndarray) -> list[dic
 
 class GreedyBatcher:
     """Greedy batching (`batching.dispatcher: greedy`): requests wait in arrival order, and
-    whenever the model is free every waiting request (whole requests, up to `max_batch_texts`
-    texts, at least one request) runs as one batch. Nothing waits for a batch to fill: a lone
-    request runs at once and alone, as without batching, while a deep queue runs in deep
-    batches, which `predict` sorts by length into sub-batches (a wider sort window pads less).
-    BentoML's adaptive batcher instead decides from its latency model when to dispatch.
+    whenever the model is free, if at least `min_batch_texts` texts wait, the waiting requests
+    (whole requests, up to `max_batch_texts` texts) run as one batch, which `predict` sorts by
+    length into sub-batches (a wider sort window pads less); with fewer waiting, the oldest
+    request runs alone, as without batching (a small padded batch runs slower per text than
+    single requests). Nothing ever waits for a batch to fill. BentoML's adaptive batcher
+    instead decides from its latency model when to dispatch.
 
     `predict(texts, started_s)` runs in one thread of its own (one batch at a time, off the
     event loop) and returns one answer per text. A request BentoML has cancelled (its timeout)
@@ -421,10 +422,12 @@ class GreedyBatcher:
         self,
         predict: Callable[[list[str], float], list[Any]],
         max_batch_texts: int,
+        min_batch_texts: int = 1,
         on_batch: Callable[[int], None] = lambda texts: None,
     ):
         self.predict = predict
         self.max_batch_texts = max_batch_texts
+        self.min_batch_texts = min_batch_texts
         self.on_batch = on_batch  # told each batch's number of texts (the service's metric)
         self.waiting: collections.deque[tuple[list[str], asyncio.Future]] = collections.deque()
         self.drain: asyncio.Task | None = None
@@ -439,14 +442,15 @@ class GreedyBatcher:
         return await future
 
     def _take(self) -> list[tuple[list[str], asyncio.Future]]:
+        # A request cancelled by BentoML's timeout while it waited is dropped.
+        self.waiting = collections.deque(item for item in self.waiting if not item[1].done())
+        waiting_texts = sum(len(texts) for texts, _ in self.waiting)
+        limit = self.max_batch_texts if waiting_texts >= self.min_batch_texts else 0
         batch: list[tuple[list[str], asyncio.Future]] = []
         count = 0
         while self.waiting:
             texts, future = self.waiting[0]
-            if future.done():  # cancelled by BentoML's timeout while it waited
-                self.waiting.popleft()
-                continue
-            if batch and count + len(texts) > self.max_batch_texts:
+            if batch and count + len(texts) > limit:
                 break
             batch.append(self.waiting.popleft())
             count += len(texts)

@@ -166,7 +166,10 @@ class SentimentService:
         self.max_pass_tokens = pass_token_limit(int(self.classifier.max_length), MAX_PASS_TOKENS)
         if GREEDY:
             self.batcher = GreedyBatcher(
-                self._predict, int(BATCHING["max_batch_size"]), greedy_batch_size_histogram()
+                self._predict,
+                max_batch_texts=int(BATCHING["max_batch_size"]),
+                min_batch_texts=int(BATCHING.get("min_batch_size", 1)),
+                on_batch=greedy_batch_size_histogram(),
             )
         # Warm-up: the first call of a runtime allocates its buffers.
         self._predict(["warm-up", "a somewhat longer warm-up text for the model"])

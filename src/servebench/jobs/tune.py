@@ -14,13 +14,14 @@ The search is a race, coordinate by coordinate from the best so far (the incumbe
    times predict (servebench.queueing) orders them;
 2. the most promising one is the first incumbent: the calibration's whole search
    (servebench.jobs.calibrate.Searcher) measures its saturation throughput and capacity at
-   the SLO; the common rate, at which every configuration's p50 and p99 are measured, is its
-   capacity times (1 + bracket_precision);
+   the SLO; the common rate, at which every configuration's p50 and p99 are measured, is the
+   highest rate at which it met the SLO (its capacity bracket's lower end);
 3. every challenger (the rest of the first round, then every configuration one knob away
-   from the incumbent) gets one step at the incumbent's capacity times (1 + bracket
-   precision): failing the SLO there, its capacity is below that rate and it loses at the
-   cost of one step; meeting it, the whole search measures it, and a higher capacity makes it
-   the incumbent (a tie, within the bracket, goes to the lower p50 at the common rate), whose
+   from the incumbent) gets one step at that rate of the incumbent: failing the SLO there,
+   its capacity is below the incumbent's and it loses at the cost of one step; meeting it,
+   the whole search measures it, and a higher capacity makes it the incumbent (a tie, within
+   the bracket, goes to the lower p50 at the common rate, and where the p50s are alike too,
+   within the bracket's precision, to the higher saturation throughput), whose
    neighbours join the queue. When the incumbent met the SLO at no rate (unattainable: on a
    CPU whose service-time tail alone exceeds it), the race step is at the common rate: a
    challenger that meets the SLO there is searched and wins; one that fails it too ties, and
@@ -72,12 +73,12 @@ SPEC_ENV = "SERVEBENCH_VARIANT_SPEC"  # read by the service (services/sentiment)
 
 def label(settings: dict[str, Any]) -> str:
     """A short name of a configuration, e.g. `onnx-int8 b16/50ms sub4 1x1 gc` (adaptive
-    batching) or `onnx-int8 greedy64 sub4 1x1 gc`."""
+    batching) or `onnx-int8 greedy16-64 sub4 1x1 gc` (greedy, from 16 to 64 texts)."""
     batching = settings["batching"]
     parts = [settings["runtime"]]
     dispatcher = batching_dispatcher(batching)
     if dispatcher == "greedy":
-        parts.append(f"greedy{batching['max_batch_size']}")
+        parts.append(f"greedy{batching['min_batch_size']}-{batching['max_batch_size']}")
     elif dispatcher == "adaptive":
         parts.append(f"b{batching['max_batch_size']}/{batching['max_latency_ms']}ms")
     else:
@@ -102,7 +103,7 @@ def knobs(settings: dict[str, Any], cores: int) -> str:
         "runtime": settings["runtime"],
         "batching": {
             "off": None,
-            "greedy": ["greedy", batching["max_batch_size"]],
+            "greedy": ["greedy", batching["min_batch_size"], batching["max_batch_size"]],
             "adaptive": [batching["max_batch_size"], batching["max_latency_ms"]],
         }[dispatcher],
         "sub_batch_size": settings["sub_batch_size"] if batching["enabled"] else None,
@@ -146,6 +147,7 @@ class Trial:
             "batching": batching["enabled"],
             "dispatcher": batching_dispatcher(batching),
             "max_batch_size": batching["max_batch_size"],
+            "min_batch_size": batching["min_batch_size"],
             "max_latency_ms": batching["max_latency_ms"],
             "sub_batch_size": self.settings["sub_batch_size"],
             "workers": self.settings["workers"],
@@ -336,12 +338,15 @@ class Tuner:
         trial.common_p99_ms = step.summary.latency_all_p99_ms
 
     def _race_rate(self, incumbent: Trial) -> float | None:
-        """A challenger beats `incumbent` only by meeting the SLO at this rate. When the
-        incumbent met it at no rate (unattainable), the common rate: meeting it there beats
-        the incumbent; failing it there too is a tie, decided by the p50 at that rate."""
+        """The rate of a challenger's race step: the highest rate at which `incumbent` met the
+        SLO (its bracket's lower end). Failing the SLO there, the challenger's capacity is below
+        the incumbent's and it loses at the cost of one step; meeting it, it may beat or tie
+        the incumbent, which only its whole search tells (_beats). When the incumbent met the
+        SLO at no rate (unattainable), the common rate: meeting it there beats the incumbent;
+        failing it there too is a tie, decided by the p50 at that rate."""
         if incumbent.capacity_low_rps is None:
             return incumbent.common_rate_rps
-        return incumbent.capacity_low_rps * (1.0 + self.calibration.bracket_precision)
+        return incumbent.capacity_low_rps
 
     def _spent(self) -> bool:
         return time.monotonic() - self.started > self.tuning.budget_s
@@ -428,22 +433,33 @@ class Tuner:
         return ceiling.texts_per_s if ceiling is not None else 0.0
 
     def _beats(self, trial: Trial, incumbent: Trial) -> bool:
-        """A higher capacity at the SLO; within the bracket, or when neither met the SLO at
-        any rate measured (the SLO unattainable), a lower p50 at the common rate."""
-        lower_p50 = (
-            trial.common_p50_ms is not None
-            and incumbent.common_p50_ms is not None
-            and trial.common_p50_ms < incumbent.common_p50_ms
-        )
+        """A higher capacity at the SLO; within the bracket (a tie), or when neither met the
+        SLO at any rate measured (the SLO unattainable), the tie-break."""
         if trial.capacity_rps is None or trial.capacity_low_rps is None:
-            return incumbent.capacity_low_rps is None and lower_p50
+            return incumbent.capacity_low_rps is None and self._wins_tie(trial, incumbent)
         if incumbent.capacity_low_rps is None:
             return True
         precision = self.calibration.bracket_precision
         if trial.capacity_low_rps > incumbent.capacity_low_rps * (1 + precision / 2):
             return True
         tie = trial.capacity_low_rps >= incumbent.capacity_low_rps / (1 + precision / 2)
-        return tie and lower_p50
+        return tie and self._wins_tie(trial, incumbent)
+
+    def _wins_tie(self, trial: Trial, incumbent: Trial) -> bool:
+        """The lower p50 at the common rate; where the two are alike (within the bracket's
+        precision, about the p50's own sampling noise), the higher saturation throughput."""
+        precision = self.calibration.bracket_precision
+        p50_ms, incumbent_p50_ms = trial.common_p50_ms, incumbent.common_p50_ms
+        if p50_ms is None or incumbent_p50_ms is None:
+            return False
+        if p50_ms < incumbent_p50_ms / (1 + precision):
+            return True
+        if p50_ms > incumbent_p50_ms * (1 + precision):
+            return False
+        saturation, incumbent_saturation = trial.saturation_rps, incumbent.saturation_rps
+        if saturation is None or incumbent_saturation is None:
+            return False
+        return saturation > incumbent_saturation * (1 + precision / 2)
 
     def _write(self, winner: Trial) -> dict[str, Any]:
         import pandas as pd

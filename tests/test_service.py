@@ -24,6 +24,7 @@ from bento_testbed import (
 from servebench import bento
 from servebench.config import deep_merge, load_config, load_yaml
 from servebench.model.runtime import load_runtime
+from servebench.settings import batching_dispatcher
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "services" / "sentiment"))
@@ -659,7 +660,7 @@ def batch_sizes_under_concurrent_load(server) -> dict[str, tuple[float, float, f
 def test_batching_forms_batches_under_concurrent_load(served, testbed):
     variant, server = served
     found = batch_sizes_under_concurrent_load(server)
-    dispatcher = bento.batching_dispatcher(testbed.records[variant]["settings"]["batching"])
+    dispatcher = batching_dispatcher(testbed.records[variant]["settings"]["batching"])
     for other, (count, _, _) in found.items():
         if other != dispatcher:
             assert count == 0, f"{variant} ({dispatcher}) must not go through the {other} batcher"

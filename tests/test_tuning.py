@@ -10,7 +10,6 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from servebench import bento
 from servebench.analysis.tables import pareto_front
 from servebench.bento import variant_settings
 from servebench.config import load_config
@@ -18,6 +17,7 @@ from servebench.errors import UserError
 from servebench.jobs import tune as tuning
 from servebench.model.bench import length_sorted_sample
 from servebench.records import inprocess_ceiling
+from servebench.settings import batching_dispatcher
 
 PRECISION = 0.05
 
@@ -206,9 +206,9 @@ def test_neighbours_change_one_knob_and_fit_the_cores():
     # From greedy batching (config.yaml's optimized): off, and adaptive with the shortest
     # latency budget, are one knob away.
     assert start["batching"]["dispatcher"] == "greedy"
-    dispatchers = {bento.batching_dispatcher(candidate["batching"]) for candidate in found}
+    dispatchers = {batching_dispatcher(candidate["batching"]) for candidate in found}
     assert dispatchers == {"off", "greedy", "adaptive"}
-    adaptive = [c for c in found if bento.batching_dispatcher(c["batching"]) == "adaptive"]
+    adaptive = [c for c in found if batching_dispatcher(c["batching"]) == "adaptive"]
     assert [c["batching"]["max_latency_ms"] for c in adaptive] == [50]  # 0.25 x the SLO
 
 
@@ -301,7 +301,7 @@ def unattainable_measure(tuner, trial, *, screen=False, race_rate=None, common_r
         trial.mg1_capacity_rps = 1.0
         return trial
     p50_ms = {"onnx-int8": 50.0, "onnx": 80.0, "pytorch": 120.0}[settings["runtime"]]
-    if bento.batching_dispatcher(settings["batching"]) == "adaptive":
+    if batching_dispatcher(settings["batching"]) == "adaptive":
         p50_ms += 0.2 * settings["batching"]["max_latency_ms"]
     elif settings["batching"]["enabled"]:
         p50_ms += 10.0

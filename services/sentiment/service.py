@@ -2,9 +2,10 @@
 
 `servebench.bento` stages this file, `sentiment_inference.py`, a copy of
 `servebench/model/runtime.py` (as `servebench_runtime.py`) and `variant.json` into a build context
-and runs `bentoml build`. Everything that differs between variants (runtime, adaptive batching,
-sorted sub-batches, workers, threads, gc.freeze, traffic limits, input limits) is read from
-`variant.json` at import, so baseline, optimized and the ablation variants share this code.
+and runs `bentoml build`. Everything that differs between variants (runtime, batching: off,
+BentoML's adaptive batcher or the greedy one of sentiment_inference, sorted sub-batches,
+workers, threads, gc.freeze, traffic limits, input limits) is read from `variant.json` at
+import, so baseline, optimized and the ablation variants share this code.
 
 HTTP contract (docs/service.md): POST /classify {"text": ...} -> one prediction;
 POST /classify_batch {"texts": [...]} -> a list of predictions; /readyz, /livez, /metrics are

@@ -81,14 +81,6 @@ def variant_settings(config: dict[str, Any], variant: str) -> dict[str, Any]:
     return {key: variants[variant][key] for key in VARIANT_KEYS}
 
 
-def batching_dispatcher(batching: dict[str, Any]) -> str:
-    """ "off", "adaptive" (BentoML's batcher) or "greedy" (the service's own; see
-    services/sentiment). A Bento built before `dispatcher` existed batches adaptively."""
-    if not batching.get("enabled"):
-        return "off"
-    return str(batching.get("dispatcher", "adaptive"))
-
-
 def service_limits(config: dict[str, Any]) -> dict[str, Any]:
     return dict(config["service"])
 

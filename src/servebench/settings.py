@@ -163,6 +163,15 @@ def model_runtimes(config: dict[str, Any]) -> list[str]:
 
 # Variants whose names start so are measured beside the tuned one (README's ablation): the
 # tuning screens them too, so the chosen configuration is at least as good as each of them.
+def batching_dispatcher(batching: dict[str, Any]) -> str:
+    """The batcher of a variant's `batching` settings: "off", "adaptive" (BentoML's) or
+    "greedy" (the service's own; services/sentiment). A Bento built before `dispatcher`
+    existed batches adaptively."""
+    if not batching.get("enabled"):
+        return "off"
+    return str(batching.get("dispatcher", "adaptive"))
+
+
 COMPARED_PREFIX = "ablation-"
 # The targets whose servers run on this machine's server cores, where the tuning's local
 # measurements hold.

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from servebench.bento import VARIANT_KEYS, batching_dispatcher, build_bento, variant_settings
+from servebench.bento import VARIANT_KEYS, build_bento, variant_settings
 from servebench.deploy import deployed
 from servebench.errors import UserError
 from servebench.jobs.calibrate import Searcher, Step
@@ -63,6 +63,7 @@ from servebench.settings import (
     LoadgenSettings,
     LocalTarget,
     TuningSettings,
+    batching_dispatcher,
     deploy_target,
 )
 

@@ -25,7 +25,6 @@ import pandas as pd
 import yaml
 
 from servebench.analysis.results import bento_records
-from servebench.bento import batching_dispatcher
 from servebench.fault_kinds import PROBES_ONLY
 from servebench.layout import (
     FAULTS,
@@ -39,7 +38,7 @@ from servebench.layout import (
 from servebench.matrix import resilience_fault_names, resilience_matrix, run_seed
 from servebench.provenance import stable_hash
 from servebench.report.items import REPORT_DIR, caption_path, load_items
-from servebench.settings import K3sTarget
+from servebench.settings import K3sTarget, batching_dispatcher
 
 TEMPLATE = "report.html.j2"
 # What the report says of the model and the server's cores on the external target.

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from loadgen_tolerance import SEND_LAG_P99_MAX_MS
 
 from servebench.cli import main
 from servebench.loadgen.probe import sequential_latencies_ms
@@ -57,7 +58,7 @@ def loadtest(url, out, *options):
     command = [
         sys.executable, "-m", "servebench.cli", "loadtest", "--host", url, "--rate", "20",
         "--duration", "3", "--warmup", "0.5", "--no-progress", "--out", str(out), *LOADGEN_CPUS,
-        *options,
+        "--max-send-lag-ms", str(SEND_LAG_P99_MAX_MS), *options,
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True)
     return result, (out / "summary.json")

@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from loadgen_tolerance import SEND_LAG_P99_MAX_MS
 from test_report import analysis_config, build_results_tree
 
 from servebench import __version__
@@ -194,6 +195,7 @@ def test_the_installed_tool_runs_outside_the_checkout(installed, elsewhere):
             [bin_dir / "servebench", "loadtest", "--host", url, "--endpoint", "/ok"]
             + ["--payloads", corpus, "--rate", "20", "--duration", "3", "--no-progress"]
             + ["--slo", "error_rate<=0.01", "--out", "loadtest", "-H", HEADER]
+            + ["--max-send-lag-ms", str(SEND_LAG_P99_MAX_MS)]
             + LOADGEN_CPUS,
             log,
             cwd=cwd,

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pandas as pd
 import pytest
 from k3s_fakes import install_fakes, recorded, write_spec
+from loadgen_tolerance import SEND_LAG_P99_MAX_MS
 
 from servebench.analysis.resilience import resilience_table
 from servebench.config import config_errors, deep_merge, load_config
@@ -114,6 +115,7 @@ def k3s_config(kind: str, duration_s: float = DURATION_S, at_s: float = AT_S) ->
     # A test of the fault's path, not of statistics: a few seconds at RATE_RPS are fewer than
     # a study's measurement.min_requests (100), which would make every run here invalid.
     config["measurement"]["min_requests"] = 20
+    config["loadgen"]["validity"]["send_lag_p99_max_ms"] = SEND_LAG_P99_MAX_MS  # not its timing
     config["resilience"].update(
         rate_rps=RATE_RPS,
         duration_s=duration_s,

@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from loadgen_tolerance import SEND_LAG_P99_MAX_MS
 
 from servebench import arrivals
 from servebench.loadgen import run_loadtest
@@ -61,6 +62,8 @@ def payloads(tmp_path_factory):
     return path
 
 
+# Tests of what workers and reports do, not of the generator's timing (loadgen_tolerance).
+UNTIMED = {"send_lag_p99_max_ms": SEND_LAG_P99_MAX_MS}
 GENERATOR_KEYS = ("endpoint", "max_in_flight", "overflow", "timeout_s", "workers", "validity")
 
 
@@ -68,6 +71,8 @@ def load(host, out, **kwargs):
     """A load test with the schema's generator settings, the given ones over them."""
     given = {"cpus": LOADGEN_CPUS, "timeout_s": 5.0}
     given.update({key: kwargs.pop(key) for key in GENERATOR_KEYS if key in kwargs})
+    if "validity" in given:  # over the schema's rules, not instead of them
+        given["validity"] = {**LoadgenSettings.with_defaults().validity, **given["validity"]}
     generator = LoadgenSettings.with_defaults(**given)
     settings = {"seed": 7, "arrival": "exponential", "progress": False, **kwargs}
     summary = run_loadtest(host=host, out_dir=out, generator=generator, **settings)
@@ -214,6 +219,7 @@ def test_two_workers_reproduce_the_single_worker_schedule(server, payloads, tmp_
             duration_s=3.0,
             payloads=payloads,
             workers=workers,
+            validity=UNTIMED,
         )
     (one, one_table), (two, two_table) = runs[1], runs[2]
     assert one.schedule_hash == two.schedule_hash
@@ -244,6 +250,7 @@ def test_without_locust_reports_every_request_is_still_counted(server, payloads,
         payloads=payloads,
         workers=workers,
         locust_reports=False,
+        validity=UNTIMED,
     )
     assert summary.valid, summary.invalid_reasons
     assert table["index"].tolist() == list(range(summary.planned_requests))
@@ -271,6 +278,7 @@ def test_workers_elsewhere_get_the_plan_and_return_their_logs_by_message(
             "--arrival", "gamma", "--cv", "2.0", "--rate", "300", "--duration", "3",
             "--seed", "7", "--payloads", str(payloads), "--out", str(out), "--no-progress",
             "--workers-expected", "2", "--master-bind", f"127.0.0.1:{port}", *cpus,
+            "--max-send-lag-ms", str(SEND_LAG_P99_MAX_MS),
         ],
         cwd=out.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

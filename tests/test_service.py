@@ -297,17 +297,23 @@ class _HeldPredict:
         return [f"answer:{text}" for text in texts]
 
 
+async def _queue_behind(batcher, predict, first, queued):
+    """Submit `first`, let its batch start (`predict` holds it), queue `queued` behind it, then
+    release it: the answers to `first` and to each of `queued`."""
+    head = asyncio.create_task(batcher.submit(first))
+    await asyncio.sleep(0.05)  # the first batch is running
+    rest = [asyncio.create_task(batcher.submit(texts)) for texts in queued]
+    await asyncio.sleep(0.05)
+    predict.release.set()
+    return await head, await asyncio.gather(*rest)
+
+
 def test_the_greedy_batcher_runs_a_lone_request_alone_and_a_queue_in_whole_requests():
     predict = _HeldPredict()
 
     async def main():
         batcher = sentiment_inference.GreedyBatcher(predict, max_batch_texts=5)
-        first = asyncio.create_task(batcher.submit(["a"]))
-        await asyncio.sleep(0.05)  # the first batch is running
-        rest = [asyncio.create_task(batcher.submit([f"b{i}", f"c{i}"])) for i in range(3)]
-        await asyncio.sleep(0.05)
-        predict.release.set()
-        return await first, await asyncio.gather(*rest)
+        return await _queue_behind(batcher, predict, ["a"], [[f"b{i}", f"c{i}"] for i in range(3)])
 
     first, rest = asyncio.run(main())
     # Nothing waited for a batch to fill; the queue ran as one batch of whole requests within
@@ -322,20 +328,10 @@ def test_the_greedy_batcher_runs_requests_alone_until_enough_texts_wait():
 
     async def main():
         batcher = sentiment_inference.GreedyBatcher(predict, max_batch_texts=64, min_batch_texts=4)
-        first = asyncio.create_task(batcher.submit(["a"]))
-        await asyncio.sleep(0.05)
-        rest = [asyncio.create_task(batcher.submit([f"b{i}"])) for i in range(3)]
-        await asyncio.sleep(0.05)
-        predict.release.set()
-        await asyncio.gather(first, *rest)
+        await _queue_behind(batcher, predict, ["a"], [[f"b{i}"] for i in range(3)])
         held = _HeldPredict()
         batcher.predict = held
-        first = asyncio.create_task(batcher.submit(["c"]))
-        await asyncio.sleep(0.05)
-        rest = [asyncio.create_task(batcher.submit([f"d{i}"])) for i in range(4)]
-        await asyncio.sleep(0.05)
-        held.release.set()
-        await asyncio.gather(first, *rest)
+        await _queue_behind(batcher, held, ["c"], [[f"d{i}"] for i in range(4)])
         return held.batches
 
     deep = asyncio.run(main())

@@ -449,7 +449,7 @@ class GreedyBatcher:
         batch: list[tuple[list[str], asyncio.Future]] = []
         count = 0
         while self.waiting:
-            texts, future = self.waiting[0]
+            texts = self.waiting[0][0]
             if batch and count + len(texts) > limit:
                 break
             batch.append(self.waiting.popleft())

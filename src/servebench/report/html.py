@@ -539,15 +539,16 @@ def variants_table(config: dict[str, Any], results_dir: Path | None = None) -> H
     for name in config["experiment"]["variants"]:
         variant = served[name]["settings"] if name in served else config["variants"][name]
         batching = variant.get("batching") or {}
+        dispatcher = batching_dispatcher(batching)
         row = [
             name,
             variant["runtime"],
-            batching_dispatcher(batching),
+            dispatcher,
             {
                 "off": DASH,
                 "greedy": f"{batching['max_batch_size']} / no wait",
                 "adaptive": f"{batching['max_batch_size']} / {batching['max_latency_ms']} ms",
-            }[batching_dispatcher(batching)],
+            }[dispatcher],
             variant["sub_batch_size"] or "off",
             variant["workers"],
             variant["threads_per_worker"] or "runtime default",

@@ -119,6 +119,28 @@ def test_outcomes_are_counted_and_latency_uses_ok_answers(tmp_path, schedule):
     assert summary.throughput_rps == pytest.approx(summary.counts["ok"] / 20.0, rel=0.01)
 
 
+def test_throughput_is_the_rate_of_answers_within_the_window(tmp_path, schedule):
+    """A server with a steady queue (each answer 1 s after its send: 100 requests in flight)
+    answers as many per second as it is offered; a FIFO server with a 20 ms service time,
+    offered 100 req/s, answers 50 per second, however long its queue grows."""
+    _, steady = summary_of(tmp_path, schedule, warmup_s=2.0, service_s=1.0)
+    assert steady.throughput_rps == pytest.approx(steady.offered_rate_rps, rel=0.03)
+    # Counting the window's own requests until the last answer would give 18 / 19 of it.
+    assert steady.throughput_rps > 0.97 * steady.offered_rate_rps
+
+    rows, free_s = [], 0.0
+    for index, scheduled in enumerate(schedule.scheduled_s.tolist()):
+        free_s = max(free_s, scheduled) + 0.02
+        rows.append(f"{index},0,0,{scheduled!r},{scheduled!r},{free_s!r},200,ok,0,\n")
+    (tmp_path / "requests_worker0.csv").write_text(COLUMNS + "".join(rows))
+    table = request_table(read_worker_logs(tmp_path), 2.0)
+    behind = summarize(
+        table, schedule, warmup_s=2.0, validity={},
+        worker_results=[{"worker": 0, "cpu_percent": 20.0}], workers=1,
+    )  # fmt: skip
+    assert behind.throughput_rps == pytest.approx(50.0, rel=0.01)
+
+
 def test_realized_cv_far_from_the_schedule_is_invalid(tmp_path):
     schedule = arrivals.make_schedule("constant", seed=1, rate_rps=100.0, duration_s=10.0)
     rng = np.random.default_rng(0)

@@ -11,12 +11,12 @@ request not answered ok is infinite (`p99_all_ms`): it fails every `<=` and pass
 any other value the run could not measure (no ok request at all) fails the gate.
 
 Goodput (`goodput_rps` in summary.json, as vLLM's `--goodput` and DistServe define it): the
-measured requests per second that were answered ok *and* met every latency gate, each judged
+requests per second that were answered ok *and* met every latency gate, each judged
 on its own latency from its scheduled send time: a request counts when its latency is at most
 the smallest threshold of the `<=` gates on a latency metric (`goodput_latency_ms`). It is
-counted over the same window as `throughput_rps` (the end of the warm-up to the later of the
-schedule's end and the last answer), so goodput <= throughput, equal when every ok request met
-the gates. Without a latency gate it is not defined (None).
+counted as `throughput_rps` is (the ok answers that arrived between the end of the warm-up
+and the end of the schedule, over that window), so goodput <= throughput, equal when every ok
+request met the gates. Without a latency gate it is not defined (None).
 """
 
 from __future__ import annotations

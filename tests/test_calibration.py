@@ -213,6 +213,38 @@ def test_the_search_finds_the_known_saturation_and_slo_capacity(fifo_server, tmp
     assert high / low <= 1 + calibration.bracket_precision + 1e-9
 
 
+# The batching server (/batch/<ms>/<per_ms>/<max>): whatever waits, at most 8, runs as one
+# batch of 30 + 2.5 per request ms: alone a request takes 32.5 ms (30.8 req/s), under overload
+# every batch holds 8 (160 req/s).
+BATCH_MS, BATCH_PER_MS, BATCH_MAX = 30, 2.5, 8
+
+
+def test_the_saturation_of_a_batching_server_is_its_speed_with_a_queue(fifo_server, tmp_path):
+    """A server whose speed grows with its queue: the saturation throughput is what it answers
+    under overload, 1000 x 8 / (30 + 2.5 x 8) = 160 req/s, five times what it does one request
+    at a time."""
+    payloads = tmp_path / "payloads.csv"
+    payloads.write_text("text\nhello\nworld\n")
+    calibration = CalibrationSettings(
+        **{
+            **fifo_calibration().__dict__,
+            "slo_p99_ms": 1000.0,
+            "min_step_requests": 300,
+        }
+    )
+    endpoint = f"/batch/{BATCH_MS}/{BATCH_PER_MS}/{BATCH_MAX}"
+    generator = LoadgenSettings.with_defaults(cpus=LOADGEN_CPUS, endpoint=endpoint)
+    result = search_capacity(
+        fifo_server, payloads, calibration, generator, tmp_path, seed=3, measured_cpus=LOADGEN_CPUS
+    )
+    answers = result.answers(calibration)
+    truth = 1000.0 * BATCH_MAX / (BATCH_MS + BATCH_PER_MS * BATCH_MAX)
+    steps = "\n".join(str(step.row()) for step in result.steps)
+    print(f"batching server: saturation {answers['saturation_rps']:.1f} req/s "
+          f"({answers['saturation_from']}), truth {truth:.1f}")  # fmt: skip
+    assert 0.95 * truth <= answers["saturation_rps"] <= 1.05 * truth, steps
+
+
 class SimulatedMD1Searcher(Searcher):
     """The search, its every step an M/D/1 queue simulated with the step's own seed instead of
     a load test: the search's rules on thousands of steps in seconds, machine-independent."""

@@ -544,6 +544,7 @@ CAPACITY_COLUMNS = [
     "variant",
     "saturation_rps",
     "saturation_offered_rps",
+    "saturation_from",
     "saturation_bracket_low_rps",
     "saturation_bracket_high_rps",
     "capacity_rps",
@@ -624,6 +625,7 @@ def capacity_table(
             for key in (
                 "saturation_rps",
                 "saturation_offered_rps",
+                "saturation_from",
                 "capacity_rps",
                 "capacity_offered_rps",
                 "capacity_confirmed",

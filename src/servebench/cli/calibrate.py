@@ -80,8 +80,9 @@ def report(answers: dict, out: Path) -> str:
             f"unloaded: p50 {answers['unloaded_p50_ms']:.1f} ms, p99 {answers['unloaded_p99_ms']:.1f} "
             f"ms ({answers['unloaded_requests']} requests one at a time)",
             f"saturation throughput: {_rate(answers['saturation_rps'])} answered (offered "
-            f"{_rate(answers['saturation_offered_rps'])}; bracket "
-            f"{_rate(sat_lo)} - {_rate(sat_hi)} offered)",
+            f"{_rate(answers['saturation_offered_rps'])}"
+            f"{', under overload' if answers.get('saturation_from') == 'overload' else ''}; "
+            f"kept up within {_rate(sat_lo)} - {_rate(sat_hi)} offered)",
             f"capacity at p99 <= {slo:g} ms: {capacity}",
             f"{answers['steps_run']} steps in {answers['search_s']:.0f} s; wrote {out / 'capacity.json'} "
             f"and {out / 'steps.csv'}",

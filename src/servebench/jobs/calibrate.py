@@ -1,6 +1,10 @@
 """Calibration: a search for two answers per variant (or any HTTP endpoint).
 
-- **saturation throughput**: the highest rate the server keeps up with, whatever the latency;
+- **saturation throughput**: the highest rate the server keeps up with, whatever the latency:
+  the more of what the highest rate that kept up answered and the ok departure rate of the
+  step at the highest offered rate that did not (the deepest overload of the search; a server
+  keeps up in the long run with any rate below what it answers under sustained overload, and
+  a batching server's speed grows with its queue, which takes longer to build than a step);
 - **capacity at the SLO**: the highest rate that keeps up *and* meets the p99 objective, with
   every lower rate passing too, confirmed by a repeat at that rate. "Unattainable" (the
   unloaded p99 exceeds the SLO, or no rate down to a tiny one meets it) is an answer, not an
@@ -255,10 +259,44 @@ class SearchResult:
             return None, None
         return float(np.mean(answered)), float(np.mean(offered))
 
+    def deepest_overload(self) -> Step | None:
+        """The step at the highest offered rate that did not keep up, among those whose
+        generator ran on schedule and whose server lived: its ok departure rate is what the
+        server answers with the longest queue of the search."""
+        overloaded = [
+            step
+            for step in self.steps
+            if not step.discarded
+            and not step.keeps_up
+            and step.summary.valid
+            and step.summary.throughput_rps is not None
+            and step.summary.offered_rate_rps is not None
+            and "the server died" not in step.reasons
+        ]
+        return max(overloaded, key=lambda step: step.summary.offered_rate_rps, default=None)
+
+    def saturation(self, sat_lo: float | None) -> tuple[float | None, float | None, str | None]:
+        """(answered, offered, how) of the saturation throughput: the more of what the highest
+        rate that kept up answered ("kept up") and the ok departure rate of the deepest
+        overload ("overload"). A work-conserving server keeps up in the long run with any rate
+        below what it answers under sustained overload; a step's verdict alone underrates one
+        whose speed grows with its queue (a batching one), whose queue takes longer to build
+        than a step lasts."""
+        answered, offered = self.rates_at(sat_lo)
+        how = None if answered is None else "kept up"
+        overload = self.deepest_overload()
+        if overload is not None and (
+            answered is None or overload.summary.throughput_rps > answered
+        ):
+            answered = overload.summary.throughput_rps
+            offered = overload.summary.offered_rate_rps
+            how = "overload"
+        return answered, offered, how
+
     def answers(self, calibration: CalibrationSettings) -> dict[str, Any]:
         sat_lo, sat_hi = bracket(self.steps, keeps_up_at)
         slo_lo, slo_hi = slo_bracket(self.steps, calibration.slo_p99_ms)
-        saturation_rps, saturation_offered_rps = self.rates_at(sat_lo)
+        saturation_rps, saturation_offered_rps, saturation_from = self.saturation(sat_lo)
         capacity_rps, capacity_offered_rps = (
             (None, None) if self.unattainable else self.rates_at(slo_lo)
         )
@@ -278,6 +316,7 @@ class SearchResult:
             "saturation_rps": saturation_rps,
             "saturation_offered_rps": saturation_offered_rps,
             "saturation_bracket_rps": [sat_lo, sat_hi],
+            "saturation_from": saturation_from,
             "capacity_rps": capacity_rps,
             "capacity_offered_rps": capacity_offered_rps,
             "capacity_bracket_rps": [None, None] if self.unattainable else [slo_lo, slo_hi],

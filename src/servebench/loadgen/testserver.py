@@ -15,6 +15,10 @@ Endpoints (any method):
                                arrival order, each for <ms> milliseconds on an exact timeline
                                (an M/D/1 queue under Poisson arrivals: queueing theory knows its
                                capacity)
+  /batch/<ms>/<per_ms>/<max>   one batching server, one queue: whenever it is free, every
+                               waiting request (at most <max>, oldest first) is served as one
+                               batch of <ms> + <per_ms> x its size milliseconds (its capacity,
+                               under overload: 1000 <max> / (<ms> + <per_ms> <max>) req/s)
   /readyz, /livez              200 (the probes of a BentoML server)
   /metrics                     with --metrics: a Prometheus counter of /classify_batch requests
                                (BentoML's name); 404 without
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import time
@@ -114,6 +119,51 @@ async def _in_queue(key: str, service_s: float) -> None:
     done = max(arrived, _fifo_busy_until.get(key, 0.0)) + service_s
     _fifo_busy_until[key] = done
     await asyncio.sleep(max(0.0, done - time.monotonic()))
+
+
+class _BatchServer:
+    """The server behind one /batch/... path: batches of the waiting requests, one at a time,
+    on an exact timeline (a late wake-up does not delay the next batch)."""
+
+    def __init__(self, fixed_s: float, per_request_s: float, max_batch: int) -> None:
+        self.fixed_s, self.per_request_s, self.max_batch = fixed_s, per_request_s, max_batch
+        self.waiting: collections.deque[asyncio.Future] = collections.deque()
+        self.running = False
+
+    async def serve(self) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append(future)
+        if not self.running:
+            self.running = True
+            asyncio.create_task(self._run())
+        await future
+
+    async def _run(self) -> None:
+        done_s = time.monotonic()
+        while self.waiting:
+            size = min(self.max_batch, len(self.waiting))
+            batch = [self.waiting.popleft() for _ in range(size)]
+            done_s = max(done_s, time.monotonic()) + self.fixed_s + self.per_request_s * size
+            await asyncio.sleep(max(0.0, done_s - time.monotonic()))
+            for future in batch:
+                future.set_result(None)
+        self.running = False
+
+
+_batch_servers: dict[str, _BatchServer] = {}
+
+
+async def batch(request: web.Request) -> web.Response:
+    await request.read()
+    server = _batch_servers.get(request.path)
+    if server is None:
+        info = request.match_info
+        server = _BatchServer(
+            int(info["ms"]) / 1000, float(info["per_ms"]) / 1000, int(info["max"])
+        )  # fmt: skip
+        _batch_servers[request.path] = server
+    await server.serve()
+    return _reply()
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -196,6 +246,7 @@ def make_app(required_header: tuple[str, str] | None = None) -> web.Application:
     app.router.add_route("*", "/status/{code}", status)
     app.router.add_route("*", "/stall/{start_ms}/{len_ms}/{ms}", stall)
     app.router.add_route("*", "/fifo/{ms}", fifo)
+    app.router.add_route("*", "/batch/{ms}/{per_ms}/{max}", batch)
     app.router.add_route("*", "/readyz", ok)
     app.router.add_route("*", "/livez", ok)
     app.router.add_route("*", "/by-text", by_text)

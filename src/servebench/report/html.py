@@ -636,7 +636,7 @@ def capacity_html_table(capacity: pd.DataFrame) -> HtmlTable:
             "variant",
             "unloaded p50 / p99 ms",
             "saturation: answered req/s (offered)",
-            "saturation bracket req/s",
+            "kept up within req/s",
             "vs reference",
             "at the SLO: answered req/s (offered)",
             "SLO bracket req/s",
@@ -675,7 +675,9 @@ def capacity_html_table(capacity: pd.DataFrame) -> HtmlTable:
                 ),
                 (
                     f"{fmt(record.get('saturation_rps'))} "
-                    f"({fmt(record.get('saturation_offered_rps'))})",
+                    f"({fmt(record.get('saturation_offered_rps'))}"
+                    + (", overload" if record.get("saturation_from") == "overload" else "")
+                    + ")",
                     "num",
                 ),
                 (_bracket(record, "saturation"), "num"),

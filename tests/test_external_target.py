@@ -186,3 +186,37 @@ def test_a_study_against_two_running_servers(two_servers, tmp_path, snakemake_ex
     assert two_servers["fast"] in page and "server (deploy.external.urls)" in page
     assert "Probes only, no fault" in page
     assert (results / "study.ok").is_file()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("send_lag_p99_max_ms", "attempts"), [(1e-6, 2), (1000.0, 1)])
+def test_a_run_the_generator_made_invalid_is_measured_again(
+    two_servers, tmp_path, send_lag_p99_max_ms, attempts
+):
+    """A real scenario run against the fast stand-in server: one whose generator sends late
+    (here a send-lag bound no run can meet) is measured again, on the same seed, up to
+    measurement.max_attempts; meta.json keeps the earlier attempts' reasons."""
+    from servebench.jobs.scenario import run_scenario
+    from servebench.matrix import RunSpec
+
+    profile = external_profile(two_servers, tmp_path / "results")
+    profile["measurement"]["max_attempts"] = 2
+    profile["loadgen"] = {"validity": {"send_lag_p99_max_ms": send_lag_p99_max_ms}}
+    config = _config(profile, tmp_path)
+    payloads = tmp_path / "payloads.csv"
+    payloads.write_text("text\nhello\nworld\n")
+    capacity = tmp_path / "capacity.json"
+    capacity.write_text(json.dumps({"saturation_rps": 40.0}))
+    out = tmp_path / "run"
+    summary = run_scenario(
+        config, RunSpec("external", "fast", "steady", 0), None, payloads, out, capacity
+    )
+    meta = json.loads((out / "meta.json").read_text())
+    assert len(meta["invalid_attempts"]) == attempts - 1
+    if attempts == 1:
+        assert summary.valid, summary.invalid_reasons
+    else:
+        assert not summary.valid and not meta["valid"]
+        assert all("send-lag" in " ".join(reasons) for reasons in meta["invalid_attempts"])
+        assert any("send-lag" in reason for reason in meta["invalid_reasons"])
+    assert summary.counts["ok"] >= 50  # the kept attempt's requests, in the run's folder

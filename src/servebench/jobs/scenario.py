@@ -49,6 +49,7 @@ def run_scenario(
     seed = run_seed(config, spec.scenario, spec.repetition)
     rate_rps: float | None = None
     notes: list[str] = []
+    earlier_attempts: list[list[str]] = []  # each invalid attempt's reasons, in order
     started = time.time()
     try:
         rate_rps = scenario.offered_rate_rps(reference_saturation_rps(reference_capacity_path))
@@ -58,25 +59,39 @@ def run_scenario(
         duration_s = (
             scenario.duration_for(rate_rps, min_requests, seed) if scenario.duration_s else None
         )
-        with deployed(target, record, out) as deployment, deployment.monitored(out):
-            summary = measured_loadtest(
-                target.cpus + generator.cpus,
-                float(measurement["foreign_cpu_max_percent"]),
-                min_requests,
-                host=deployment.url,
-                out_dir=out,
-                seed=seed,
-                arrival=scenario.arrival,
-                rate_rps=rate_rps,
-                cv=scenario.cv,
-                shape=scenario.shape,
-                duration_s=duration_s,
-                requests=scenario.requests,
-                warmup_s=scenario.warmup_s,
-                payloads=payloads_path,
-                generator=generator,
-            )
-        notes = list(getattr(deployment, "notes", []))  # what the target could not measure
+        max_attempts = int(measurement.get("max_attempts", 1))
+        for attempt in range(1, max_attempts + 1):
+            if attempt > 1:
+                clear_dir(out)
+            with deployed(target, record, out) as deployment, deployment.monitored(out):
+                summary = measured_loadtest(
+                    target.cpus + generator.cpus,
+                    float(measurement["foreign_cpu_max_percent"]),
+                    min_requests,
+                    host=deployment.url,
+                    out_dir=out,
+                    seed=seed,
+                    arrival=scenario.arrival,
+                    rate_rps=rate_rps,
+                    cv=scenario.cv,
+                    shape=scenario.shape,
+                    duration_s=duration_s,
+                    requests=scenario.requests,
+                    warmup_s=scenario.warmup_s,
+                    payloads=payloads_path,
+                    generator=generator,
+                )
+            notes = list(getattr(deployment, "notes", []))  # what the target could not measure
+            # Invalid is the generator's verdict on its own run (servebench.loadgen.summary):
+            # the server's failures are data and never make a run invalid.
+            if summary.valid:
+                break
+            if attempt < max_attempts:
+                earlier_attempts.append(list(summary.invalid_reasons))
+                log.warning(
+                    "run %s, attempt %d of %d invalid (%s): measuring again",
+                    out, attempt, max_attempts, "; ".join(summary.invalid_reasons),
+                )  # fmt: skip
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as error:  # a failed run is data, not a stopped workflow
@@ -102,5 +117,7 @@ def run_scenario(
     meta["invalid_reasons"] = summary.invalid_reasons
     if notes:
         meta["deployment_notes"] = notes
+    # The reasons of each invalid attempt before the one kept (whose are invalid_reasons).
+    meta["invalid_attempts"] = earlier_attempts
     write_json(out / META, meta)
     return summary

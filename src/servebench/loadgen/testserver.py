@@ -128,14 +128,13 @@ class _BatchServer:
     def __init__(self, fixed_s: float, per_request_s: float, max_batch: int) -> None:
         self.fixed_s, self.per_request_s, self.max_batch = fixed_s, per_request_s, max_batch
         self.waiting: collections.deque[asyncio.Future] = collections.deque()
-        self.running = False
+        self.task: asyncio.Task | None = None  # held: the loop keeps only weak references
 
     async def serve(self) -> None:
         future = asyncio.get_running_loop().create_future()
         self.waiting.append(future)
-        if not self.running:
-            self.running = True
-            asyncio.create_task(self._run())
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run())
         await future
 
     async def _run(self) -> None:
@@ -146,8 +145,8 @@ class _BatchServer:
             done_s = max(done_s, time.monotonic()) + self.fixed_s + self.per_request_s * size
             await asyncio.sleep(max(0.0, done_s - time.monotonic()))
             for future in batch:
-                future.set_result(None)
-        self.running = False
+                if not future.done():  # not a request whose client went away
+                    future.set_result(None)
 
 
 _batch_servers: dict[str, _BatchServer] = {}

@@ -249,7 +249,7 @@ class SimulatedMD1Searcher(Searcher):
     """The search, its every step an M/D/1 queue simulated with the step's own seed instead of
     a load test: the search's rules on thousands of steps in seconds, machine-independent."""
 
-    def _measure(self, rate: float, phase: str) -> Step:
+    def _measure(self, rate: float, phase: str, last_try: bool = True) -> Step:
         calibration, index = self.calibration, len(self.result.steps)
         measured_s = max(calibration.min_step_duration_s, calibration.min_step_requests / rate)
         warmup_s = calibration.step_warmup_s
@@ -335,7 +335,7 @@ class TailAboveTheSloSearcher(Searcher):
     """A server that keeps up below 40 req/s and whose p99 is twice the SLO at every rate:
     its service time's own tail, which no lower rate cures."""
 
-    def _measure(self, rate: float, phase: str) -> Step:
+    def _measure(self, rate: float, phase: str, last_try: bool = True) -> Step:
         index = len(self.result.steps)
         summary = RunSummary(
             valid=True,
@@ -371,3 +371,44 @@ def test_the_slo_search_stops_at_its_floor_under_the_saturation(tmp_path):
     assert answers["capacity_rps"] is None
     assert "slo_min_utilization" in answers["capacity_unattainable"], answers
     assert f"{lowest:.3g} req/s" in answers["capacity_unattainable"]
+
+
+@pytest.mark.parametrize("invalid_tries", [1, 3])
+def test_a_step_the_generator_spoiled_is_measured_again(tmp_path, monkeypatch, invalid_tries):
+    """A step whose load generator sent late says nothing about the server: it is discarded and
+    measured again at the same rate; on the last of MAX_REMEASURES tries its verdict stands
+    (a rate the generator can never send at counts as not kept up)."""
+    import servebench.jobs.calibrate as calibrate_module
+
+    calls = []
+    calibration = fifo_calibration()
+
+    def fake_loadtest(measured_cpus, foreign_cpu_max_percent, min_requests, **kwargs):
+        calls.append(kwargs["rate_rps"])
+        late = len(calls) <= invalid_tries
+        return RunSummary(
+            valid=not late,
+            invalid_reasons=["send-lag p99 100.00 ms exceeds 5.00 ms"] if late else [],
+            offered_rate_rps=20.0,
+            throughput_rps=20.0,
+            latency_all_p99_ms=50.0,
+            counts={"ok": calibration.min_step_requests},
+        )
+
+    monkeypatch.setattr(calibrate_module, "measured_loadtest", fake_loadtest)
+    monkeypatch.setattr(calibrate_module, "wait_until_idle", lambda *args, **kwargs: 0.0)
+    payloads = tmp_path / "payloads.csv"
+    payloads.write_text("text\nhello\n")
+    searcher = Searcher(
+        "http://127.0.0.1:9", payloads, calibration, LoadgenSettings.with_defaults(), tmp_path,
+        seed=1,
+    )  # fmt: skip
+    step = searcher.step(20.0, "ramp")
+    steps = searcher.result.steps
+    assert len(calls) == len(steps) == min(invalid_tries + 1, calibrate_module.MAX_REMEASURES)
+    assert {s.rate_rps for s in steps} == {20.0}  # every try at the same rate
+    assert [s.discarded for s in steps] == [True] * (len(steps) - 1) + [False]
+    if invalid_tries < calibrate_module.MAX_REMEASURES:
+        assert step.keeps_up and step.meets_slo
+    else:
+        assert not step.keeps_up and any("generator: send-lag" in r for r in step.reasons)

@@ -152,6 +152,21 @@ def judge_step(
     return keeps_up, meets_slo, reasons
 
 
+def step_discarded(
+    summary: RunSummary, min_requests: int, foreign_cpu_max_percent: float, last_try: bool
+) -> bool:
+    """Whether a step's measurement failed, so that it says nothing about the server and is
+    measured again: other processes used the measured cores, it holds too few requests, or
+    the load generator did not send on schedule (its run is invalid: sends late, off the
+    rate). On the last try the generator's verdict stands: a rate at which it could never
+    send counts as one not kept up (judge_step), so a search cannot loop on it."""
+    if (summary.foreign_cpu_percent or 0.0) > foreign_cpu_max_percent:
+        return True
+    if summary.n_measured < min_requests:
+        return True
+    return not summary.valid and not last_try
+
+
 def steps_by_rate(steps: list[Step]) -> dict[float, list[Step]]:
     """The steps that measured, by nominal rate."""
     by_rate: dict[float, list[Step]] = {}
@@ -407,15 +422,15 @@ class Searcher:
 
     def step(self, rate: float, phase: str) -> Step:
         """One step at `rate`; a step whose measurement failed is kept, discarded and run again
-        (at most MAX_REMEASURES times)."""
-        for _ in range(MAX_REMEASURES):
-            step = self._measure(rate, phase)
+        (at most MAX_REMEASURES times; step_discarded)."""
+        for attempt in range(1, MAX_REMEASURES + 1):
+            step = self._measure(rate, phase, last_try=attempt == MAX_REMEASURES)
             if not step.discarded:
                 break
             log.warning("step %d discarded (%s): measuring again", step.index, step.reasons)
         return step
 
-    def _measure(self, rate: float, phase: str) -> Step:
+    def _measure(self, rate: float, phase: str, last_try: bool = True) -> Step:
         calibration, result = self.calibration, self.result
         index = len(result.steps)
         seed = derived_seed(self.seed, "calibration", index)
@@ -449,8 +464,8 @@ class Searcher:
             locust_reports=False,
         )
         keeps_up, meets_slo, reasons = judge_step(summary, calibration, self.server_alive())
-        discarded = (summary.foreign_cpu_percent or 0.0) > self.foreign_cpu_max_percent or (
-            summary.n_measured < calibration.min_step_requests
+        discarded = step_discarded(
+            summary, calibration.min_step_requests, self.foreign_cpu_max_percent, last_try
         )
         requests_path = self.out_dir / f"step{index}" / REQUESTS
         latencies = None

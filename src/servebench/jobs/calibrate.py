@@ -73,6 +73,8 @@ LOWEST_RATE_FRACTION = 1 / 16
 # every one of 1000 searches ended confirmed, 11 did not with 3 before the upper end was
 # repeated too).
 MAX_CONFIRMATIONS = 5
+# judge_step's reason for a server that did not live through its step.
+SERVER_DIED = "the server died"
 # Most measurements of one step whose measurement failed (other processes on the cores).
 MAX_REMEASURES = 3
 
@@ -130,7 +132,7 @@ def judge_step(
     offered = summary.offered_rate_rps
     answered = summary.throughput_rps or 0.0
     if not server_alive:
-        reasons.append("the server died")
+        reasons.append(SERVER_DIED)
     if offered is None or offered <= 0:
         reasons.append("nothing was offered")
     elif answered < (1.0 - calibration.achieved_rate_tolerance) * offered:
@@ -286,7 +288,7 @@ class SearchResult:
             and step.summary.valid
             and step.summary.throughput_rps is not None
             and step.summary.offered_rate_rps is not None
-            and "the server died" not in step.reasons
+            and SERVER_DIED not in step.reasons
         ]
         return max(overloaded, key=lambda step: step.summary.offered_rate_rps, default=None)
 

@@ -18,7 +18,7 @@ export HF_HUB_OFFLINE ?= 1
 export BENTOML_DO_NOT_TRACK := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all test venv lint format lock smoke clean-venv
+.PHONY: all test test-calibration venv lint format lock smoke clean-venv
 
 all: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) all $(SNAKEMAKE_ARGS)
@@ -40,6 +40,12 @@ test: $(STAMP)
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; fi; \
 	exit $$status
+
+# The calibration search against the FIFO test server on 3 seeds (make test runs seed 1; this
+# takes about 12 minutes): every capacity within 0.90-1.05 x the M/D/1 truth.
+test-calibration: $(STAMP)
+	SERVEBENCH_CALIBRATION_SEEDS=3 $(BIN)/python -m pytest -s \
+		tests/test_calibration.py -k known_saturation $(PYTEST_ARGS)
 
 # The tiny end-to-end workflow (make test runs the same: tests/test_workflow_reruns.py).
 smoke: $(STAMP)

@@ -10,10 +10,14 @@ The p99 of one step is an estimate from a finite sample: at 800 requests near th
 lie above it, and a queue's slow requests come in correlated busy periods, so a step at the
 true SLO capacity passes or fails by chance: simulated, the pass probability of a step of 800
 requests falls from 0.95 to 0.05 over 0.90-1.18 x the true capacity (skewed: the median sample
-p99 lies below the stationary one; 3200 requests: 0.92-1.10). The test computes that band for its step size by simulating M/D/1 steps
-(`md1_step_pass_probability`) and asserts every search's capacity within it (one bisection
-bracket and the realized rate's sampling deviation wider); the saturation within 5 % above
-and 10 % below 1/D (the bisection's 5 % precision plus noise).
+p99 lies below the stationary one; 3200 requests: 0.92-1.10). The search therefore repeats the
+two rates that decide the answer, the ends of its SLO bracket, until each holds
+`slo_verdict_requests` (6400 here) and judges each on all its requests together; the steps far
+from the answer keep 800. The target: every capacity within
+10 % of the truth and none above it by more than 5 %, 0.90-1.05 x; the saturation within 5 % of
+1/D. The simulated search below checks the rule on 1000 seeds; the real one on seed 1 in
+`make test` (about 4 minutes) and on seeds 1-3 with SERVEBENCH_CALIBRATION_SEEDS=3 (`make
+test-calibration`, about 12).
 """
 
 from __future__ import annotations
@@ -39,9 +43,13 @@ from servebench.settings import CalibrationSettings, LoadgenSettings
 pytestmark = pytest.mark.e2e
 
 # 5 ms, not 2: at ~500 req/s the Python test server's own CPU per request on one core of this
-# machine capped its saturation below 1/D and its jitter biased the p99 against a 20 ms SLO.
+# machine capped its saturation below 1/D and its jitter biased the p99 against a 20 ms SLO (at
+# 2.5 ms and 25 ms, a real search answered 0.904 x the truth where the simulated queue's median
+# is 0.984 x).
 SERVICE_MS = 5
 SLO_MS = 50.0
+# The issue's bounds on a capacity of the FIFO queue, as fractions of the M/D/1 truth.
+CAPACITY_BOUNDS = (0.90, 1.05)
 _USABLE = os.sched_getaffinity(0)
 SERVER_CPUS, LOADGEN_CPUS = ("0", (1,)) if {0, 1} <= _USABLE else ("", ())
 
@@ -148,38 +156,29 @@ def fifo_server():
 
 
 def fifo_calibration() -> CalibrationSettings:
-    """The study's calibration settings, with steps of 800 requests against the FIFO queue."""
+    """The study's calibration settings, with steps of 800 requests against the FIFO queue and
+    the SLO bracket's ends repeated to 6400 (the search takes 30 steps, at most 60 of 300
+    simulated searches: max_steps 80)."""
     return CalibrationSettings(
         **{
             **CalibrationSettings.of(load_config()).__dict__,
             "slo_p99_ms": SLO_MS,
             "min_step_requests": 800,
+            "slo_verdict_requests": 6400,
             "min_step_duration_s": 1.0,
             "step_warmup_s": 0.5,
             "unloaded_requests": 10,
+            "max_steps": 80,
         }
     )
 
 
-def fifo_capacity_bounds(calibration: CalibrationSettings) -> tuple[float, float]:
-    """(low, high) req/s a capacity of the FIFO queue may take: what the step's sample allows
-    (see the module's docstring; the 0.95-0.05 band), the answer being the highest passing
-    rate, up to one bracket (bracket_precision) below a failing one, and reported as the rate
-    its steps answered, which strays from the nominal rate by about 1 / sqrt(requests). At
-    800 requests 0.825-1.22 x the truth 154.7 req/s."""
-    truth = md1_slo_capacity(SLO_MS / 1000, SERVICE_MS / 1000)
-    band_low, band_high = md1_sampling_band(
-        calibration.min_step_requests, calibration.step_warmup_s
-    )
-    deviation = 1 / math.sqrt(calibration.min_step_requests)
-    low_rps = band_low * (1 - calibration.bracket_precision) * (1 - deviation) * truth
-    return low_rps, band_high * (1 + deviation) * truth
+def calibration_seeds() -> list[int]:
+    """Seed 1, or 1..N with SERVEBENCH_CALIBRATION_SEEDS=N (each search takes ~4 minutes)."""
+    return list(range(1, int(os.environ.get("SERVEBENCH_CALIBRATION_SEEDS", "1")) + 1))
 
 
-# One seed: the search's statistics are tested on 1000 simulated searches below; this one
-# checks that the real path (Locust, the server, realized rates) behaves as the model (each
-# search takes about 2 minutes of CI's time).
-@pytest.mark.parametrize("seed", [1])
+@pytest.mark.parametrize("seed", calibration_seeds())
 def test_the_search_finds_the_known_saturation_and_slo_capacity(fifo_server, tmp_path, seed):
     payloads = tmp_path / "payloads.csv"
     payloads.write_text("text\nhello\nworld\n")
@@ -195,22 +194,23 @@ def test_the_search_finds_the_known_saturation_and_slo_capacity(fifo_server, tmp
         measured_cpus=LOADGEN_CPUS,
     )
     answers = result.answers(calibration)
-    print(
-        f"seed {seed}: saturation {answers['saturation_rps']:.1f} req/s, capacity "
-        f"{answers['capacity_rps']:.1f} req/s, {answers['steps_run']} steps"
-    )
+    truth = md1_slo_capacity(SLO_MS / 1000, SERVICE_MS / 1000)
     saturation_truth = 1000.0 / SERVICE_MS
+    print(
+        f"seed {seed}: saturation {answers['saturation_rps']:.1f} req/s "
+        f"({answers['saturation_from']}, truth {saturation_truth:.0f}), capacity "
+        f"{answers['capacity_rps']:.1f} req/s = {answers['capacity_rps'] / truth:.3f} x the "
+        f"truth {truth:.1f}, {answers['capacity_requests']} requests, "
+        f"{answers['steps_run']} steps, {answers['search_s']:.0f} s"
+    )
     steps = "\n".join(str(step.row()) for step in result.steps)
-    # The answer is what the highest passing step answered, and the bisection stops within
-    # bracket_precision (5 %) of the first failing rate: it may lie that far below 1/D by
-    # construction, plus the step's own noise.
-    assert 0.90 * saturation_truth <= answers["saturation_rps"] <= 1.05 * saturation_truth, steps
+    assert 0.95 * saturation_truth <= answers["saturation_rps"] <= 1.05 * saturation_truth, steps
     assert answers["capacity_confirmed"] and answers["capacity_unattainable"] is None, steps
-    # Measured on 2026-11-30: see docs/analysis.md.
-    low_rps, high_rps = fifo_capacity_bounds(calibration)
-    assert low_rps <= answers["capacity_rps"] <= high_rps, (low_rps, high_rps, steps)
-    low, high = answers["capacity_bracket_rps"]
-    assert high / low <= 1 + calibration.bracket_precision + 1e-9
+    assert answers["capacity_requests"] >= calibration.slo_verdict_requests
+    low, high = CAPACITY_BOUNDS
+    assert low * truth <= answers["capacity_rps"] <= high * truth, steps
+    bracket_low, bracket_high = answers["capacity_bracket_rps"]
+    assert bracket_high / bracket_low <= 1 + calibration.bracket_precision + 1e-9
 
 
 # The batching server (/batch/<ms>/<per_ms>/<max>): whatever waits, at most 8, runs as one
@@ -230,6 +230,7 @@ def test_the_saturation_of_a_batching_server_is_its_speed_with_a_queue(fifo_serv
             **fifo_calibration().__dict__,
             "slo_p99_ms": 1000.0,
             "min_step_requests": 300,
+            "slo_verdict_requests": 300,
         }
     )
     endpoint = f"/batch/{BATCH_MS}/{BATCH_PER_MS}/{BATCH_MAX}"
@@ -274,18 +275,16 @@ class SimulatedMD1Searcher(Searcher):
         return step
 
 
-def test_the_search_on_a_simulated_md1_queue_answers_within_the_sampling_band(tmp_path):
-    """1000 searches, each on its own seed and unloaded p50, on the simulated queue of the
-    FIFO test (deterministic: the seeds fix every arrival), with 800 requests a step: all
-    confirmed, centred on the truth, and outside the band the step's sample allows in 5 of
-    1000 (1st percentile 0.852 x). Before the SLO bracket's upper end was repeated too and the
-    bracket bisected to its precision after the last repeat: 13 of 1000 outside, 11
-    unconfirmed, 1st percentile 0.812 x (the CI failure: 0.74 x, unconfirmed)."""
+def test_the_search_on_a_simulated_md1_queue_answers_within_the_bounds(tmp_path):
+    """1000 searches, each on its own seed and unloaded p50, on the simulated queue of the FIFO
+    test (deterministic: the seeds fix every arrival), 800 requests a step and the SLO
+    bracket's ends repeated to 6400: all confirmed, and 0.90-1.05 x the truth in all but a few.
+    Over 1000 seeds: 98.0 % inside, percentiles 1/50/99 0.905/0.984/1.051 x. With one repeat
+    of 800 per end, as before slo_verdict_requests: 79 % of 300 inside (0.858/1.000/1.111)."""
     payloads = tmp_path / "payloads.csv"
     payloads.write_text("text\nhello\n")
     calibration = fifo_calibration()
     truth = md1_slo_capacity(SLO_MS / 1000, SERVICE_MS / 1000)
-    low, high = fifo_capacity_bounds(calibration)
     fractions, confirmed = [], []
     generator = LoadgenSettings.with_defaults()
     for seed in range(1000):
@@ -300,13 +299,13 @@ def test_the_search_on_a_simulated_md1_queue_answers_within_the_sampling_band(tm
         bracket_low, bracket_high = answers["capacity_bracket_rps"]
         assert bracket_high / bracket_low <= 1 + calibration.bracket_precision + 1e-9
     fractions = np.array(fractions)
-    outside = np.sum((fractions < low / truth) | (fractions > high / truth))
+    low, high = CAPACITY_BOUNDS
+    inside = np.mean((fractions >= low) & (fractions <= high))
     print(f"simulated: {np.percentile(fractions, [0, 1, 50, 99, 100]).round(3)} x, "
-          f"{outside} of 1000 outside the band")  # fmt: skip
+          f"{inside:.1%} inside {low}-{high} x")  # fmt: skip
     assert all(confirmed)
-    assert outside <= 8
-    assert np.percentile(fractions, 1) >= 0.84
-    assert 0.97 <= np.median(fractions) <= 1.03
+    assert inside >= 0.97
+    assert 0.95 <= np.median(fractions) <= 1.01
 
 
 def test_a_search_past_its_deadline_starts_no_step_and_says_why(tmp_path):

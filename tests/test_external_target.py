@@ -55,6 +55,7 @@ def external_profile(urls: dict[str, str], results_dir: Path | str) -> dict:
         # A coarse search: the plumbing, not the precision, is what this checks.
         "calibration": {
             "min_step_requests": 50,
+            "slo_verdict_requests": 50,
             "min_step_duration_s": 1.0,
             "step_warmup_s": 0.3,
             "bracket_precision": 0.5,

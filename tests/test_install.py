@@ -56,6 +56,7 @@ SERVER_CPUS, LOADGEN_CPUS = (["--cpus", "0"], ["--cpus", "1"]) if {0, 1} <= _USA
 FAST_CALIBRATION = {
     "calibration": {
         "min_step_requests": 30,
+        "slo_verdict_requests": 30,
         "min_step_duration_s": 1.0,
         "step_warmup_s": 0.3,
         "unloaded_requests": 5,

@@ -92,6 +92,7 @@ CALIBRATION = CalibrationSettings(
     achieved_rate_tolerance=0.05,
     max_error_rate=0.01,
     min_step_requests=100,
+    slo_verdict_requests=100,
     min_step_duration_s=8,
     step_warmup_s=2,
     unloaded_requests=20,

@@ -139,6 +139,7 @@ class CalibrationSettings:
     achieved_rate_tolerance: float
     max_error_rate: float
     min_step_requests: int
+    slo_verdict_requests: int
     min_step_duration_s: float
     step_warmup_s: float
     unloaded_requests: int

@@ -16,7 +16,10 @@ another), not from a fixed rate, so it works on any machine: the first step offe
 (`ramp_factor`) to the first step that does not keep up, then bisects (geometric midpoints)
 each bracket, [last pass, first fail], until its ends are within `bracket_precision`. Each
 step is an open-loop Poisson load test that holds at least `min_step_requests` measured
-requests and `min_step_duration_s` seconds after `step_warmup_s` of warm-up.
+requests and `min_step_duration_s` seconds after `step_warmup_s` of warm-up; the two rates
+that decide the capacity at the SLO (the ends of its bracket) are repeated until they hold
+`slo_verdict_requests` requests each, so the answer rests on more requests than the steps far
+from it.
 
 A step keeps up when it answered ok at least (1 - achieved_rate_tolerance) of the rate its
 seeded schedule really offered, errors and rejections stayed within `max_error_rate`, the
@@ -69,10 +72,11 @@ log = logging.getLogger("servebench.jobs")
 # utilization of about 3%) ends the downward searches.
 LOWEST_RATE_FRACTION = 1 / 16
 # Most rounds of repeats of the SLO bracket's ends (a repeat that changes the bracket starts
-# another round of bisection; 5: on the simulated M/D/1 queue of tests/test_calibration.py,
-# every one of 1000 searches ended confirmed, 11 did not with 3 before the upper end was
-# repeated too).
-MAX_CONFIRMATIONS = 5
+# another round of bisection). On the simulated M/D/1 queue of tests/test_calibration.py, 800
+# requests a step: every one of 1000 searches ended confirmed with 5 rounds and one repeat per
+# end; with the ends repeated to 6400 requests (slo_verdict_requests), 90 % did with 5, all
+# of 300 with 10.
+MAX_CONFIRMATIONS = 10
 # judge_step's reason for a server that did not live through its step.
 SERVER_DIED = "the server died"
 # Most measurements of one step whose measurement failed (other processes on the cores).
@@ -546,23 +550,32 @@ class Searcher:
             self.step(math.sqrt(lo * hi), phase)
 
     def _confirm_ends(self) -> bool:
-        """Repeat both ends of the SLO bracket once: the answer (lo) and, when it failed on
-        the SLO alone, the first rate above it (hi; one unlucky step there would otherwise
-        cap the answer). True when both verdicts stand with the repeats' requests pooled in."""
+        """Repeat both ends of the SLO bracket: the answer (lo) and, when it failed on the SLO
+        alone, the first rate above it (hi; one unlucky step there would otherwise cap the
+        answer), each at least once and until its steps hold `slo_verdict_requests` measured
+        requests: the two verdicts that decide the answer rest on the most requests, the
+        steps far from it on min_step_requests. True when both verdicts stand with the
+        repeats' requests pooled in."""
         lo, hi = self._slo_bracket()
         if lo is None:
             return False
         for rate in (lo, hi):
-            if rate is None or len(self.result.at_rate(rate)) > 1:
+            if rate is None:
                 continue
             if rate == hi and not keeps_up_at(self.result.at_rate(rate)):
                 continue  # a failure to keep up is no p99's noise
-            if not self._budget_left():
-                return False
-            self.step(rate, "confirm")
-            if self._slo_bracket() != (lo, hi):
-                return False
+            while self._needs_repeat(rate):
+                if not self._budget_left():
+                    return False
+                self.step(rate, "confirm")
+                if self._slo_bracket() != (lo, hi):
+                    return False
         return True
+
+    def _needs_repeat(self, rate: float) -> bool:
+        steps = self.result.at_rate(rate)
+        requests = sum(step.summary.n_measured for step in steps)
+        return len(steps) < 2 or requests < self.calibration.slo_verdict_requests
 
     def _slo_floor(self, first_rps: float) -> tuple[float, str]:
         """The lowest rate the SLO's downward search tries, and why: a fraction of the

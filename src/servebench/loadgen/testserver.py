@@ -109,7 +109,7 @@ async def fifo(request: web.Request) -> web.Response:
     completion) + the service time, on an exact timeline (a late wake-up of one request does
     not delay the next), so the server is an ideal M/D/1 queue under Poisson arrivals."""
     await request.read()
-    await _in_queue(request.path, int(request.match_info["ms"]) / 1000)
+    await _in_queue(request.path, float(request.match_info["ms"]) / 1000)
     return _reply()
 
 

@@ -372,6 +372,56 @@ def test_the_slo_search_stops_at_its_floor_under_the_saturation(tmp_path):
     assert f"{lowest:.3g} req/s" in answers["capacity_unattainable"]
 
 
+class UnsteadySearcher(Searcher):
+    """A server that keeps up below 40 req/s and meets the SLO below 20 req/s; from 20 to 25
+    req/s a rate's first step meets it and every repeat misses it (a verdict that does not
+    hold), and above 25 none does."""
+
+    def _measure(self, rate: float, phase: str, last_try: bool = True) -> Step:
+        index = len(self.result.steps)
+        repeat = any(step.rate_rps == rate for step in self.result.steps)
+        slo_ms = self.calibration.slo_p99_ms
+        meets = rate < 20.0 or (rate < 25.0 and not repeat)
+        summary = RunSummary(
+            valid=True,
+            offered_rate_rps=rate,
+            throughput_rps=rate if rate < 40.0 else 40.0,
+            latency_all_p99_ms=0.5 * slo_ms if meets else 3 * slo_ms,
+            counts={"ok": self.calibration.min_step_requests},
+        )
+        keeps_up, meets_slo, reasons = judge_step(summary, self.calibration, True)
+        step = Step(index, phase, rate, summary, keeps_up, meets_slo, reasons, 1.0)
+        self.result.steps.append(step)
+        return step
+
+
+def test_when_repeats_fail_every_rate_that_met_the_slo_the_search_goes_on_below(tmp_path):
+    """As the optimized variant's calibration in a study at commit 88c114c: its first step met
+    the SLO, every higher rate missed it, and the repeat of the first missed it too; the
+    search answered "unattainable" although lower rates meet it. Now the floor
+    (slo_min_utilization x the saturation) decides, and the search goes on from there: the
+    capacity lies below the rates whose verdicts did not hold, confirmed."""
+    payloads = tmp_path / "payloads.csv"
+    payloads.write_text("text\nhello\n")
+    calibration = CalibrationSettings(
+        **{
+            **CalibrationSettings.of(load_config()).__dict__,
+            "slo_verdict_requests": 1,
+            "max_steps": 60,
+        }
+    )
+    searcher = UnsteadySearcher(
+        "http://127.0.0.1:9", payloads, calibration, LoadgenSettings.with_defaults(), tmp_path,
+        seed=1,
+    )  # fmt: skip
+    searcher.unloaded_p50_ms = 22.2  # as if probed: the first step offers 22.5 req/s
+    answers = searcher.search().answers(calibration)
+    steps = "\n".join(str(step.row()) for step in searcher.result.steps)
+    assert answers["capacity_unattainable"] is None, steps
+    assert answers["capacity_confirmed"], steps
+    assert 20.0 / (1 + calibration.bracket_precision) <= answers["capacity_rps"] < 20.0, steps
+
+
 @pytest.mark.parametrize("invalid_tries", [1, 3])
 def test_a_step_the_generator_spoiled_is_measured_again(tmp_path, monkeypatch, invalid_tries):
     """A step whose load generator sent late says nothing about the server: it is discarded and

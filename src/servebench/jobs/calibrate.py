@@ -330,8 +330,7 @@ class SearchResult:
                 notes.append(
                     f"the SLO verdict at the capacity rests on {capacity_requests} requests, too "
                     "few for a distribution-free 95% interval of their p99: an optimistic "
-                    "estimate (set calibration.min_step_requests to 800 or more; "
-                    "docs/analysis.md)"
+                    "estimate (raise calibration.slo_verdict_requests; docs/analysis.md)"
                 )
         return {
             "saturation_rps": saturation_rps,
@@ -590,6 +589,31 @@ class Searcher:
             )
         return first_rps * LOWEST_RATE_FRACTION, "no step kept up"
 
+    def _slo_attainable(self, first_rps: float) -> bool:
+        """Whether some rate meets the SLO, measuring one step at the floor (_slo_floor) when
+        none does and none was measured there: the longest step of the search, instead of a
+        descent of ever longer ones to it. False, with the answer "unattainable" and down to
+        which rate, when even the floor does not (or when the answer is already known)."""
+        result = self.result
+        if result.unattainable is not None:
+            return False
+        if self._slo_bracket()[0] is not None:
+            return True
+        floor_rps, floor_why = self._slo_floor(first_rps)
+        steps = [step for step in result.steps if not step.discarded]
+        if not any(step.rate_rps <= floor_rps * (1.0 + 1e-9) for step in steps):
+            if not self._budget_left():
+                return False
+            self.step(floor_rps, "slo")
+            if self._slo_bracket()[0] is not None:
+                return True
+        lowest = min(step.rate_rps for step in result.steps if not step.discarded)
+        result.unattainable = (
+            f"unattainable: no step met p99 <= {self.calibration.slo_p99_ms:g} ms down to "
+            f"{lowest:.3g} req/s ({floor_why})"
+        )
+        return False
+
     def search(self) -> SearchResult:
         """Both answers: ramp, bisect the saturation bracket, then the SLO's, and confirm (the
         steps already measured count)."""
@@ -611,31 +635,20 @@ class Searcher:
                     break
             self.step(rate, "ramp")
         self._bisect(self._saturation_bracket, "saturation")
-        # The SLO: when no step met it, the floor decides whether it is attainable at all (one
-        # step, the longest of the search, instead of a descent of ever longer ones to it);
-        # then bisect and confirm.
-        if result.unattainable is None and self._slo_bracket()[0] is None:
-            floor_rps, floor_why = self._slo_floor(first)
-            at_floor = any(step.rate_rps <= floor_rps * (1.0 + 1e-9) for step in steps)
-            if not at_floor and self._budget_left():
-                self.step(floor_rps, "slo")
-                at_floor = True
-            if at_floor and self._slo_bracket()[0] is None:
-                lowest = min(step.rate_rps for step in steps)
-                result.unattainable = (
-                    f"unattainable: no step met p99 <= {calibration.slo_p99_ms:g} ms down "
-                    f"to {lowest:.3g} req/s ({floor_why})"
-                )
-        if result.unattainable is None:
-            for _ in range(MAX_CONFIRMATIONS):
-                self._bisect(self._slo_bracket, "slo", top=self._saturation_bracket()[1])
-                if self._confirm_ends():
-                    result.confirmed = True
-                    break
-                if self._slo_bracket()[0] is None or not self._budget_left():
-                    break
-            if not result.confirmed:  # the bracket within its precision all the same
-                self._bisect(self._slo_bracket, "slo", top=self._saturation_bracket()[1])
+        # The SLO: whenever no rate meets it (no step did, or a repeat failed the lowest that
+        # had), the floor decides whether it is attainable at all; then bisect and confirm.
+        for _ in range(MAX_CONFIRMATIONS):
+            if not self._slo_attainable(first):
+                break
+            self._bisect(self._slo_bracket, "slo", top=self._saturation_bracket()[1])
+            if self._confirm_ends():
+                result.confirmed = True
+                break
+            if not self._budget_left():
+                break
+        if result.unattainable is None and not result.confirmed:
+            # The bracket within its precision all the same.
+            self._bisect(self._slo_bracket, "slo", top=self._saturation_bracket()[1])
             if self._slo_bracket()[0] is None:
                 result.unattainable = (
                     f"unattainable: no rate met p99 <= {calibration.slo_p99_ms:g} ms twice"

@@ -330,23 +330,35 @@ def test_a_search_past_its_deadline_starts_no_step_and_says_why(tmp_path):
     assert any("time budget" in note for note in answers["notes"]), answers
 
 
-class TailAboveTheSloSearcher(Searcher):
-    """A server that keeps up below 40 req/s and whose p99 is twice the SLO at every rate:
-    its service time's own tail, which no lower rate cures."""
+class FakeServerSearcher(Searcher):
+    """The search against a fake server instead of a load test: it keeps up below 40 req/s,
+    and `p99_ms` says its p99 at a rate (`repeat`: a step at that rate was measured before)."""
+
+    def p99_ms(self, rate: float, repeat: bool) -> float:
+        raise NotImplementedError
 
     def _measure(self, rate: float, phase: str, last_try: bool = True) -> Step:
         index = len(self.result.steps)
+        repeat = any(step.rate_rps == rate for step in self.result.steps)
         summary = RunSummary(
             valid=True,
             offered_rate_rps=rate,
             throughput_rps=rate if rate < 40.0 else 40.0,
-            latency_all_p99_ms=2 * self.calibration.slo_p99_ms,
+            latency_all_p99_ms=self.p99_ms(rate, repeat),
             counts={"ok": self.calibration.min_step_requests},
         )
         keeps_up, meets_slo, reasons = judge_step(summary, self.calibration, True)
         step = Step(index, phase, rate, summary, keeps_up, meets_slo, reasons, 1.0)
         self.result.steps.append(step)
         return step
+
+
+class TailAboveTheSloSearcher(FakeServerSearcher):
+    """A p99 twice the SLO at every rate: the service time's own tail, which no lower rate
+    cures."""
+
+    def p99_ms(self, rate: float, repeat: bool) -> float:
+        return 2 * self.calibration.slo_p99_ms
 
 
 def test_the_slo_search_stops_at_its_floor_under_the_saturation(tmp_path):
@@ -372,27 +384,13 @@ def test_the_slo_search_stops_at_its_floor_under_the_saturation(tmp_path):
     assert f"{lowest:.3g} req/s" in answers["capacity_unattainable"]
 
 
-class UnsteadySearcher(Searcher):
-    """A server that keeps up below 40 req/s and meets the SLO below 20 req/s; from 20 to 25
-    req/s a rate's first step meets it and every repeat misses it (a verdict that does not
-    hold), and above 25 none does."""
+class UnsteadySearcher(FakeServerSearcher):
+    """The SLO met below 20 req/s; from 20 to 25 req/s a rate's first step meets it and every
+    repeat misses it (a verdict that does not hold), and above 25 none does."""
 
-    def _measure(self, rate: float, phase: str, last_try: bool = True) -> Step:
-        index = len(self.result.steps)
-        repeat = any(step.rate_rps == rate for step in self.result.steps)
-        slo_ms = self.calibration.slo_p99_ms
+    def p99_ms(self, rate: float, repeat: bool) -> float:
         meets = rate < 20.0 or (rate < 25.0 and not repeat)
-        summary = RunSummary(
-            valid=True,
-            offered_rate_rps=rate,
-            throughput_rps=rate if rate < 40.0 else 40.0,
-            latency_all_p99_ms=0.5 * slo_ms if meets else 3 * slo_ms,
-            counts={"ok": self.calibration.min_step_requests},
-        )
-        keeps_up, meets_slo, reasons = judge_step(summary, self.calibration, True)
-        step = Step(index, phase, rate, summary, keeps_up, meets_slo, reasons, 1.0)
-        self.result.steps.append(step)
-        return step
+        return (0.5 if meets else 3.0) * self.calibration.slo_p99_ms
 
 
 def test_when_repeats_fail_every_rate_that_met_the_slo_the_search_goes_on_below(tmp_path):

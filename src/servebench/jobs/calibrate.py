@@ -269,6 +269,10 @@ class SearchResult:
         """The steps at a nominal rate (a repeat, where there is one, among them)."""
         return [step for step in self.steps if step.rate_rps == rate and not step.discarded]
 
+    def requests_at(self, rate: float | None) -> int:
+        """The measured requests of the steps at a nominal rate (its SLO verdict's sample)."""
+        return sum(step.summary.n_measured for step in self.at_rate(rate))
+
     def rates_at(self, rate: float | None) -> tuple[float | None, float | None]:
         """(answered, offered) req/s at a nominal rate: the means over its steps, as the SLO
         verdict pools them (each step's schedule realizes the nominal rate to half a
@@ -325,7 +329,7 @@ class SearchResult:
         notes = list(self.notes)
         capacity_requests = None
         if capacity_rps is not None:
-            capacity_requests = sum(step.summary.n_measured for step in self.at_rate(slo_lo))
+            capacity_requests = self.requests_at(slo_lo)
             if quantile_ci_ranks(capacity_requests, 0.99, 0.95) is None:
                 notes.append(
                     f"the SLO verdict at the capacity rests on {capacity_requests} requests, too "
@@ -572,9 +576,11 @@ class Searcher:
         return True
 
     def _needs_repeat(self, rate: float) -> bool:
-        steps = self.result.at_rate(rate)
-        requests = sum(step.summary.n_measured for step in steps)
-        return len(steps) < 2 or requests < self.calibration.slo_verdict_requests
+        result = self.result
+        return (
+            len(result.at_rate(rate)) < 2
+            or result.requests_at(rate) < self.calibration.slo_verdict_requests
+        )
 
     def _slo_floor(self, first_rps: float) -> tuple[float, str]:
         """The lowest rate the SLO's downward search tries, and why: a fraction of the
@@ -600,14 +606,13 @@ class Searcher:
         if self._slo_bracket()[0] is not None:
             return True
         floor_rps, floor_why = self._slo_floor(first_rps)
-        steps = [step for step in result.steps if not step.discarded]
-        if not any(step.rate_rps <= floor_rps * (1.0 + 1e-9) for step in steps):
+        if min(steps_by_rate(result.steps), default=math.inf) > floor_rps * (1.0 + 1e-9):
             if not self._budget_left():
                 return False
             self.step(floor_rps, "slo")
             if self._slo_bracket()[0] is not None:
                 return True
-        lowest = min(step.rate_rps for step in result.steps if not step.discarded)
+        lowest = min(steps_by_rate(result.steps), default=floor_rps)
         result.unattainable = (
             f"unattainable: no step met p99 <= {self.calibration.slo_p99_ms:g} ms down to "
             f"{lowest:.3g} req/s ({floor_why})"

@@ -38,10 +38,11 @@ def true_capacity(settings: dict) -> float:
     return capacity
 
 
-def fake_measure(tuner, trial, *, screen=False, race_rate=None, common_rate=None):
+def fake_measure(tuner, trial, *, screen=False, race_rate=None, common_rate=None, searchable=True):
     """The real Tuner.measure's contract without a server: the screen predicts the capacity
     (10% low for a batching configuration, whose gain an unloaded probe cannot see); a failed
-    race bounds the capacity; a passed one (or none) measures it within the bracket."""
+    race bounds the capacity; a passed one (or none) measures it within the bracket, unless
+    the budget is spent (not `searchable`)."""
     capacity = true_capacity(trial.settings)
     trial.measured_s += 1.0
     if screen:
@@ -49,6 +50,8 @@ def fake_measure(tuner, trial, *, screen=False, race_rate=None, common_rate=None
         return trial
     if race_rate is not None and capacity < race_rate:
         trial.below_rps = race_rate
+    elif race_rate is not None and not searchable:
+        trial.outcome = "unsearched"
     else:
         trial.capacity_rps = capacity
         trial.capacity_low_rps = capacity / (1 + PRECISION / 2)
@@ -120,14 +123,33 @@ def test_a_spent_budget_stops_the_search_and_says_so(tuner_of, tmp_path, monkeyp
     assert len(table) < 6
     chosen = table[table["outcome"] == "chosen"].iloc[0]
     assert "budget spent" in chosen["note"]
-    # The first round (the variant as written and the 3 ablations) is in tuning.csv, raced or
-    # only screened.
-    assert set(table["role"]) >= {"start", "compared"}
-    assert (table["role"].isin(["start", "compared"])).sum() == 4
-    screened = table[table["outcome"] == "screened"]
-    assert len(screened) >= 1
-    assert screened["mg1_capacity_rps"].notna().all()
-    assert screened["note"].str.contains("not raced").all()
+    # The first round (the variant as written and the 3 ablations) is raced all the same, one
+    # step each past the budget: every one is searched, bounded by its race, or met the race
+    # and was left unsearched; no neighbour starts past the budget.
+    first_round = table[table["role"].isin(["start", "compared"])]
+    assert len(first_round) == 4
+    assert first_round["mg1_capacity_rps"].notna().all()
+    decided = first_round["capacity_rps"].notna() | first_round["capacity_below_rps"].notna()
+    assert (decided | (first_round["outcome"] == "unsearched")).all(), first_round
+    assert (table["role"] == "neighbour").sum() == 0
+
+
+def test_a_first_round_challenger_past_the_budget_that_meets_its_race_is_not_searched(
+    tuner_of, tmp_path, monkeypatch
+):
+    """Past the budget, a compared variant that meets the SLO at the incumbent's rate is left
+    unsearched (it might tie or win: only a search would tell) and says so; it is not chosen."""
+    clock = iter(range(0, 10_000, 100))
+    monkeypatch.setattr(tuning, "time", SimpleNamespace(monotonic=lambda: float(next(clock))))
+    # Every configuration as good as any other: each compared one meets its race.
+    monkeypatch.setitem(globals(), "true_capacity", lambda settings: 30.0)
+    tuner = tuner_of(budget_s=50)  # spent once the first incumbent is searched
+    tuned = tuner.run([])
+    table = pd.read_csv(tmp_path / "tuning.csv")
+    unsearched = table[table["outcome"] == "unsearched"]
+    assert len(unsearched) == 3, table
+    assert table.iloc[0]["outcome"] == "chosen"
+    assert tuned["provenance"]["trial"] == table.iloc[0]["trial"]
 
 
 def test_a_tie_goes_to_the_lower_p50_at_the_common_rate(tuner_of):
@@ -291,7 +313,9 @@ def test_the_stage_tunes_the_variant_served_on_this_machines_server_cores(target
     assert not tuning.TuningSettings.of(disabled).tunes(disabled)
 
 
-def unattainable_measure(tuner, trial, *, screen=False, race_rate=None, common_rate=None):
+def unattainable_measure(
+    tuner, trial, *, screen=False, race_rate=None, common_rate=None, searchable=True
+):
     """A CPU on which no configuration meets the SLO at any rate (its service-time tail alone
     exceeds it): the whole search answers saturation only, a race step fails the SLO, and the
     p50 at the common rate is known (lowest: onnx-int8 without batching, gc.freeze on)."""

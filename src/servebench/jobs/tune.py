@@ -265,11 +265,14 @@ class Tuner:
         screen: bool = False,
         race_rate: float | None = None,
         common_rate: float | None = None,
+        searchable: bool = True,
     ) -> Trial:
         """Serve the trial's configuration and measure it: its unloaded service times (and,
         with `screen`, only those: the M/G/1 capacity they predict); else one step at
-        `race_rate` and the whole search when it meets the SLO there (or when there is no
-        race yet); then one step at `common_rate` unless the race step was at it."""
+        `race_rate` and, when it meets the SLO there and `searchable`, the whole search (with
+        no race yet, the first incumbent's: never cut by the budget, its answers set every
+        challenger's race rate); then one step at `common_rate` unless the race step was at
+        it."""
         started = time.monotonic()
         folder = self.out_dir / (f"{trial.name}-screen" if screen else trial.name)
         target = dataclasses.replace(
@@ -288,9 +291,13 @@ class Tuner:
                 measured_cpus=self.target.cpus + self.generator.cpus,
                 server_alive=deployment.alive,
                 foreign_cpu_max_percent=measurement["foreign_cpu_max_percent"],
-                # The budget bounds a search already started too (on a slow machine one
-                # search at low rates can take longer than the whole budget).
-                deadline_monotonic=self.started + self.tuning.budget_s,
+                # The budget bounds a challenger's search already started too (on a slow
+                # machine one search at low rates can take longer than the whole budget); the
+                # first incumbent's is whole: cut, its capacity rested on a few hundred
+                # requests (a study at acd37bd: 342) and so did every race against it.
+                deadline_monotonic=(
+                    None if race_rate is None else self.started + self.tuning.budget_s
+                ),
             )
             searcher.probe_unloaded()
             service_ms = np.array(searcher.result.unloaded_ms, dtype=float)
@@ -299,7 +306,7 @@ class Tuner:
             if screen:
                 trial.mg1_capacity_rps = mg1_capacity_rps(service_ms, self.calibration.slo_p99_ms)
             else:
-                self._race_and_search(trial, searcher, race_rate, common_rate)
+                self._race_and_search(trial, searcher, race_rate, common_rate, searchable)
         trial.measured_s += time.monotonic() - started
         return trial
 
@@ -309,13 +316,18 @@ class Tuner:
         searcher: Searcher,
         race_rate: float | None,
         common_rate: float | None,
+        searchable: bool,
     ) -> None:
         whole = race_rate is None
         if race_rate is not None:
             race = searcher.step(race_rate, "race")
-            whole = race.meets_slo
-            if not whole:
+            whole = race.meets_slo and searchable
+            if not race.meets_slo:
                 trial.below_rps = race_rate
+            elif not searchable:
+                trial.outcome = "unsearched"
+                unsearched = f"met the SLO at the incumbent's {race_rate:.4g} req/s; not searched"
+                trial.note = "; ".join(filter(None, [trial.note, unsearched + ": budget spent"]))
             if common_rate is not None and math.isclose(race_rate, common_rate):
                 self._common(trial, race, common_rate)
         if whole:
@@ -390,23 +402,36 @@ class Tuner:
             for candidate in neighbours(incumbent.settings, tuning, runtimes, cores, slo_ms)
             if knobs(candidate, cores) not in tried
         ]
+        budget_noted = False
         while queue:
-            if self._spent():
-                left = len({knobs(item[2], cores) for item in queue} - tried) + sum(
-                    1 for item in queue if item[3] is not None
-                )
-                incumbent.note = "; ".join(
-                    filter(None, [incumbent.note, f"budget spent: {left} candidates not raced"])
-                )
-                break
+            within_budget = not self._spent()
+            if not within_budget:
+                # The first round (the variant as written, the compared variants) is raced
+                # whatever the budget, one step each: the claim that the tuned variant is at
+                # least as good as each rests on it. Neighbours wait for budget.
+                left = len({knobs(item[2], cores) for item in queue if item[3] is None} - tried)
+                if left and not budget_noted:
+                    spent = f"budget spent: {left} candidates not raced"
+                    incumbent.note = "; ".join(filter(None, [incumbent.note, spent]))
+                    budget_noted = True
+                queue = [item for item in queue if item[3] is not None]
+                if not queue:
+                    break
             _, role, settings, trial = queue.pop(0)
             if trial is None:
                 if knobs(settings, cores) in tried:
                     continue
                 tried.add(knobs(settings, cores))
                 trial = Trial(f"t{next(names):02d}", role, settings)
-            self.measure(trial, race_rate=self._race_rate(incumbent), common_rate=common_rate)
+            self.measure(
+                trial,
+                race_rate=self._race_rate(incumbent),
+                common_rate=common_rate,
+                searchable=within_budget,
+            )
             self.trials.append(trial)
+            if trial.outcome == "unsearched":
+                continue
             if self._beats(trial, incumbent):
                 trial.outcome = "won"
                 incumbent.outcome = "beaten"
@@ -418,12 +443,6 @@ class Tuner:
                 ]
             else:
                 trial.outcome = "lost"
-        # The first round's configurations the budget left unraced: their screen counts too.
-        for trial in first:
-            if not any(trial is tried_trial for tried_trial in self.trials):
-                trial.outcome = "screened"
-                trial.note = "; ".join(filter(None, [trial.note, "not raced: budget spent"]))
-                self.trials.append(trial)
         for trial in self.trials:
             if trial is incumbent:
                 trial.outcome = "chosen"

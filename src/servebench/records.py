@@ -69,6 +69,9 @@ class RunSummary:
     # The same test of the drawn schedule's own measured gaps: a seed's draw fails it at the
     # test's level by chance, which is no fault of the generator.
     schedule_ks_pvalue: float | None = None
+    # The realized gaps against the drawn schedule's (arrivals.send_ks_test): the validity rule.
+    send_ks_statistic: float | None = None
+    send_ks_pvalue: float | None = None
     # send lag, latency from the schedule, service time from the send (ms)
     send_lag_p50_ms: float | None = None
     send_lag_p90_ms: float | None = None

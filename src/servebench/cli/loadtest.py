@@ -52,7 +52,7 @@ VALIDITY_OPTIONS = (
         "ks_alpha",
         float,
         "ALPHA",
-        "significance level of the KS test against the target law",
+        "significance level of the KS test of the realized against the drawn interarrivals",
     ),
     (
         "--ks-resolution-ms",

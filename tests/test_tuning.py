@@ -363,3 +363,21 @@ def test_with_the_slo_unattainable_everywhere_the_lower_p50_wins_at_one_step_eac
     table = pd.read_csv(tmp_path / "tuning.csv")
     assert list(table["outcome"]).count("chosen") == 1
     assert not table["configuration"].duplicated().any()
+
+
+def test_a_challenger_whose_search_the_budget_cut_is_not_chosen(tuner_of):
+    """A challenger that met the SLO at its race step and whose search then reached the
+    budget ties on a few steps at best: it is `unsearched`, never the new incumbent."""
+    from servebench.jobs.calibrate import SearchResult
+    from servebench.records import RunSummary
+
+    tuner = tuner_of()
+    race = SimpleNamespace(
+        meets_slo=True, summary=RunSummary(latency_p50_ms=10.0, latency_all_p99_ms=50.0)
+    )
+    result = SearchResult(stopped_at_deadline=True)
+    searcher = SimpleNamespace(step=lambda rate, phase: race, search=lambda: result, result=result)
+    trial = tuning.Trial("t01", "neighbour", variant_settings(load_config(), "optimized"))
+    tuner._race_and_search(trial, searcher, 20.0, 20.0, True)
+    assert trial.outcome == "unsearched"
+    assert "cut short" in trial.note

@@ -264,6 +264,7 @@ class SearchResult:
     unattainable: str | None = None
     confirmed: bool = False
     search_s: float = 0.0
+    stopped_at_deadline: bool = False  # cut short by deadline_monotonic (the tuning's budget)
 
     def at_rate(self, rate: float | None) -> list[Step]:
         """The steps at a nominal rate (a repeat, where there is one, among them)."""
@@ -519,6 +520,7 @@ class Searcher:
         result, max_steps = self.result, self.calibration.max_steps
         deadline = self.deadline_monotonic
         if deadline is not None and time.monotonic() >= deadline:
+            result.stopped_at_deadline = True
             if not any("time budget" in note for note in result.notes):
                 result.notes.append(
                     f"the search stopped at its time budget after {len(result.steps)} steps"

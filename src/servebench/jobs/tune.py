@@ -138,6 +138,10 @@ class Trial:
     note: str = ""
     steps: list[Step] = field(default_factory=list, repr=False)
 
+    def add_note(self, *parts: str | None) -> None:
+        """Append to the note (tuning.csv's `note`), `; `-separated, skipping empty parts."""
+        self.note = "; ".join(filter(None, [self.note, *parts]))
+
     def row(self) -> dict[str, Any]:
         batching = self.settings["batching"]
         return {
@@ -327,7 +331,7 @@ class Tuner:
             elif not searchable:
                 trial.outcome = "unsearched"
                 unsearched = f"met the SLO at the incumbent's {race_rate:.4g} req/s; not searched"
-                trial.note = "; ".join(filter(None, [trial.note, unsearched + ": budget spent"]))
+                trial.add_note(unsearched + ": budget spent")
             if common_rate is not None and math.isclose(race_rate, common_rate):
                 self._common(trial, race, common_rate)
         if whole:
@@ -342,9 +346,7 @@ class Tuner:
             trial.saturation_rps = answers["saturation_rps"]
             trial.capacity_rps = answers["capacity_rps"]
             trial.capacity_low_rps, trial.capacity_high_rps = answers["capacity_bracket_rps"]
-            trial.note = "; ".join(
-                filter(None, [trial.note, answers["capacity_unattainable"], *answers["notes"]])
-            )
+            trial.add_note(answers["capacity_unattainable"], *answers["notes"])
         if common_rate is None:  # the first incumbent: the common rate is its race rate
             common_rate = self._race_rate(trial) or 0.5 * (trial.saturation_rps or 0.0)
         if common_rate > 0 and trial.common_p50_ms is None:
@@ -419,7 +421,7 @@ class Tuner:
                 left = len({knobs(item[2], cores) for item in queue if item[3] is None} - tried)
                 if left and not budget_noted:
                     spent = f"budget spent: {left} candidates not raced"
-                    incumbent.note = "; ".join(filter(None, [incumbent.note, spent]))
+                    incumbent.add_note(spent)
                     budget_noted = True
                 queue = [item for item in queue if item[3] is not None]
                 if not queue:

@@ -44,6 +44,7 @@ BUNDLED = {
 }
 RUNTIME_MODULES = (
     "servebench/loadgen/locustfile.py",
+    "servebench/loadgen/sleeper.py",
     "servebench/loadgen/testserver.py",
     "servebench/py.typed",
 )

@@ -20,7 +20,6 @@ whose line reached the master, i.e. all but at most the last half second's).
 from __future__ import annotations
 
 import csv
-import ctypes
 import json
 import os
 import time
@@ -32,7 +31,9 @@ from locust import FastHttpUser, events, task
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
-# servebench.records imports nothing but the standard library (nothing that gevent would break).
+# servebench.records imports nothing but the standard library (nothing that gevent would break),
+# servebench.loadgen.sleeper nothing but gevent.
+from servebench.loadgen.sleeper import PreciseSleeper
 from servebench.records import LOG_COLUMNS
 
 PLAN_PATH = os.environ["SERVEBENCH_PLAN"]
@@ -150,57 +151,6 @@ def _on_test_start(environment, **_kwargs) -> None:  # noqa: ANN001
     runner.send_message("servebench_start", {"t0_wall": time.time() + PLAN["start_lead_s"]})
 
 
-class _itimerspec(ctypes.Structure):
-    _fields_ = [
-        ("interval_s", ctypes.c_long),
-        ("interval_ns", ctypes.c_long),
-        ("value_s", ctypes.c_long),
-        ("value_ns", ctypes.c_long),
-    ]
-
-
-class PreciseSleeper:
-    """Sleep until an absolute time.monotonic() deadline with ~0.1 ms precision, yielding to
-    other greenlets. gevent's own timers round every wait up to a whole millisecond (the epoll
-    timeout), which quantizes sends to a 1 ms grid and distorts interarrivals at high rates;
-    a Linux timerfd armed at the deadline (CLOCK_MONOTONIC, the clock behind time.monotonic)
-    wakes the event loop as soon as it fires. Elsewhere it falls back to gevent.sleep."""
-
-    CLOCK_MONOTONIC = 1
-    TFD_TIMER_ABSTIME = 1
-    TFD_NONBLOCK_CLOEXEC = 0o4000 | 0o2000000
-
-    def __init__(self) -> None:
-        self.fd = -1
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            self._settime = libc.timerfd_settime
-            self.fd = libc.timerfd_create(self.CLOCK_MONOTONIC, self.TFD_NONBLOCK_CLOEXEC)
-        except (OSError, AttributeError):
-            return
-        if self.fd >= 0:
-            self._hub = gevent.get_hub()
-            self._watcher = self._hub.loop.io(self.fd, 1)
-            self._spec = _itimerspec()
-
-    def sleep_until(self, deadline: float) -> None:
-        delay = deadline - clock()
-        if delay <= 0:
-            return
-        if self.fd < 0:
-            gevent.sleep(delay)
-            return
-        seconds = int(deadline)
-        self._spec.value_s = seconds
-        self._spec.value_ns = max(int((deadline - seconds) * 1e9), 1)
-        self._settime(self.fd, self.TFD_TIMER_ABSTIME, ctypes.byref(self._spec), None)
-        self._hub.wait(self._watcher)
-        try:
-            os.read(self.fd, 8)
-        except BlockingIOError:
-            pass
-
-
 def classify(status: int, error: BaseException | None) -> str:
     """ok / rejected / failed / timeout. A status means the server answered (Locust also sets
     an error for a non-2xx status); no status means the request got no answer."""
@@ -267,7 +217,8 @@ class OpenLoopUser(FastHttpUser):
         scheduled = PLAN["scheduled_s"]
         payloads = PLAN["payload_index"]
         mine = range(self.worker, len(scheduled), PLAN["workers"])
-        sleep_until = PreciseSleeper().sleep_until
+        sleeper = PreciseSleeper()
+        sleep_until = sleeper.sleep_until
         sleep_until(t0)
         reporter = gevent.spawn(self._report_status)
         cpu_start = time.process_time()
@@ -288,6 +239,7 @@ class OpenLoopUser(FastHttpUser):
             worker=self.worker,
             planned=len(mine),
             in_flight_at_end=self.pending,
+            timer_backup_wakeups=sleeper.backup_wakeups,
             sending_cpu_s=sending_cpu_s,
             sending_wall_s=sending_wall_s,
             cpu_percent=100.0 * sending_cpu_s / sending_wall_s if sending_wall_s > 0 else None,

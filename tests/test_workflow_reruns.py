@@ -194,7 +194,7 @@ def test_the_tuning_reports_and_a_pinned_variant_is_served_as_written(finished_s
 
     tuned = json.loads((finished_study / "tuning" / "tuned.json").read_text())
     record = json.loads((finished_study / "bentos" / "optimized.json").read_text())
-    config = load_config(Path(__file__).parents[1] / ".test" / "config.yaml")
+    config = load_config(REPO_ROOT / ".test" / "config.yaml")
     assert config["tuning"]["pin"] is True
     for key, value in variant_settings(config, "optimized").items():
         if key in tuned["settings"]:

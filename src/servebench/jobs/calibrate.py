@@ -520,8 +520,8 @@ class Searcher:
         result, max_steps = self.result, self.calibration.max_steps
         deadline = self.deadline_monotonic
         if deadline is not None and time.monotonic() >= deadline:
-            result.stopped_at_deadline = True
-            if not any("time budget" in note for note in result.notes):
+            if not result.stopped_at_deadline:
+                result.stopped_at_deadline = True
                 result.notes.append(
                     f"the search stopped at its time budget after {len(result.steps)} steps"
                 )

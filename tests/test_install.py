@@ -45,6 +45,7 @@ BUNDLED = {
 RUNTIME_MODULES = (
     "servebench/loadgen/locustfile.py",
     "servebench/loadgen/sleeper.py",
+    "servebench/loadgen/writer.py",
     "servebench/loadgen/testserver.py",
     "servebench/py.typed",
 )

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from loadgen_tolerance import SEND_LAG_P99_MAX_MS
 
 from servebench import arrivals
 from servebench.loadgen import run_loadtest
+from servebench.loadgen.runner import REPORTS_SCRATCH_PREFIX, _collect_reports, _reports_scratch
 from servebench.records import RunSummary
 from servebench.settings import LoadgenSettings
 
@@ -391,6 +393,11 @@ def test_a_driver_killed_by_sigkill_leaves_no_locust_process(server, payloads, t
         driver.wait(timeout=10)
         _, alive = psutil.wait_procs(children, timeout=15)
         assert alive == [], f"Locust outlived its driver: {alive}"
+        # Its Locust reports' scratch folder in RAM is removed by the next run's driver.
+        scratch = list(Path("/dev/shm").glob(f"{REPORTS_SCRATCH_PREFIX}{driver.pid}-*"))
+        if scratch:
+            _collect_reports(_reports_scratch(tmp_path), tmp_path)
+            assert not any(path.exists() for path in scratch)
     finally:
         driver.kill()
         for child in children:

@@ -12,9 +12,11 @@ file with the master, which writes every raw/requests_worker<w>.csv and status_w
 Timeline: the master (or the single local runner) picks a common start time t0 a moment ahead
 and sends it to every worker (a Locust custom message). Worker w of N sends the requests whose
 global index i has i % N == w, each at t0 + scheduled_s[i] in its own greenlet, so a slow
-answer never delays a later send. Each request is logged when it ends, one CSV line flushed
-at once, so a run cut short keeps every request that completed (distributed: every request
-whose line reached the master, i.e. all but at most the last half second's).
+answer never delays a later send. Each request is logged when it ends: its CSV line goes at once to
+a thread that writes it, line-buffered, off the event loop (servebench.loadgen.writer: a file
+system call can block for hundreds of ms), so a run cut short keeps every request that
+completed (distributed: every request whose line reached the master, i.e. all but at most the
+last half second's).
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
 # servebench.records imports nothing but the standard library (nothing that gevent would break),
-# servebench.loadgen.sleeper nothing but gevent.
+# servebench.loadgen.sleeper and .writer nothing but gevent.
 from servebench.loadgen.sleeper import PreciseSleeper
+from servebench.loadgen.writer import QueuedFile, WriterThread
 from servebench.records import LOG_COLUMNS
 
 PLAN_PATH = os.environ["SERVEBENCH_PLAN"]
@@ -186,7 +189,9 @@ class OpenLoopUser(FastHttpUser):
         self.log_file = open(  # noqa: SIM115
             log_name, "w", encoding="utf-8", newline="", buffering=1, opener=_in_log_dir
         )
-        self.log = csv.writer(self.log_file, lineterminator="\n")
+        # Every file write (log lines, status files) by one thread of its own, in order.
+        self.writer = WriterThread()
+        self.log = csv.writer(QueuedFile(self.writer, self.log_file), lineterminator="\n")
         self.log.writerow(LOG_COLUMNS)
         self.status_name = f"status_worker{self.worker}.json"
         # A worker sends its lines and counters to the master (its own log is a local copy).
@@ -247,7 +252,8 @@ class OpenLoopUser(FastHttpUser):
             finished=True,
         )
         self._write_status(result)
-        self.log_file.flush()
+        self.writer.call(self.log_file.flush)
+        self.writer.drain(timeout_s=PLAN["timeout_s"] + 5.0)
         if self.remote:  # the last lines first: the master writes them before the counters
             self._send_rows(result)
         self.environment.runner.send_message("servebench_done", result)
@@ -341,7 +347,12 @@ class OpenLoopUser(FastHttpUser):
             t0_wall=_start["t0_wall"],
             updated_s=clock() - _start["t0_mono"],
         )
-        temporary = self.status_name + ".tmp"
-        with open(temporary, "w", encoding="utf-8", opener=_in_log_dir) as file:
-            json.dump(status, file)
-        os.replace(temporary, self.status_name, src_dir_fd=LOG_DIR_FD, dst_dir_fd=LOG_DIR_FD)
+        self.writer.call(_replace_json, self.status_name, status)
+
+
+def _replace_json(name: str, content: dict) -> None:
+    """Replace file `name` in the log folder by `content`, atomically (readers never see half)."""
+    temporary = name + ".tmp"
+    with open(temporary, "w", encoding="utf-8", opener=_in_log_dir) as file:
+        json.dump(content, file)
+    os.replace(temporary, name, src_dir_fd=LOG_DIR_FD, dst_dir_fd=LOG_DIR_FD)

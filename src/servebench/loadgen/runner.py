@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+import psutil
 
 from servebench import arrivals
 from servebench import cpus as cpu_lists
@@ -247,9 +249,15 @@ def run_loadtest(
 
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     run_time_s = math.ceil(START_LEAD_S[mode] + schedule.horizon_s + timeout_s + RUN_TIME_MARGIN_S)
-    processes = _start_locust(
-        out, plan_path, host, workers, cpu_list, run_time_s, master_bind, locust_reports
-    )
+    reports_dir = _reports_scratch(out) if locust_reports else None
+    try:
+        processes = _start_locust(
+            out, plan_path, host, workers, cpu_list, run_time_s, master_bind, reports_dir
+        )
+    except BaseException:
+        if reports_dir is not None:
+            _collect_reports(reports_dir, out)
+        raise
     monitor = (
         ProgressMonitor(raw_dir, len(schedule), sys.stderr, progress_interval_s, run_id)
         if progress
@@ -279,6 +287,8 @@ def run_loadtest(
             os.sched_setaffinity(0, previous_affinity)
         if monitor is not None:
             monitor.close()
+        if reports_dir is not None:
+            _collect_reports(reports_dir, out)
 
     if not interrupted and exit_code != 0 and not any(raw_dir.glob("requests_worker*.csv")):
         tail = (out / "locust.out").read_text(errors="replace").strip().splitlines()[-15:]
@@ -365,6 +375,33 @@ def _sigterm_as_interrupt() -> Any:
     return signal.signal(signal.SIGTERM, interrupt)
 
 
+REPORTS_SCRATCH_PREFIX = "servebench-locust-"  # + the driver's PID + "-"
+
+
+def _reports_scratch(out: Path) -> Path:
+    """Where Locust writes its reports while it runs: a folder in RAM (/dev/shm) where there
+    is one, moved into `out` when it ends (_collect_reports). Locust rewrites and truncates
+    its CSVs every second in the event loop's thread, and a file system call on disk can block
+    that loop (so every send) for hundreds of ms; on tmpfs it does not wait for a disk."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        return out
+    # Those of drivers that died without collecting them (SIGKILL) would hold RAM forever.
+    for stale in shm.glob(f"{REPORTS_SCRATCH_PREFIX}*"):
+        pid = stale.name.removeprefix(REPORTS_SCRATCH_PREFIX).split("-")[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{REPORTS_SCRATCH_PREFIX}{os.getpid()}-", dir=shm))
+
+
+def _collect_reports(reports_dir: Path, out: Path) -> None:
+    if reports_dir == out:
+        return
+    for path in reports_dir.iterdir():
+        shutil.move(path, out / path.name)
+    reports_dir.rmdir()
+
+
 def _start_locust(
     out: Path,
     plan_path: Path,
@@ -373,22 +410,25 @@ def _start_locust(
     cpus: list[int] | None,
     run_time_s: int,
     master_bind: tuple[str, int] | None = None,
-    locust_reports: bool = True,
+    reports_dir: Path | None = None,
 ) -> list[subprocess.Popen]:
+    """Locust's processes; its reports (CSVs and HTML) into `reports_dir`, none without one."""
     env = _locust_env()
     env["SERVEBENCH_PLAN"] = str(plan_path.resolve())
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", host]
-    reports = [
-        "--csv",
-        str((out / "locust").resolve()),
-        "--html",
-        str((out / "locust_report.html").resolve()),
-    ]
+    reports = []
+    if reports_dir is not None:
+        reports = [
+            "--csv",
+            str((reports_dir / "locust").resolve()),
+            "--html",
+            str((reports_dir / "locust_report.html").resolve()),
+        ]
     run_options = [
         "--headless",
         "--run-time",
         f"{run_time_s}s",
-        *(reports if locust_reports else []),
+        *reports,
         "--exit-code-on-error",
         "0",
         "--only-summary",

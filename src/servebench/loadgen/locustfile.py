@@ -12,9 +12,9 @@ file with the master, which writes every raw/requests_worker<w>.csv and status_w
 Timeline: the master (or the single local runner) picks a common start time t0 a moment ahead
 and sends it to every worker (a Locust custom message). Worker w of N sends the requests whose
 global index i has i % N == w, each at t0 + scheduled_s[i] in its own greenlet, so a slow
-answer never delays a later send. Each request is logged when it ends: its CSV line goes at once to
-a thread that writes it, line-buffered, off the event loop (servebench.loadgen.writer: a file
-system call can block for hundreds of ms), so a run cut short keeps every request that
+answer never delays a later send. Each request is logged when it ends: its CSV line goes at
+once to a thread that writes it, line-buffered, off the event loop (servebench.loadgen.writer:
+a file system call can block for hundreds of ms), so a run cut short keeps every request that
 completed (distributed: every request whose line reached the master, i.e. all but at most the
 last half second's).
 """

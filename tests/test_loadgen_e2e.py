@@ -232,9 +232,12 @@ def test_two_workers_reproduce_the_single_worker_schedule(server, payloads, tmp_
     for summary in (one, two):
         assert summary.valid, summary.invalid_reasons
         assert summary.ks_pvalue > 0.01
-    # Within the generator's own CV rule (loadgen.validity.cv_tolerance, 10 %): on a busy host
-    # the one-worker run's sends realized CV 2.13 and the two workers' 1.97 (CI, 2026-12-01).
-    assert two.realized_cv == pytest.approx(one.realized_cv, rel=0.10)
+    # Each run's sends realize the drawn schedule's CV within the generator's own rule
+    # (loadgen.validity.cv_tolerance, 10 %). Not the two runs against each other: send jitter
+    # moves each by up to the tolerance, in either direction (CI: 2.15 and 1.93, both valid).
+    assert one.schedule_cv == two.schedule_cv
+    for summary in (one, two):
+        assert summary.realized_cv == pytest.approx(summary.schedule_cv, rel=0.10)
     assert two.achieved_rate_rps == pytest.approx(one.achieved_rate_rps, rel=0.01)
     assert set(two.generator_cpu_percent_by_worker) == {"0", "1"}
     stats = pd.read_csv(tmp_path / "w2" / "locust_stats.csv").set_index("Name")

@@ -1,9 +1,15 @@
 """How precise the calibration search's capacity at the SLO is on the simulated M/D/1 queue of
 tests/test_calibration.py (SimulatedMD1Searcher), for a step size and the requests the ends
 of the SLO bracket are repeated to: the percentiles of capacity / truth over seeded searches
-and the share within 0.90-1.05 x. docs/analysis.md quotes its output.
+and the share within 0.90-1.05 x. With --paired, each seed is searched twice from unloaded
+p50s drawn apart (as two searches of one server start): the percentiles of the second
+capacity / the first, and the share at least 0.95 x. --seed-by position seeds each step by
+its place in the search, as before common random numbers (Searcher.step_seed).
+docs/analysis.md quotes its output.
 
     .venv/bin/python tests/md1_search_precision.py --step-requests 800 --verdict-requests 6400
+    .venv/bin/python tests/md1_search_precision.py --step-requests 200 --verdict-requests 800 \
+        --searches 200 --paired --seed-by position
 """
 
 from __future__ import annotations
@@ -27,7 +33,15 @@ from test_calibration import (  # noqa: E402
     md1_slo_capacity,
 )
 
+from servebench.matrix import derived_seed  # noqa: E402
 from servebench.settings import LoadgenSettings  # noqa: E402
+
+
+class SeededByPosition(SimulatedMD1Searcher):
+    """Each step seeded by its place in the search (no common random numbers)."""
+
+    def step_seed(self, rate: float) -> int:
+        return derived_seed(self.seed, "calibration", len(self.result.steps))
 
 
 def main() -> None:
@@ -35,6 +49,8 @@ def main() -> None:
     parser.add_argument("--step-requests", type=int, default=800)
     parser.add_argument("--verdict-requests", type=int, default=6400)
     parser.add_argument("--searches", type=int, default=300)
+    parser.add_argument("--paired", action="store_true", help="two searches a seed")
+    parser.add_argument("--seed-by", choices=("rate", "position"), default="rate")
     args = parser.parse_args()
     calibration = dataclasses.replace(
         fifo_calibration(),
@@ -42,30 +58,45 @@ def main() -> None:
         slo_verdict_requests=args.verdict_requests,
     )
     truth = md1_slo_capacity(SLO_MS / 1000, SERVICE_MS / 1000)
-    fractions, measured_s, confirmed = [], [], []
+    searcher_class = SimulatedMD1Searcher if args.seed_by == "rate" else SeededByPosition
+    fractions, measured_s, confirmed, ratios = [], [], [], []
     with tempfile.TemporaryDirectory() as folder:
         payloads = Path(folder) / "payloads.csv"
         payloads.write_text("text\nhello\n")
         for seed in range(args.searches):
-            searcher = SimulatedMD1Searcher(
-                "http://127.0.0.1:9", payloads, calibration, LoadgenSettings.with_defaults(),
-                Path(folder), seed=seed,
-            )  # fmt: skip
-            searcher.unloaded_p50_ms = float(np.random.default_rng(seed).uniform(5.2, 6.0))
-            answers = searcher.search().answers(calibration)
-            fractions.append(answers["capacity_rps"] / truth)
+            draws = np.random.default_rng(seed).uniform(5.2, 6.0, 2 if args.paired else 1)
+            capacities = []
+            for unloaded_p50_ms in draws:
+                searcher = searcher_class(
+                    "http://127.0.0.1:9", payloads, calibration, LoadgenSettings.with_defaults(),
+                    Path(folder), seed=seed,
+                )  # fmt: skip
+                searcher.unloaded_p50_ms = float(unloaded_p50_ms)
+                answers = searcher.search().answers(calibration)
+                capacities.append(answers["capacity_rps"])
+            fractions.append(capacities[0] / truth)
             confirmed.append(answers["capacity_confirmed"])
             measured_s.append(sum(step.duration_s for step in searcher.result.steps))
+            if args.paired:
+                ratios.append(capacities[1] / capacities[0])
     fractions = np.array(fractions)
     low, high = CAPACITY_BOUNDS
     inside = np.mean((fractions >= low) & (fractions <= high))
     percentiles = np.percentile(fractions, [1, 50, 99]).round(3)
     print(
         f"steps of {args.step_requests}, ends to {args.verdict_requests}, {args.searches} "
-        f"searches: 1st/50th/99th percentile {' / '.join(map(str, percentiles))} x, "
-        f"{inside:.1%} within {low}-{high} x, {np.mean(confirmed):.1%} confirmed, "
-        f"median {np.median(measured_s):.0f} measured s a search"
+        f"searches seeded by {args.seed_by}: 1st/50th/99th percentile "
+        f"{' / '.join(map(str, percentiles))} x, {inside:.1%} within {low}-{high} x, "
+        f"{np.mean(confirmed):.1%} confirmed, median {np.median(measured_s):.0f} measured s a "
+        "search"
     )
+    if args.paired:
+        ratios = np.array(ratios)
+        paired = np.percentile(ratios, [1, 50, 99]).round(3)
+        print(
+            f"second search / first, same seed: 1st/50th/99th percentile "
+            f"{' / '.join(map(str, paired))} x, {np.mean(ratios >= 0.95):.1%} at least 0.95 x"
+        )
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@
   error.
 
 The search starts from the server's own unloaded service time (a few requests sent one after
-another), not from a fixed rate, so it works on any machine: the first step offers
-`start_utilization` of what one request at a time could do. It ramps geometrically
+another), not from a fixed rate, so it works on any machine: the first step offers about
+`start_utilization` of what one request at a time could do (the nearest power of `ramp_factor`
+req/s, so that searches step through one grid of rates and each rate draws the same seeded
+arrivals in every search: step_seed). It ramps geometrically
 (`ramp_factor`) to the first step that does not keep up, then bisects (geometric midpoints)
 each bracket, [last pass, first fail], until its ends are within `bracket_precision`. Each
 step is an open-loop Poisson load test that holds at least `min_step_requests` measured
@@ -81,6 +83,11 @@ MAX_CONFIRMATIONS = 10
 SERVER_DIED = "the server died"
 # Most measurements of one step whose measurement failed (other processes on the cores).
 MAX_REMEASURES = 3
+
+
+def grid_rate(rate: float, factor: float) -> float:
+    """The power of `factor` (req/s) nearest `rate` on a log scale."""
+    return float(factor ** round(math.log(rate, factor)))
 
 
 @dataclass
@@ -430,6 +437,17 @@ class Searcher:
             )
         return p50_ms
 
+    def step_seed(self, rate: float) -> int:
+        """The seed of the next step at `rate`: the k-th step at a rate draws the k-th stream
+        of that rate, whatever the steps before it. Two searches that step through the same
+        rates (their ramps start on the same power of `ramp_factor`: search) draw the same
+        arrivals and payloads at each: common random numbers, so that the tuning's
+        configurations, and the study's calibration of the one it chose, differ in their
+        verdicts by the server, not by which bursts their schedules held. Within a search,
+        every rate and every repeat draws a stream of its own."""
+        earlier = sum(1 for step in self.result.steps if step.rate_rps == rate)
+        return derived_seed(self.seed, "calibration", f"{rate:.6g}", earlier)
+
     def step(self, rate: float, phase: str) -> Step:
         """One step at `rate`; a step whose measurement failed is kept, discarded and run again
         (at most MAX_REMEASURES times; step_discarded)."""
@@ -443,7 +461,7 @@ class Searcher:
     def _measure(self, rate: float, phase: str, last_try: bool = True) -> Step:
         calibration, result = self.calibration, self.result
         index = len(result.steps)
-        seed = derived_seed(self.seed, "calibration", index)
+        seed = self.step_seed(rate)
         # The step's seeded Poisson stream, scaled so that its measured part offers `rate`
         # (a bracket of nominal rates whose steps offered +-10 % is no bracket).
         schedule_rate_rps, duration_s = rate_realizing(
@@ -627,8 +645,10 @@ class Searcher:
         calibration, result = self.calibration, self.result
         p50_ms = self.unloaded_p50_ms or self.probe_unloaded()
         steps = result.steps
-        # Ramp up to the first step that does not keep up (down, when even the first does not).
-        first = calibration.start_utilization * 1000.0 / p50_ms
+        # Ramp up to the first step that does not keep up (down, when even the first does not),
+        # from the power of ramp_factor nearest start_utilization of the unloaded speed: on
+        # one grid of rates for every search (step_seed).
+        first = grid_rate(calibration.start_utilization * 1000.0 / p50_ms, calibration.ramp_factor)
         while self._budget_left():
             lo, hi = bracket(steps, keeps_up_at)
             if lo is not None and hi is not None:

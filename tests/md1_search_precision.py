@@ -28,20 +28,13 @@ from test_calibration import (  # noqa: E402
     CAPACITY_BOUNDS,
     SERVICE_MS,
     SLO_MS,
+    SeededByPosition,
     SimulatedMD1Searcher,
     fifo_calibration,
     md1_slo_capacity,
 )
 
-from servebench.matrix import derived_seed  # noqa: E402
 from servebench.settings import LoadgenSettings  # noqa: E402
-
-
-class SeededByPosition(SimulatedMD1Searcher):
-    """Each step seeded by its place in the search (no common random numbers)."""
-
-    def step_seed(self, rate: float) -> int:
-        return derived_seed(self.seed, "calibration", len(self.result.steps))
 
 
 def main() -> None:

@@ -33,7 +33,8 @@ import numpy as np
 import pytest
 
 from servebench.config import load_config
-from servebench.jobs.calibrate import Searcher, Step, judge_step, search_capacity
+from servebench.jobs.calibrate import Searcher, Step, grid_rate, judge_step, search_capacity
+from servebench.matrix import derived_seed
 from servebench.net import free_port, http_get
 from servebench.quantiles import quantile
 from servebench.records import RunSummary
@@ -272,6 +273,45 @@ class SimulatedMD1Searcher(Searcher):
         step.latencies_all_ms = latencies_ms
         self.result.steps.append(step)
         return step
+
+
+class SeededByPosition(SimulatedMD1Searcher):
+    """Each step seeded by its place in the search, as before common random numbers."""
+
+    def step_seed(self, rate: float) -> int:
+        return derived_seed(self.seed, "calibration", len(self.result.steps))
+
+
+def test_searches_from_one_seed_meet_the_same_arrivals_at_each_rate(tmp_path):
+    """Common random numbers (Searcher.step_seed): two searches of the simulated queue from
+    one seed, whose unloaded p50s (5.0 and 6.0 ms) start their ramps one grid rate apart
+    (128 and 64 req/s), step through the same rates from 128 on and answer the same capacity.
+    Seeded by position in the search, the extra step shifts every later seed and the answers
+    differ."""
+    assert grid_rate(0.5 * 1000 / 5.0, 2.0) == 128.0
+    assert grid_rate(0.5 * 1000 / 6.0, 2.0) == 64.0
+    payloads = tmp_path / "payloads.csv"
+    payloads.write_text("text\nhello\n")
+    calibration = fifo_calibration()
+    generator = LoadgenSettings.with_defaults()
+    answers = {}
+    for searcher_class in (SimulatedMD1Searcher, SeededByPosition):
+        for p50_ms in (5.0, 6.0):
+            searcher = searcher_class(
+                "http://127.0.0.1:9", payloads, calibration, generator, tmp_path, seed=3
+            )
+            searcher.unloaded_p50_ms = p50_ms
+            result = searcher.search()
+            rates = [step.rate_rps for step in result.steps]
+            answers[searcher_class, p50_ms] = (result.answers(calibration), rates)
+    (by_rate_128, rates_128), (by_rate_64, rates_64) = (
+        answers[SimulatedMD1Searcher, p50] for p50 in (5.0, 6.0)
+    )
+    assert rates_64[0] == 64.0 and rates_64[1:] == rates_128
+    assert by_rate_64["capacity_rps"] == by_rate_128["capacity_rps"]
+    assert by_rate_64["capacity_confirmed"] and by_rate_128["capacity_confirmed"]
+    by_position = [answers[SeededByPosition, p50][0]["capacity_rps"] for p50 in (5.0, 6.0)]
+    assert by_position[0] != by_position[1]
 
 
 def test_the_search_on_a_simulated_md1_queue_answers_within_the_bounds(tmp_path):

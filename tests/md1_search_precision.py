@@ -34,8 +34,6 @@ from test_calibration import (  # noqa: E402
     md1_slo_capacity,
 )
 
-from servebench.settings import LoadgenSettings  # noqa: E402
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -54,24 +52,18 @@ def main() -> None:
     searcher_class = SimulatedMD1Searcher if args.seed_by == "rate" else SeededByPosition
     fractions, measured_s, confirmed, ratios = [], [], [], []
     with tempfile.TemporaryDirectory() as folder:
-        payloads = Path(folder) / "payloads.csv"
-        payloads.write_text("text\nhello\n")
         for seed in range(args.searches):
             draws = np.random.default_rng(seed).uniform(5.2, 6.0, 2 if args.paired else 1)
-            capacities = []
-            for unloaded_p50_ms in draws:
-                searcher = searcher_class(
-                    "http://127.0.0.1:9", payloads, calibration, LoadgenSettings.with_defaults(),
-                    Path(folder), seed=seed,
-                )  # fmt: skip
-                searcher.unloaded_p50_ms = float(unloaded_p50_ms)
-                answers = searcher.search().answers(calibration)
-                capacities.append(answers["capacity_rps"])
-            fractions.append(capacities[0] / truth)
-            confirmed.append(answers["capacity_confirmed"])
-            measured_s.append(sum(step.duration_s for step in searcher.result.steps))
+            searchers = [
+                searcher_class.searched(Path(folder), calibration, seed, float(p50_ms))
+                for p50_ms in draws
+            ]
+            answers = [searcher.result.answers(calibration) for searcher in searchers]
+            fractions.append(answers[0]["capacity_rps"] / truth)
+            confirmed.append(answers[0]["capacity_confirmed"])
+            measured_s.append(sum(step.duration_s for step in searchers[0].result.steps))
             if args.paired:
-                ratios.append(capacities[1] / capacities[0])
+                ratios.append(answers[1]["capacity_rps"] / answers[0]["capacity_rps"])
     fractions = np.array(fractions)
     low, high = CAPACITY_BOUNDS
     inside = np.mean((fractions >= low) & (fractions <= high))

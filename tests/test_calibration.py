@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -250,6 +251,23 @@ class SimulatedMD1Searcher(Searcher):
     """The search, its every step an M/D/1 queue simulated with the step's own seed instead of
     a load test: the search's rules on thousands of steps in seconds, machine-independent."""
 
+    @classmethod
+    def searched(
+        cls, folder: Path, calibration: CalibrationSettings, seed: int, unloaded_p50_ms: float
+    ) -> SimulatedMD1Searcher:
+        """A whole search from `seed`, its ramp started from `unloaded_p50_ms` (the unloaded
+        probe's answer: it decides the first rate); its steps in `.result`."""
+        payloads = folder / "payloads.csv"
+        if not payloads.is_file():
+            payloads.write_text("text\nhello\n")
+        searcher = cls(
+            "http://127.0.0.1:9", payloads, calibration, LoadgenSettings.with_defaults(), folder,
+            seed=seed,
+        )  # fmt: skip
+        searcher.unloaded_p50_ms = unloaded_p50_ms
+        searcher.search()
+        return searcher
+
     def _measure(self, rate: float, phase: str, last_try: bool = True) -> Step:
         calibration, index = self.calibration, len(self.result.steps)
         measured_s = max(calibration.min_step_duration_s, calibration.min_step_requests / rate)
@@ -290,18 +308,11 @@ def test_searches_from_one_seed_meet_the_same_arrivals_at_each_rate(tmp_path):
     differ."""
     assert grid_rate(0.5 * 1000 / 5.0, 2.0) == 128.0
     assert grid_rate(0.5 * 1000 / 6.0, 2.0) == 64.0
-    payloads = tmp_path / "payloads.csv"
-    payloads.write_text("text\nhello\n")
     calibration = fifo_calibration()
-    generator = LoadgenSettings.with_defaults()
     answers = {}
     for searcher_class in (SimulatedMD1Searcher, SeededByPosition):
         for p50_ms in (5.0, 6.0):
-            searcher = searcher_class(
-                "http://127.0.0.1:9", payloads, calibration, generator, tmp_path, seed=3
-            )
-            searcher.unloaded_p50_ms = p50_ms
-            result = searcher.search()
+            result = searcher_class.searched(tmp_path, calibration, 3, p50_ms).result
             rates = [step.rate_rps for step in result.steps]
             answers[searcher_class, p50_ms] = (result.answers(calibration), rates)
     (by_rate_128, rates_128), (by_rate_64, rates_64) = (
@@ -322,19 +333,14 @@ def test_the_search_on_a_simulated_md1_queue_answers_within_the_bounds(tmp_path)
     confirmed (2 searches crept up one rate a round and ended unconfirmed after 10 rounds, at
     0.996 and 1.000 x). With one repeat of 800 per end, as before slo_verdict_requests: 79 %
     of 300 inside (0.858/1.000/1.111)."""
-    payloads = tmp_path / "payloads.csv"
-    payloads.write_text("text\nhello\n")
     calibration = fifo_calibration()
     truth = md1_slo_capacity(SLO_MS / 1000, SERVICE_MS / 1000)
     fractions, confirmed = [], []
-    generator = LoadgenSettings.with_defaults()
     for seed in range(1000):
-        searcher = SimulatedMD1Searcher(
-            "http://127.0.0.1:9", payloads, calibration, generator, tmp_path, seed=seed,
-        )  # fmt: skip
         # The unloaded p50 decides the first rate: the real test server's is 5.2-6 ms.
-        searcher.unloaded_p50_ms = float(np.random.default_rng(seed).uniform(5.2, 6.0))
-        answers = searcher.search().answers(calibration)
+        p50_ms = float(np.random.default_rng(seed).uniform(5.2, 6.0))
+        searcher = SimulatedMD1Searcher.searched(tmp_path, calibration, seed, p50_ms)
+        answers = searcher.result.answers(calibration)
         fractions.append(answers["capacity_rps"] / truth)
         confirmed.append(answers["capacity_confirmed"])
         bracket_low, bracket_high = answers["capacity_bracket_rps"]

@@ -4,12 +4,16 @@ of the SLO bracket are repeated to: the percentiles of capacity / truth over see
 and the share within 0.90-1.05 x. With --paired, each seed is searched twice from unloaded
 p50s drawn apart (as two searches of one server start): the percentiles of the second
 capacity / the first, and the share at least 0.95 x. --seed-by position seeds each step by
-its place in the search, as before common random numbers (Searcher.step_seed).
-docs/analysis.md quotes its output.
+its place in the search, as before common random numbers (Searcher.step_seed);
+--second-verdict-requests repeats the second search's ends to another total (the tuning's
+search, then the study's calibration of the same server). docs/analysis.md and docs/tuning.md
+quote its output.
 
     .venv/bin/python tests/md1_search_precision.py --step-requests 800 --verdict-requests 6400
     .venv/bin/python tests/md1_search_precision.py --step-requests 200 --verdict-requests 800 \
         --searches 200 --paired --seed-by position
+    .venv/bin/python tests/md1_search_precision.py --step-requests 200 --verdict-requests 400 \
+        --searches 200 --paired --second-verdict-requests 800
 """
 
 from __future__ import annotations
@@ -42,11 +46,17 @@ def main() -> None:
     parser.add_argument("--searches", type=int, default=300)
     parser.add_argument("--paired", action="store_true", help="two searches a seed")
     parser.add_argument("--seed-by", choices=("rate", "position"), default="rate")
+    parser.add_argument(
+        "--second-verdict-requests", type=int, help="the paired second search's (default: same)"
+    )
     args = parser.parse_args()
     calibration = dataclasses.replace(
         fifo_calibration(),
         min_step_requests=args.step_requests,
         slo_verdict_requests=args.verdict_requests,
+    )
+    second = dataclasses.replace(
+        calibration, slo_verdict_requests=args.second_verdict_requests or args.verdict_requests
     )
     truth = md1_slo_capacity(SLO_MS / 1000, SERVICE_MS / 1000)
     searcher_class = SimulatedMD1Searcher if args.seed_by == "rate" else SeededByPosition
@@ -55,8 +65,8 @@ def main() -> None:
         for seed in range(args.searches):
             draws = np.random.default_rng(seed).uniform(5.2, 6.0, 2 if args.paired else 1)
             searchers = [
-                searcher_class.searched(Path(folder), calibration, seed, float(p50_ms))
-                for p50_ms in draws
+                searcher_class.searched(Path(folder), settings, seed, float(p50_ms))
+                for settings, p50_ms in zip((calibration, second), draws, strict=False)
             ]
             answers = [searcher.result.answers(calibration) for searcher in searchers]
             fractions.append(answers[0]["capacity_rps"] / truth)
@@ -79,7 +89,8 @@ def main() -> None:
         ratios = np.array(ratios)
         paired = np.percentile(ratios, [1, 50, 99]).round(3)
         print(
-            f"second search / first, same seed: 1st/50th/99th percentile "
+            f"second search (ends to {second.slo_verdict_requests}) / first, same seed: "
+            "1st/50th/99th percentile "
             f"{' / '.join(map(str, paired))} x, {np.mean(ratios >= 0.95):.1%} at least 0.95 x"
         )
 

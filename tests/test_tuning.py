@@ -38,19 +38,31 @@ def true_capacity(settings: dict) -> float:
     return capacity
 
 
-def fake_measure(tuner, trial, *, screen=False, race_rate=None, common_rate=None, searchable=True):
+def fake_measure(
+    tuner,
+    trial,
+    *,
+    screen=False,
+    screen_rate=None,
+    race_rate=None,
+    common_rate=None,
+    cut_at_budget=False,
+):
     """The real Tuner.measure's contract without a server: the screen predicts the capacity
-    (10% low for a batching configuration, whose gain an unloaded probe cannot see); a failed
-    race bounds the capacity; a passed one (or none) measures it within the bracket, unless
-    the budget is spent (not `searchable`)."""
+    (20% low for a batching configuration, whose gain an unloaded probe cannot see) and its
+    loaded step's p99 is lower the higher the capacity; a failed race bounds the capacity; a
+    passed one (or none) measures it within the bracket, unless it is a neighbour's past the
+    budget (`cut_at_budget`: its search cut short)."""
     capacity = true_capacity(trial.settings)
     trial.measured_s += 1.0
     if screen:
-        trial.mg1_capacity_rps = capacity * (0.9 if trial.settings["batching"]["enabled"] else 1)
+        trial.mg1_capacity_rps = capacity * (0.8 if trial.settings["batching"]["enabled"] else 1)
+        trial.screen_rate_rps = screen_rate or trial.mg1_capacity_rps
+        trial.screen_p99_ms = 200.0 * trial.screen_rate_rps / capacity
         return trial
     if race_rate is not None and capacity < race_rate:
         trial.below_rps = race_rate
-    elif race_rate is not None and not searchable:
+    elif race_rate is not None and cut_at_budget and tuner._spent():
         trial.outcome = "unsearched"
     else:
         trial.capacity_rps = capacity
@@ -104,9 +116,14 @@ def test_the_race_finds_the_known_best_configuration(tuner_of, tmp_path):
     for _, trial in compared.iterrows():
         bound = trial["capacity_rps"] if trial["outcome"] != "lost" else trial["capacity_below_rps"]
         assert bound <= chosen * (1 + PRECISION)
-    # The first round's best screened configuration was searched first, then beaten.
+    # The first round was screened at one rate, the variant as written's M/G/1 capacity; the
+    # lowest p99 there (not the highest M/G/1 capacity: batching's gain is unseen unloaded)
+    # was searched first, then beaten.
     first_round = table[table["role"].isin(["start", "compared"])]
-    assert table.iloc[0]["mg1_capacity_rps"] == first_round["mg1_capacity_rps"].max()
+    as_written = table[table["role"] == "start"].iloc[0]
+    assert (first_round["screen_rate_rps"] == as_written["mg1_capacity_rps"]).all()
+    assert table.iloc[0]["screen_p99_ms"] == first_round["screen_p99_ms"].min()
+    assert table.iloc[0]["mg1_capacity_rps"] < first_round["mg1_capacity_rps"].max()
     assert table.iloc[0]["outcome"] == "beaten"
     # The race is cheaper than a grid: losers are bounded, not searched.
     assert table["capacity_rps"].isna().sum() >= len(table) // 2
@@ -123,22 +140,23 @@ def test_a_spent_budget_stops_the_search_and_says_so(tuner_of, tmp_path, monkeyp
     assert len(table) < 6
     chosen = table[table["outcome"] == "chosen"].iloc[0]
     assert "budget spent" in chosen["note"]
-    # The first round (the variant as written and the 3 ablations) is raced all the same, one
-    # step each past the budget: every one is searched, bounded by its race, or met the race
-    # and was left unsearched; no neighbour starts past the budget.
+    # The first round (the variant as written and the 3 ablations) is measured all the same
+    # past the budget: every one is searched or bounded by its race; no neighbour starts past
+    # the budget.
     first_round = table[table["role"].isin(["start", "compared"])]
     assert len(first_round) == 4
     assert first_round["mg1_capacity_rps"].notna().all()
     decided = first_round["capacity_rps"].notna() | first_round["capacity_below_rps"].notna()
-    assert (decided | (first_round["outcome"] == "unsearched")).all(), first_round
+    assert decided.all(), first_round
     assert (table["role"] == "neighbour").sum() == 0
 
 
-def test_a_first_round_challenger_past_the_budget_that_meets_its_race_is_not_searched(
+def test_a_first_round_challenger_past_the_budget_that_meets_its_race_is_searched(
     tuner_of, tmp_path, monkeypatch
 ):
-    """Past the budget, a compared variant that meets the SLO at the incumbent's rate is left
-    unsearched (it might tie or win: only a search would tell) and says so; it is not chosen."""
+    """Past the budget, a compared variant that meets the SLO at the incumbent's rate is
+    searched whole all the same (it might tie or win: only its search tells), so that the
+    tuned variant is at least as good as every compared one; a neighbour then is not."""
     clock = iter(range(0, 10_000, 100))
     monkeypatch.setattr(tuning, "time", SimpleNamespace(monotonic=lambda: float(next(clock))))
     # Every configuration as good as any other: each compared one meets its race.
@@ -146,9 +164,10 @@ def test_a_first_round_challenger_past_the_budget_that_meets_its_race_is_not_sea
     tuner = tuner_of(budget_s=50)  # spent once the first incumbent is searched
     tuned = tuner.run([])
     table = pd.read_csv(tmp_path / "tuning.csv")
-    unsearched = table[table["outcome"] == "unsearched"]
-    assert len(unsearched) == 3, table
-    assert table.iloc[0]["outcome"] == "chosen"
+    assert not (table["outcome"] == "unsearched").any(), table
+    first_round = table[table["role"].isin(["start", "compared"])]
+    assert first_round["capacity_rps"].notna().all(), table
+    assert table.iloc[0]["outcome"] == "chosen"  # the others tie and are not faster
     assert tuned["provenance"]["trial"] == table.iloc[0]["trial"]
 
 
@@ -314,7 +333,14 @@ def test_the_stage_tunes_the_variant_served_on_this_machines_server_cores(target
 
 
 def unattainable_measure(
-    tuner, trial, *, screen=False, race_rate=None, common_rate=None, searchable=True
+    tuner,
+    trial,
+    *,
+    screen=False,
+    screen_rate=None,
+    race_rate=None,
+    common_rate=None,
+    cut_at_budget=False,
 ):
     """A CPU on which no configuration meets the SLO at any rate (its service-time tail alone
     exceeds it): the whole search answers saturation only, a race step fails the SLO, and the
@@ -322,7 +348,9 @@ def unattainable_measure(
     settings = trial.settings
     trial.measured_s += 1.0
     if screen:
-        trial.mg1_capacity_rps = 1.0
+        trial.mg1_capacity_rps = None
+        trial.screen_rate_rps = screen_rate or 1.0
+        trial.screen_p99_ms = None  # some request not ok
         return trial
     p50_ms = {"onnx-int8": 50.0, "onnx": 80.0, "pytorch": 120.0}[settings["runtime"]]
     if batching_dispatcher(settings["batching"]) == "adaptive":
@@ -366,8 +394,9 @@ def test_with_the_slo_unattainable_everywhere_the_lower_p50_wins_at_one_step_eac
 
 
 def test_a_challenger_whose_search_the_budget_cut_is_not_chosen(tuner_of):
-    """A challenger that met the SLO at its race step and whose search then reached the
-    budget ties on a few steps at best: it is `unsearched`, never the new incumbent."""
+    """A neighbour that met the SLO at its race step and whose search then reached the
+    budget ties on a few steps at best: it is `unsearched`, has no capacity and is never the
+    new incumbent."""
     from servebench.jobs.calibrate import SearchResult
     from servebench.records import RunSummary
 
@@ -376,8 +405,19 @@ def test_a_challenger_whose_search_the_budget_cut_is_not_chosen(tuner_of):
         meets_slo=True, summary=RunSummary(latency_p50_ms=10.0, latency_all_p99_ms=50.0)
     )
     result = SearchResult(stopped_at_deadline=True)
+    result.answers = lambda calibration: {
+        "saturation_rps": 40.0,
+        "capacity_rps": 28.4,
+        "capacity_bracket_rps": [28.1, 29.5],
+        "capacity_unattainable": None,
+        "notes": [],
+    }
     searcher = SimpleNamespace(step=lambda rate, phase: race, search=lambda: result, result=result)
     trial = tuning.Trial("t01", "neighbour", variant_settings(load_config(), "optimized"))
-    tuner._race_and_search(trial, searcher, 20.0, 20.0, True)
+    tuner._race_and_search(trial, searcher, 20.0, 20.0)
     assert trial.outcome == "unsearched"
-    assert "cut short" in trial.note
+    assert trial.capacity_rps is None
+    assert "cut short (28.4 req/s)" in trial.note
+    assert not tuner._beats(
+        trial, tuning.Trial("t00", "start", {}, capacity_rps=20.0, capacity_low_rps=20.0)
+    )

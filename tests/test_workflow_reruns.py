@@ -202,12 +202,16 @@ def test_the_tuning_reports_and_a_pinned_variant_is_served_as_written(finished_s
     with open(finished_study / "tuning" / "tuning.csv", newline="") as handle:
         tried = list(csv.DictReader(handle))
     # one configuration chosen, the one tuned.json names, measured by the whole search; every
-    # served configuration was screened unloaded first
+    # served configuration was probed unloaded...
     chosen = [row for row in tried if row["outcome"] == "chosen"]
     assert len(chosen) == 1 and chosen[0]["configuration"] == tuned["configuration"], tried
     assert float(chosen[0]["saturation_rps"]) > 0
     served = [row for row in tried if row["outcome"] != "pruned"]
     assert served and all(float(row["unloaded_p50_ms"]) > 0 for row in served), served
+    # ...and the first round given a loaded step at one screen rate, which orders it
+    screened = [row for row in served if row["role"] in ("start", "compared")]
+    rates = {row["screen_rate_rps"] for row in screened}
+    assert screened and len(rates) == 1 and float(rates.pop()) > 0, screened
 
 
 def run_dir(results_dir: Path, variant: str, scenario: str, rep: int = 0) -> Path:

@@ -9,9 +9,12 @@ from the Bento of its runtime with its settings given at start (the service read
 from SERVEBENCH_VARIANT_SPEC), so trying one costs a server start, not a Bento build.
 
 The search is a race, coordinate by coordinate from the best so far (the incumbent):
-1. screen: the tuned variant as written and the config's `ablation-*` variants are served
-   and probed unloaded (requests one at a time); the M/G/1 capacity at the SLO their service
-   times predict (servebench.queueing) orders them;
+1. screen: the tuned variant as written and the config's `ablation-*` variants are served,
+   probed unloaded (requests one at a time: the M/G/1 capacity at the SLO their service times
+   predict, servebench.queueing) and given one step at a common screen rate (the variant as
+   written's M/G/1 capacity), which draws the same arrivals for each (common random numbers);
+   their p99 at it orders them: unloaded service times alone see neither batching nor a
+   collector's pauses (in the study at 350d001 the two predictions were 1.4 % apart);
 2. the most promising one is the first incumbent: the calibration's whole search
    (servebench.jobs.calibrate.Searcher) measures its saturation throughput and capacity at
    the SLO; the common rate, at which every configuration's p50 and p99 are measured, is the
@@ -26,7 +29,10 @@ The search is a race, coordinate by coordinate from the best so far (the incumbe
    CPU whose service-time tail alone exceeds it), the race step is at the common rate: a
    challenger that meets the SLO there is searched and wins; one that fails it too ties, and
    the lower p50 at the common rate wins (one step each, not a whole search);
-4. until the queue is empty or the time budget is spent.
+4. until the queue is empty or the time budget is spent. The budget bounds the neighbours:
+   none starts past it, and a neighbour's search that reaches it is cut (`unsearched`, never
+   chosen, no capacity). The first round is measured whole whatever the budget: the claim
+   that the tuned variant is at least as good as each compared variant rests on it.
 
 Writes tuning.csv (every configuration tried, its knobs, answers, how long it was measured) and
 tuned.json (the winner as a variant spec, with its provenance), which the workflow builds the
@@ -134,6 +140,8 @@ class Trial:
     unloaded_p50_ms: float | None = None
     unloaded_p99_ms: float | None = None
     mg1_capacity_rps: float | None = None  # the screen's prediction (first round only)
+    screen_rate_rps: float | None = None  # the screen's loaded step (first round only)
+    screen_p99_ms: float | None = None  # its p99 over every request (None: some not ok)
     measured_s: float = 0.0
     note: str = ""
     steps: list[Step] = field(default_factory=list, repr=False)
@@ -170,6 +178,8 @@ class Trial:
             "unloaded_p50_ms": self.unloaded_p50_ms,
             "unloaded_p99_ms": self.unloaded_p99_ms,
             "mg1_capacity_rps": self.mg1_capacity_rps,
+            "screen_rate_rps": self.screen_rate_rps,
+            "screen_p99_ms": self.screen_p99_ms,
             "measured_s": round(self.measured_s, 1),
             "note": self.note,
         }
@@ -241,7 +251,10 @@ class Tuner:
         self.config = config
         self.tuning = TuningSettings.of(config)
         calibration = CalibrationSettings.of(config)
-        # Race steps are short (each still holds min_step_requests measured requests).
+        # Race steps are short (each still holds min_step_requests measured requests). A
+        # search repeats its SLO bracket's ends to the study's slo_verdict_requests: searched
+        # alike, the study's calibration of the chosen configuration meets the same arrivals
+        # at each rate (common random numbers; docs/tuning.md).
         self.calibration = dataclasses.replace(
             calibration, min_step_duration_s=self.tuning.probe_duration_s
         )
@@ -267,16 +280,17 @@ class Tuner:
         trial: Trial,
         *,
         screen: bool = False,
+        screen_rate: float | None = None,
         race_rate: float | None = None,
         common_rate: float | None = None,
-        searchable: bool = True,
+        cut_at_budget: bool = False,
     ) -> Trial:
-        """Serve the trial's configuration and measure it: its unloaded service times (and,
-        with `screen`, only those: the M/G/1 capacity they predict); else one step at
-        `race_rate` and, when it meets the SLO there and `searchable`, the whole search (with
-        no race yet, the first incumbent's: never cut by the budget, its answers set every
-        challenger's race rate); then one step at `common_rate` unless the race step was at
-        it."""
+        """Serve the trial's configuration and measure it: its unloaded service times, then
+        with `screen` the M/G/1 capacity they predict and one step at `screen_rate` (None: at
+        that prediction); else one step at `race_rate` and, when it meets the SLO there (or
+        with no race yet: the first incumbent, whose answers set every race rate), the whole
+        search, cut at the budget only with `cut_at_budget` (a neighbour); then one step at
+        `common_rate` unless the race step was at it."""
         started = time.monotonic()
         folder = self.out_dir / (f"{trial.name}-screen" if screen else trial.name)
         target = dataclasses.replace(
@@ -295,24 +309,39 @@ class Tuner:
                 measured_cpus=self.target.cpus + self.generator.cpus,
                 server_alive=deployment.alive,
                 foreign_cpu_max_percent=measurement["foreign_cpu_max_percent"],
-                # The budget bounds a challenger's search already started too (on a slow
-                # machine one search at low rates can take longer than the whole budget); the
-                # first incumbent's is whole: cut, its capacity rested on a few hundred
-                # requests (a study at acd37bd: 342) and so did every race against it.
-                deadline_monotonic=(
-                    None if race_rate is None else self.started + self.tuning.budget_s
-                ),
+                # The budget bounds a neighbour's search already started too (on a slow
+                # machine one search at low rates can take longer than the whole budget). The
+                # first round's are whole: the first incumbent's answers set every race (cut,
+                # its capacity rested on a few hundred requests, a study at acd37bd: 342), and
+                # the tuned variant is claimed at least as good as every compared variant.
+                deadline_monotonic=(self.started + self.tuning.budget_s if cut_at_budget else None),
             )
             searcher.probe_unloaded()
             service_ms = np.array(searcher.result.unloaded_ms, dtype=float)
             trial.unloaded_p50_ms = float(np.median(service_ms))
             trial.unloaded_p99_ms = quantile(np.sort(service_ms), 0.99)
             if screen:
-                trial.mg1_capacity_rps = mg1_capacity_rps(service_ms, self.calibration.slo_p99_ms)
+                self._screen(trial, searcher, service_ms, screen_rate)
             else:
-                self._race_and_search(trial, searcher, race_rate, common_rate, searchable)
+                self._race_and_search(trial, searcher, race_rate, common_rate)
         trial.measured_s += time.monotonic() - started
         return trial
+
+    def _screen(
+        self,
+        trial: Trial,
+        searcher: Searcher,
+        service_ms: np.ndarray,
+        screen_rate: float | None,
+    ) -> None:
+        slo_ms = self.calibration.slo_p99_ms
+        trial.mg1_capacity_rps = mg1_capacity_rps(service_ms, slo_ms)
+        rate = screen_rate or trial.mg1_capacity_rps
+        if rate is None:  # the unloaded p99 alone exceeds the SLO: the search's first rate
+            rate = self.calibration.start_utilization * 1000.0 / trial.unloaded_p50_ms
+        step = searcher.step(rate, "screen")
+        trial.screen_rate_rps = rate
+        trial.screen_p99_ms = step.summary.latency_all_p99_ms
 
     def _race_and_search(
         self,
@@ -320,32 +349,30 @@ class Tuner:
         searcher: Searcher,
         race_rate: float | None,
         common_rate: float | None,
-        searchable: bool,
     ) -> None:
         whole = race_rate is None
         if race_rate is not None:
             race = searcher.step(race_rate, "race")
-            whole = race.meets_slo and searchable
+            whole = race.meets_slo
             if not race.meets_slo:
                 trial.below_rps = race_rate
-            elif not searchable:
-                trial.outcome = "unsearched"
-                unsearched = f"met the SLO at the incumbent's {race_rate:.4g} req/s; not searched"
-                trial.add_note(unsearched + ": budget spent")
             if common_rate is not None and math.isclose(race_rate, common_rate):
                 self._common(trial, race, common_rate)
         if whole:
             result = searcher.search()
             answers = result.answers(self.calibration)
-            if race_rate is not None and result.stopped_at_deadline:
-                # A search cut short is no evidence against the incumbent's whole one: its
-                # bracket rests on a few steps (a study at 4ed113a: a challenger tied on 3
-                # steps, 102 requests, and won on its p50).
-                trial.outcome = "unsearched"
-                answers["notes"].append("a search cut short is not chosen")
             trial.saturation_rps = answers["saturation_rps"]
             trial.capacity_rps = answers["capacity_rps"]
             trial.capacity_low_rps, trial.capacity_high_rps = answers["capacity_bracket_rps"]
+            if result.stopped_at_deadline:
+                # A search cut short is no evidence against the incumbent's whole one: its
+                # bracket rests on a few steps (a study at 4ed113a: a challenger tied on 3
+                # steps, 102 requests, and won on its p50); nor is it a capacity (a study at
+                # 350d001: 28.4 req/s on 141 requests).
+                trial.outcome = "unsearched"
+                cut = f"{trial.capacity_rps:.4g} req/s" if trial.capacity_rps else "no answer"
+                trial.capacity_rps = None
+                answers["notes"].append(f"a search cut short ({cut}) is no capacity, not chosen")
             trial.add_note(answers["capacity_unattainable"], *answers["notes"])
         if common_rate is None:  # the first incumbent: the common rate is its race rate
             common_rate = self._race_rate(trial) or 0.5 * (trial.saturation_rps or 0.0)
@@ -385,8 +412,8 @@ class Tuner:
         if start["runtime"] not in self.records:
             best = max(runtimes, key=lambda runtime: self._ceiling(runtime))
             start = {**start, "runtime": best}
-        # First round: the variant as written and the compared variants, screened by their
-        # unloaded service times; the most promising one is searched first.
+        # First round: the variant as written and the compared variants, screened at one rate
+        # (the variant as written's M/G/1 capacity); the lowest p99 there is searched first.
         first: list[Trial] = [Trial("t00", "start", start, note="as written")]
         tried = {knobs(start, cores)}
         for name in config["variants"]:
@@ -397,9 +424,14 @@ class Tuner:
                 continue
             tried.add(knobs(settings, cores))
             first.append(Trial(f"t{len(first):02d}", "compared", settings, note=f"variant:{name}"))
+        screen_rate = None
         for trial in first:
-            self.measure(trial, screen=True)
-        first.sort(key=lambda trial: -(trial.mg1_capacity_rps or 0.0))
+            self.measure(trial, screen=True, screen_rate=screen_rate)
+            screen_rate = trial.screen_rate_rps
+        # Not every request ok at the screen rate (p99 None) ranks below any p99.
+        first.sort(
+            key=lambda trial: (trial.screen_p99_ms or math.inf, -(trial.mg1_capacity_rps or 0))
+        )
         names = itertools.count(len(first))
         incumbent = self.measure(first[0], common_rate=None)
         incumbent.outcome = "first"
@@ -413,11 +445,10 @@ class Tuner:
         ]
         budget_noted = False
         while queue:
-            within_budget = not self._spent()
-            if not within_budget:
-                # The first round (the variant as written, the compared variants) is raced
-                # whatever the budget, one step each: the claim that the tuned variant is at
-                # least as good as each rests on it. Neighbours wait for budget.
+            if self._spent():
+                # The first round (the variant as written, the compared variants) is measured
+                # whatever the budget: the claim that the tuned variant is at least as good as
+                # each rests on it. Neighbours wait for budget.
                 left = len({knobs(item[2], cores) for item in queue if item[3] is None} - tried)
                 if left and not budget_noted:
                     spent = f"budget spent: {left} candidates not raced"
@@ -436,7 +467,7 @@ class Tuner:
                 trial,
                 race_rate=self._race_rate(incumbent),
                 common_rate=common_rate,
-                searchable=within_budget,
+                cut_at_budget=role == "neighbour",
             )
             self.trials.append(trial)
             if trial.outcome == "unsearched":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -45,14 +46,16 @@ def fake_measure(
     screen=False,
     screen_rate=None,
     race_rate=None,
+    beat_rate=None,
     common_rate=None,
     cut_at_budget=False,
 ):
     """The real Tuner.measure's contract without a server: the screen predicts the capacity
     (20% low for a batching configuration, whose gain an unloaded probe cannot see) and its
     loaded step's p99 is lower the higher the capacity; a failed race bounds the capacity; a
-    passed one (or none) measures it within the bracket, unless it is a neighbour's past the
-    budget (`cut_at_budget`: its search cut short)."""
+    passed one below `beat_rate` ties (its capacity within the incumbent's bracket); beyond it
+    (or with no race) the search measures it within the bracket, unless it is a neighbour's
+    past the budget (`cut_at_budget`: its search cut short)."""
     capacity = true_capacity(trial.settings)
     trial.measured_s += 1.0
     if screen:
@@ -62,6 +65,9 @@ def fake_measure(
         return trial
     if race_rate is not None and capacity < race_rate:
         trial.below_rps = race_rate
+    elif race_rate is not None and beat_rate is not None and capacity < beat_rate:
+        trial.capacity_low_rps, trial.capacity_high_rps = race_rate, beat_rate
+        trial.below_rps = beat_rate
     elif race_rate is not None and cut_at_budget and tuner._spent():
         trial.outcome = "unsearched"
     else:
@@ -116,15 +122,42 @@ def test_the_race_finds_the_known_best_configuration(tuner_of, tmp_path):
     for _, trial in compared.iterrows():
         bound = trial["capacity_rps"] if trial["outcome"] != "lost" else trial["capacity_below_rps"]
         assert bound <= chosen * (1 + PRECISION)
-    # The first round was screened at one rate, the variant as written's M/G/1 capacity; the
-    # lowest p99 there (not the highest M/G/1 capacity: batching's gain is unseen unloaded)
-    # was searched first, then beaten.
+    # The first round was screened at one rate, the variant as written's M/G/1 capacity; it
+    # met the SLO there and was searched first (not the highest M/G/1 capacity: batching's
+    # gain is unseen unloaded), then beaten; the two PyTorch ones failed it.
     first_round = table[table["role"].isin(["start", "compared"])]
     as_written = table[table["role"] == "start"].iloc[0]
     assert (first_round["screen_rate_rps"] == as_written["mg1_capacity_rps"]).all()
-    assert table.iloc[0]["screen_p99_ms"] == first_round["screen_p99_ms"].min()
-    assert table.iloc[0]["mg1_capacity_rps"] < first_round["mg1_capacity_rps"].max()
-    assert table.iloc[0]["outcome"] == "beaten"
+    assert table.iloc[0]["trial"] == as_written["trial"] == "t00"
+    assert as_written["mg1_capacity_rps"] < first_round["mg1_capacity_rps"].max()
+    assert as_written["outcome"] == "beaten"
+    assert (first_round["screen_p99_ms"] > 200).sum() == 2
+
+
+def test_the_first_round_configurations_that_meet_the_slo_at_the_screen_rate_come_first(
+    tuner_of, tmp_path, monkeypatch
+):
+    """The variant as written failing the SLO at the screen rate and a compared variant
+    meeting it, the compared one is searched first (and the variant as written loses its
+    race at one step)."""
+
+    def as_written_fails_its_screen(tuner, trial, **options):
+        fake_measure(tuner, trial, **options)
+        if options.get("screen") and trial.name == "t00":
+            trial.screen_p99_ms = 250.0
+        return trial
+
+    monkeypatch.setattr(tuning.Tuner, "measure", as_written_fails_its_screen)
+    monkeypatch.setitem(
+        globals(),
+        "true_capacity",
+        lambda settings: 30.0 if settings["batching"]["enabled"] else 40.0,
+    )
+    tuner_of(budget_s=0.5).run([])
+    table = pd.read_csv(tmp_path / "tuning.csv")
+    assert table.iloc[0]["note"].startswith("variant:ablation-runtime"), table
+    as_written = table[table["trial"] == "t00"].iloc[0]
+    assert as_written["outcome"] == "lost" and as_written["capacity_below_rps"] > 0
     # The race is cheaper than a grid: losers are bounded, not searched.
     assert table["capacity_rps"].isna().sum() >= len(table) // 2
     # No configuration was tried twice.
@@ -151,24 +184,41 @@ def test_a_spent_budget_stops_the_search_and_says_so(tuner_of, tmp_path, monkeyp
     assert (table["role"] == "neighbour").sum() == 0
 
 
-def test_a_first_round_challenger_past_the_budget_that_meets_its_race_is_searched(
+def test_a_first_round_challenger_past_the_budget_is_raced_to_its_answer(
     tuner_of, tmp_path, monkeypatch
 ):
-    """Past the budget, a compared variant that meets the SLO at the incumbent's rate is
-    searched whole all the same (it might tie or win: only its search tells), so that the
-    tuned variant is at least as good as every compared one; a neighbour then is not."""
+    """Past the budget, a compared variant that meets the SLO at the incumbent's capacity is
+    raced at the incumbent's first failing rate all the same: failing there, it ties (the p50
+    decides); meeting it, it is searched whole and wins. So the tuned variant is at least as
+    good as every compared one; no neighbour starts past the budget."""
     clock = iter(range(0, 10_000, 100))
     monkeypatch.setattr(tuning, "time", SimpleNamespace(monotonic=lambda: float(next(clock))))
-    # Every configuration as good as any other: each compared one meets its race.
-    monkeypatch.setitem(globals(), "true_capacity", lambda settings: 30.0)
+    best = variant_settings(load_config(), "ablation-deployment")
+    monkeypatch.setitem(
+        globals(), "true_capacity", lambda settings: 40.0 if settings == best else 30.0
+    )
+
+    def misordering_screen(tuner, trial, **options):
+        fake_measure(tuner, trial, **options)
+        if options.get("screen"):  # all meet the SLO there: the config's order
+            trial.screen_p99_ms = 150.0 if trial.settings == best else 100.0
+        return trial
+
+    monkeypatch.setattr(tuning.Tuner, "measure", misordering_screen)
     tuner = tuner_of(budget_s=50)  # spent once the first incumbent is searched
     tuned = tuner.run([])
     table = pd.read_csv(tmp_path / "tuning.csv")
     assert not (table["outcome"] == "unsearched").any(), table
     first_round = table[table["role"].isin(["start", "compared"])]
-    assert first_round["capacity_rps"].notna().all(), table
-    assert table.iloc[0]["outcome"] == "chosen"  # the others tie and are not faster
-    assert tuned["provenance"]["trial"] == table.iloc[0]["trial"]
+    assert len(first_round) == 4 and (table["role"] == "neighbour").sum() == 0
+    ties = first_round[first_round["capacity_rps"].isna()]
+    assert len(ties) == 2, table  # met the incumbent's capacity, failed beyond: a tie each
+    assert (ties["capacity_bracket_low_rps"] == table.iloc[0]["capacity_bracket_low_rps"]).all()
+    assert (ties["capacity_below_rps"] == table.iloc[0]["capacity_bracket_high_rps"]).all()
+    chosen = table[table["outcome"] == "chosen"].iloc[0]
+    assert chosen["note"].startswith("variant:ablation-deployment"), chosen
+    assert chosen["capacity_rps"] == 40.0
+    assert tuned["settings"]["runtime"] == best["runtime"]
 
 
 def test_a_tie_goes_to_the_lower_p50_at_the_common_rate(tuner_of):
@@ -339,6 +389,7 @@ def unattainable_measure(
     screen=False,
     screen_rate=None,
     race_rate=None,
+    beat_rate=None,
     common_rate=None,
     cut_at_budget=False,
 ):
@@ -414,10 +465,31 @@ def test_a_challenger_whose_search_the_budget_cut_is_not_chosen(tuner_of):
     }
     searcher = SimpleNamespace(step=lambda rate, phase: race, search=lambda: result, result=result)
     trial = tuning.Trial("t01", "neighbour", variant_settings(load_config(), "optimized"))
-    tuner._race_and_search(trial, searcher, 20.0, 20.0)
+    tuner._race_and_search(trial, searcher, 20.0, None, 20.0)
     assert trial.outcome == "unsearched"
     assert trial.capacity_rps is None
     assert "cut short (28.4 req/s)" in trial.note
     assert not tuner._beats(
         trial, tuning.Trial("t00", "start", {}, capacity_rps=20.0, capacity_low_rps=20.0)
     )
+
+
+@pytest.mark.parametrize(("slow_per_step", "meets"), [(0, True), (1, True), (3, False)])
+def test_the_beat_steps_pool_the_verdict_requests(tuner_of, slow_per_step, meets):
+    """A challenger's steps at the incumbent's beat rate go on until they hold
+    calibration.slo_verdict_requests requests (800: 8 steps of 100), and their pooled p99
+    decides: 1 slow request in 100 (8 in 800) is within the p99, 3 in 100 are not."""
+    from servebench.jobs.calibrate import Step
+    from servebench.records import RunSummary
+
+    tuner = tuner_of()
+    taken = []
+
+    def step(rate, phase):
+        latencies = np.sort(np.r_[np.full(100 - slow_per_step, 50.0), [500.0] * slow_per_step])
+        taken.append(phase)
+        summary = RunSummary(counts={"ok": 100})
+        return Step(len(taken), phase, rate, summary, True, True, [], 1.0, False, latencies)
+
+    assert tuner._meets_slo_at(SimpleNamespace(step=step), 25.0) is meets
+    assert taken == ["beat"] * 8

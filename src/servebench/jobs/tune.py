@@ -13,8 +13,10 @@ The search is a race, coordinate by coordinate from the best so far (the incumbe
    probed unloaded (requests one at a time: the M/G/1 capacity at the SLO their service times
    predict, servebench.queueing) and given one step at a common screen rate (the variant as
    written's M/G/1 capacity), which draws the same arrivals for each (common random numbers);
-   their p99 at it orders them: unloaded service times alone see neither batching nor a
-   collector's pauses (in the study at 350d001 the two predictions were 1.4 % apart);
+   those that meet the SLO there come first, in the config's order (the variant as written
+   first): unloaded service times alone see neither batching nor a collector's pauses (in
+   the study at 350d001 the two predictions were 1.4 % apart), and one step's p99 is too
+   noisy to rank two that both meet it;
 2. the most promising one is the first incumbent: the calibration's whole search
    (servebench.jobs.calibrate.Searcher) measures its saturation throughput and capacity at
    the SLO; the common rate, at which every configuration's p50 and p99 are measured, is the
@@ -22,17 +24,22 @@ The search is a race, coordinate by coordinate from the best so far (the incumbe
 3. every challenger (the rest of the first round, then every configuration one knob away
    from the incumbent) gets one step at that rate of the incumbent: failing the SLO there,
    its capacity is below the incumbent's and it loses at the cost of one step; meeting it,
-   the whole search measures it, and a higher capacity makes it the incumbent (a tie, within
-   the bracket, goes to the lower p50 at the common rate, and where the p50s are alike too,
-   within the bracket's precision, to the higher saturation throughput), whose
-   neighbours join the queue. When the incumbent met the SLO at no rate (unattainable: on a
-   CPU whose service-time tail alone exceeds it), the race step is at the common rate: a
-   challenger that meets the SLO there is searched and wins; one that fails it too ties, and
-   the lower p50 at the common rate wins (one step each, not a whole search);
+   steps at the incumbent's beat rate (its bracket's upper end, where it failed the SLO) to
+   the study's slo_verdict_requests: failing there, its capacity is within the incumbent's
+   bracket, a tie, without a whole search; meeting it there too, the whole search measures
+   it, and a higher capacity makes it the incumbent. A tie goes to the lower p50 at the
+   common rate, and where the p50s are alike too, within the bracket's precision, to the
+   higher saturation throughput (a tie not searched has none: the incumbent keeps it); the
+   new incumbent's neighbours join the queue. When the incumbent met the SLO at no rate
+   (unattainable: on a CPU whose service-time tail alone exceeds it), the race step is at
+   the common rate: a challenger that meets the SLO there is searched and wins; one that
+   fails it too ties, and the lower p50 at the common rate wins (one step each, not a whole
+   search);
 4. until the queue is empty or the time budget is spent. The budget bounds the neighbours:
    none starts past it, and a neighbour's search that reaches it is cut (`unsearched`, never
-   chosen, no capacity). The first round is measured whole whatever the budget: the claim
-   that the tuned variant is at least as good as each compared variant rests on it.
+   chosen, no capacity). The first round is raced to its answer whatever the budget (its
+   race and beat steps and, beating the incumbent, its whole search): the claim that the
+   tuned variant is at least as good as each compared variant rests on it.
 
 Writes tuning.csv (every configuration tried, its knobs, answers, how long it was measured) and
 tuned.json (the winner as a variant spec, with its provenance), which the workflow builds the
@@ -56,7 +63,7 @@ import numpy as np
 from servebench.bento import VARIANT_KEYS, build_bento, variant_settings
 from servebench.deploy import deployed
 from servebench.errors import UserError
-from servebench.jobs.calibrate import Searcher, Step
+from servebench.jobs.calibrate import Searcher, Step, slo_bracket
 from servebench.jobs.common import clear_dir, read_json
 from servebench.layout import INPROCESS_BENCH, TUNED, TUNING, Layout
 from servebench.provenance import environment, write_json
@@ -282,15 +289,18 @@ class Tuner:
         screen: bool = False,
         screen_rate: float | None = None,
         race_rate: float | None = None,
+        beat_rate: float | None = None,
         common_rate: float | None = None,
         cut_at_budget: bool = False,
     ) -> Trial:
         """Serve the trial's configuration and measure it: its unloaded service times, then
         with `screen` the M/G/1 capacity they predict and one step at `screen_rate` (None: at
-        that prediction); else one step at `race_rate` and, when it meets the SLO there (or
-        with no race yet: the first incumbent, whose answers set every race rate), the whole
-        search, cut at the budget only with `cut_at_budget` (a neighbour); then one step at
-        `common_rate` unless the race step was at it."""
+        that prediction); else one step at `race_rate` and, when it meets the SLO there, steps
+        at `beat_rate` (the incumbent's lowest rate that failed it) to the study's verdict
+        requests; when it meets it there too (or with no race yet: the first incumbent, whose
+        answers set every race), the whole search, cut at the budget only with
+        `cut_at_budget` (a neighbour); then one step at `common_rate` unless the race step
+        was at it."""
         started = time.monotonic()
         folder = self.out_dir / (f"{trial.name}-screen" if screen else trial.name)
         target = dataclasses.replace(
@@ -323,7 +333,7 @@ class Tuner:
             if screen:
                 self._screen(trial, searcher, service_ms, screen_rate)
             else:
-                self._race_and_search(trial, searcher, race_rate, common_rate)
+                self._race_and_search(trial, searcher, race_rate, beat_rate, common_rate)
         trial.measured_s += time.monotonic() - started
         return trial
 
@@ -348,6 +358,7 @@ class Tuner:
         trial: Trial,
         searcher: Searcher,
         race_rate: float | None,
+        beat_rate: float | None,
         common_rate: float | None,
     ) -> None:
         whole = race_rate is None
@@ -358,6 +369,18 @@ class Tuner:
                 trial.below_rps = race_rate
             if common_rate is not None and math.isclose(race_rate, common_rate):
                 self._common(trial, race, common_rate)
+            if whole and beat_rate is not None:
+                whole = self._meets_slo_at(searcher, beat_rate)
+                if not whole:
+                    # Within the incumbent's bracket: a tie on the objective, which the p50
+                    # at the common rate decides (_beats); its whole search would only
+                    # narrow a bracket the incumbent's already bounds.
+                    trial.capacity_low_rps, trial.capacity_high_rps = race_rate, beat_rate
+                    trial.below_rps = beat_rate
+                    trial.add_note(
+                        f"met the SLO at the incumbent's {race_rate:.4g} req/s, not at its "
+                        f"{beat_rate:.4g}: a tie, not searched"
+                    )
         if whole:
             result = searcher.search()
             answers = result.answers(self.calibration)
@@ -379,6 +402,26 @@ class Tuner:
         if common_rate > 0 and trial.common_p50_ms is None:
             self._common(trial, searcher.step(common_rate, "common"), common_rate)
         trial.steps = searcher.result.steps
+
+    def _meets_slo(self, p99_ms: float | None) -> bool:
+        """A p99 over every request (None: not every request ok) within the SLO."""
+        return p99_ms is not None and p99_ms <= self.calibration.slo_p99_ms
+
+    def _meets_slo_at(self, searcher: Searcher, rate: float) -> bool:
+        """Steps at `rate` until they hold the study's slo_verdict_requests (as the
+        incumbent's at its bracket's ends; with common random numbers, the same arrivals):
+        whether their pooled p99 meets the SLO, every step keeping up."""
+        steps: list[Step] = []
+        while sum(step.summary.n_measured for step in steps) < (
+            self.calibration.slo_verdict_requests
+        ):
+            step = searcher.step(rate, "beat")
+            if step.discarded:
+                return False  # measured again and still not measured: no evidence to beat
+            steps.append(step)
+            if not step.keeps_up:
+                return False
+        return slo_bracket(steps, self.calibration.slo_p99_ms)[0] is not None
 
     @staticmethod
     def _common(trial: Trial, step: Step, rate: float) -> None:
@@ -413,7 +456,7 @@ class Tuner:
             best = max(runtimes, key=lambda runtime: self._ceiling(runtime))
             start = {**start, "runtime": best}
         # First round: the variant as written and the compared variants, screened at one rate
-        # (the variant as written's M/G/1 capacity); the lowest p99 there is searched first.
+        # (the variant as written's M/G/1 capacity).
         first: list[Trial] = [Trial("t00", "start", start, note="as written")]
         tried = {knobs(start, cores)}
         for name in config["variants"]:
@@ -428,10 +471,11 @@ class Tuner:
         for trial in first:
             self.measure(trial, screen=True, screen_rate=screen_rate)
             screen_rate = trial.screen_rate_rps
-        # Not every request ok at the screen rate (p99 None) ranks below any p99.
-        first.sort(
-            key=lambda trial: (trial.screen_p99_ms or math.inf, -(trial.mg1_capacity_rps or 0))
-        )
+        # Those that met the SLO at the screen rate first, in the config's order (the variant
+        # as written first): the p99 of one step is too noisy to rank two that both met it (a
+        # study at 8c3229e: 96.9 and 125.9 ms at 24.1 req/s, the lower one's capacity
+        # 0.88 x the other's).
+        first.sort(key=lambda trial: not self._meets_slo(trial.screen_p99_ms))
         names = itertools.count(len(first))
         incumbent = self.measure(first[0], common_rate=None)
         incumbent.outcome = "first"
@@ -466,6 +510,7 @@ class Tuner:
             self.measure(
                 trial,
                 race_rate=self._race_rate(incumbent),
+                beat_rate=incumbent.capacity_high_rps if incumbent.capacity_low_rps else None,
                 common_rate=common_rate,
                 cut_at_budget=role == "neighbour",
             )
@@ -495,8 +540,10 @@ class Tuner:
     def _beats(self, trial: Trial, incumbent: Trial) -> bool:
         """A higher capacity at the SLO; within the bracket (a tie), or when neither met the
         SLO at any rate measured (the SLO unattainable), the tie-break."""
-        if trial.capacity_rps is None or trial.capacity_low_rps is None:
+        if trial.capacity_low_rps is None:  # lost its race, or never met the SLO
             return incumbent.capacity_low_rps is None and self._wins_tie(trial, incumbent)
+        if trial.capacity_rps is None:  # met the incumbent's capacity, not beyond: a tie
+            return self._wins_tie(trial, incumbent)
         if incumbent.capacity_low_rps is None:
             return True
         precision = self.calibration.bracket_precision

@@ -719,6 +719,10 @@ def tuning_html_table(tuning: pd.DataFrame) -> HtmlTable:
     for record in tuning.to_dict("records"):
         if _finite(record.get("capacity_rps")):
             capacity = f"{fmt(record['capacity_rps'])} ({_bracket(record, 'capacity')})"
+        elif record.get("outcome") != "unsearched" and _finite(
+            record.get("capacity_bracket_low_rps")
+        ):  # met the incumbent's capacity, failed its next rate: a tie, not searched
+            capacity = f"tie ({_bracket(record, 'capacity')})"
         elif _finite(record.get("capacity_below_rps")):
             capacity = f"< {fmt(record['capacity_below_rps'])}"
         else:

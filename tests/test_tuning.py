@@ -383,15 +383,7 @@ def test_the_stage_tunes_the_variant_served_on_this_machines_server_cores(target
 
 
 def unattainable_measure(
-    tuner,
-    trial,
-    *,
-    screen=False,
-    screen_rate=None,
-    race_rate=None,
-    beat_rate=None,
-    common_rate=None,
-    cut_at_budget=False,
+    tuner, trial, *, screen=False, screen_rate=None, race_rate=None, common_rate=None, **_
 ):
     """A CPU on which no configuration meets the SLO at any rate (its service-time tail alone
     exceeds it): the whole search answers saturation only, a race step fails the SLO, and the

@@ -49,6 +49,7 @@ def fake_measure(
     beat_rate=None,
     common_rate=None,
     cut_at_budget=False,
+    chosen=False,
 ):
     """The real Tuner.measure's contract without a server: the screen predicts the capacity
     (20% low for a batching configuration, whose gain an unloaded probe cannot see) and its
@@ -405,7 +406,7 @@ def unattainable_measure(
     if race_rate is None:
         trial.searched = True  # the whole search: the SLO unattainable
         trial.saturation_rps = 1000.0 / p50_ms
-        common_rate = 0.5 * trial.saturation_rps
+        common_rate = common_rate or 0.5 * trial.saturation_rps
     else:
         trial.below_rps = race_rate
     trial.common_rate_rps = common_rate
@@ -422,10 +423,13 @@ def test_with_the_slo_unattainable_everywhere_the_lower_p50_wins_at_one_step_eac
     assert tuned["settings"]["runtime"] == "onnx-int8"
     assert tuned["settings"]["batching"]["enabled"] is False
     assert tuned["settings"]["gc_freeze"] is True
-    # Only the first incumbent was searched; every challenger raced at the common rate.
+    # Only the first incumbent and the chosen configuration (a tie's winner, searched once
+    # chosen) were searched; every challenger raced at the common rate.
     searched = [trial for trial in tuner.trials if getattr(trial, "searched", False)]
-    assert len(searched) == 1
+    assert len(searched) == 2 and searched[1].outcome == "chosen", tuner.trials
+    assert searched[1].saturation_rps > 0
     common = searched[0].common_rate_rps
+    assert searched[1].common_rate_rps == common
     challengers = [
         trial for trial in tuner.trials if trial is not searched[0] and trial.common_p50_ms
     ]
@@ -485,3 +489,41 @@ def test_the_beat_steps_pool_the_verdict_requests(tuner_of, slow_per_step, meets
 
     assert tuner._meets_slo_at(SimpleNamespace(step=step), 25.0) is meets
     assert taken == ["beat"] * 8
+
+
+def test_a_tie_won_on_the_p50_is_searched_whole_once_chosen(tuner_of, tmp_path, monkeypatch):
+    """A compared variant within the incumbent's bracket (a tie, not searched) with the lower
+    p50 is chosen: it then gets its whole search, past the budget too, so tuning.csv and
+    tuned.json quote its saturation throughput and capacity (the tiny study in CI at 70ac0f0
+    chose one without them)."""
+    clock = iter(range(0, 10_000, 100))
+    monkeypatch.setattr(tuning, "time", SimpleNamespace(monotonic=lambda: float(next(clock))))
+    tie = variant_settings(load_config(), "ablation-runtime")
+    capacities = {"tie": 40.4, "start": 40.0}
+    as_written = variant_settings(load_config(), "optimized")
+
+    def capacity(settings):
+        if settings == tie:
+            return capacities["tie"]
+        return capacities["start"] if settings == as_written else 20.0
+
+    monkeypatch.setitem(globals(), "true_capacity", capacity)
+    calls = []
+
+    def faster_tie(tuner, trial, **options):
+        fake_measure(tuner, trial, **options)
+        calls.append((trial.name, options.get("chosen", False)))
+        if trial.settings == tie and trial.common_p50_ms is not None:
+            trial.common_p50_ms = 10.0  # well below the incumbent's 25 ms
+        return trial
+
+    monkeypatch.setattr(tuning.Tuner, "measure", faster_tie)
+    tuned = tuner_of(budget_s=50).run([])
+    table = pd.read_csv(tmp_path / "tuning.csv")
+    chosen = table[table["outcome"] == "chosen"].iloc[0]
+    assert chosen["note"].startswith("variant:ablation-runtime"), table
+    assert "searched whole once chosen" in chosen["note"]
+    assert chosen["capacity_rps"] == 40.4 and chosen["saturation_rps"] > 0
+    assert tuned["provenance"]["capacity_rps"] == 40.4
+    assert tuned["provenance"]["saturation_rps"] > 0
+    assert [name for name, whole in calls if whole] == [chosen["trial"]]

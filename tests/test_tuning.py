@@ -527,3 +527,41 @@ def test_a_tie_won_on_the_p50_is_searched_whole_once_chosen(tuner_of, tmp_path, 
     assert tuned["provenance"]["capacity_rps"] == 40.4
     assert tuned["provenance"]["saturation_rps"] > 0
     assert [name for name, whole in calls if whole] == [chosen["trial"]]
+
+
+def test_the_first_incumbents_p50_at_the_common_rate_is_its_first_step_there(tuner_of):
+    """The first incumbent's p50 at the common rate (its capacity's lower bracket) is that of
+    its first step there, which drew the stream each challenger's first step there draws: no
+    step after the search (a later stream, unpaired)."""
+    from servebench.jobs.calibrate import SearchResult, Step
+    from servebench.records import RunSummary
+
+    tuner = tuner_of()
+    result = SearchResult()
+    taken = []
+
+    def step(rate, phase, p50_ms=40.0):
+        summary = RunSummary(latency_p50_ms=p50_ms, latency_all_p99_ms=150.0)
+        taken.append(phase)
+        measured = Step(len(taken), phase, rate, summary, True, True, [], 1.0, False, None)
+        result.steps.append(measured)
+        return measured
+
+    def search():
+        for p50_ms in (42.7, 38.7, 45.7):  # three steps at 20.0 req/s, first one first
+            step(20.0, "slo", p50_ms)
+        step(21.0, "slo")
+        return result
+
+    result.answers = lambda calibration: {
+        "saturation_rps": 40.0,
+        "capacity_rps": 20.0,
+        "capacity_bracket_rps": [20.0, 21.0],
+        "capacity_unattainable": None,
+        "notes": [],
+    }
+    searcher = SimpleNamespace(step=step, search=search, result=result)
+    trial = tuning.Trial("t00", "start", variant_settings(load_config(), "optimized"))
+    tuner._race_and_search(trial, searcher, None, None, None)
+    assert taken == ["slo"] * 4  # no common step
+    assert trial.common_rate_rps == 20.0 and trial.common_p50_ms == 42.7

@@ -302,8 +302,8 @@ class Tuner:
         at `beat_rate` (the incumbent's lowest rate that failed it) to the study's verdict
         requests; when it meets it there too (or with no race yet: the first incumbent, whose
         answers set every race), the whole search, cut at the budget only with
-        `cut_at_budget` (a neighbour); then one step at `common_rate` unless the race step
-        was at it. `chosen`: the whole search of a tie's winner, in a folder of its own."""
+        `cut_at_budget` (a neighbour); then its p50 and p99 at `common_rate`: from its first
+        step there, or one step there. `chosen`: the whole search of a tie's winner, in a folder of its own."""
         started = time.monotonic()
         suffix = "-screen" if screen else "-chosen" if chosen else ""
         folder = self.out_dir / f"{trial.name}{suffix}"
@@ -404,7 +404,13 @@ class Tuner:
         if common_rate is None:  # the first incumbent: the common rate is its race rate
             common_rate = self._race_rate(trial) or 0.5 * (trial.saturation_rps or 0.0)
         if common_rate > 0 and trial.common_p50_ms is None:
-            self._common(trial, searcher.step(common_rate, "common"), common_rate)
+            # The first step at the common rate drew the stream each challenger's first step
+            # there draws (common random numbers, Searcher.step_seed), so the p50s a tie is
+            # broken on are paired; a step after the search would draw a later stream (in
+            # the study at a7126a0 the first incumbent's 6th: p50 53.5 ms, its 1st 42.7).
+            measured = searcher.result.at_rate(common_rate)
+            step = measured[0] if measured else searcher.step(common_rate, "common")
+            self._common(trial, step, common_rate)
         trial.steps = searcher.result.steps
 
     def _meets_slo(self, p99_ms: float | None) -> bool:

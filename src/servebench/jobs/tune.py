@@ -303,7 +303,8 @@ class Tuner:
         requests; when it meets it there too (or with no race yet: the first incumbent, whose
         answers set every race), the whole search, cut at the budget only with
         `cut_at_budget` (a neighbour); then its p50 and p99 at `common_rate`: from its first
-        step there, or one step there. `chosen`: the whole search of a tie's winner, in a folder of its own."""
+        step there, or one step there. `chosen`: the whole search of a tie's winner, in a
+        folder of its own."""
         started = time.monotonic()
         suffix = "-screen" if screen else "-chosen" if chosen else ""
         folder = self.out_dir / f"{trial.name}{suffix}"

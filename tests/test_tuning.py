@@ -440,6 +440,17 @@ def test_with_the_slo_unattainable_everywhere_the_lower_p50_wins_at_one_step_eac
     assert not table["configuration"].duplicated().any()
 
 
+def search_answers(capacity_rps: float, bracket_rps: list[float]):
+    """A stand-in for SearchResult.answers: a whole search's answers (saturation 40 req/s)."""
+    return lambda calibration: {
+        "saturation_rps": 40.0,
+        "capacity_rps": capacity_rps,
+        "capacity_bracket_rps": bracket_rps,
+        "capacity_unattainable": None,
+        "notes": [],
+    }
+
+
 def test_a_challenger_whose_search_the_budget_cut_is_not_chosen(tuner_of):
     """A neighbour that met the SLO at its race step and whose search then reached the
     budget ties on a few steps at best: it is `unsearched`, has no capacity and is never the
@@ -452,13 +463,7 @@ def test_a_challenger_whose_search_the_budget_cut_is_not_chosen(tuner_of):
         meets_slo=True, summary=RunSummary(latency_p50_ms=10.0, latency_all_p99_ms=50.0)
     )
     result = SearchResult(stopped_at_deadline=True)
-    result.answers = lambda calibration: {
-        "saturation_rps": 40.0,
-        "capacity_rps": 28.4,
-        "capacity_bracket_rps": [28.1, 29.5],
-        "capacity_unattainable": None,
-        "notes": [],
-    }
+    result.answers = search_answers(28.4, [28.1, 29.5])
     searcher = SimpleNamespace(step=lambda rate, phase: race, search=lambda: result, result=result)
     trial = tuning.Trial("t01", "neighbour", variant_settings(load_config(), "optimized"))
     tuner._race_and_search(trial, searcher, 20.0, None, 20.0)
@@ -499,15 +504,12 @@ def test_a_tie_won_on_the_p50_is_searched_whole_once_chosen(tuner_of, tmp_path, 
     clock = iter(range(0, 10_000, 100))
     monkeypatch.setattr(tuning, "time", SimpleNamespace(monotonic=lambda: float(next(clock))))
     tie = variant_settings(load_config(), "ablation-runtime")
-    capacities = {"tie": 40.4, "start": 40.0}
     as_written = variant_settings(load_config(), "optimized")
-
-    def capacity(settings):
-        if settings == tie:
-            return capacities["tie"]
-        return capacities["start"] if settings == as_written else 20.0
-
-    monkeypatch.setitem(globals(), "true_capacity", capacity)
+    monkeypatch.setitem(
+        globals(),
+        "true_capacity",
+        lambda settings: 40.4 if settings == tie else 40.0 if settings == as_written else 20.0,
+    )
     calls = []
 
     def faster_tie(tuner, trial, **options):
@@ -553,13 +555,7 @@ def test_the_first_incumbents_p50_at_the_common_rate_is_its_first_step_there(tun
         step(21.0, "slo")
         return result
 
-    result.answers = lambda calibration: {
-        "saturation_rps": 40.0,
-        "capacity_rps": 20.0,
-        "capacity_bracket_rps": [20.0, 21.0],
-        "capacity_unattainable": None,
-        "notes": [],
-    }
+    result.answers = search_answers(20.0, [20.0, 21.0])
     searcher = SimpleNamespace(step=step, search=search, result=result)
     trial = tuning.Trial("t00", "start", variant_settings(load_config(), "optimized"))
     tuner._race_and_search(trial, searcher, None, None, None)

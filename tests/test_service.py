@@ -288,7 +288,7 @@ class _HeldPredict:
         self.release = threading.Event()
         self.fail_on = fail_on
 
-    def __call__(self, texts: list[str], started_s: float) -> list[str]:
+    def __call__(self, texts: list[str], started_s: float, on_answers=None) -> list[str]:
         self.batches.append(list(texts))
         if len(self.batches) == 1:
             assert self.release.wait(10)
@@ -339,6 +339,58 @@ def test_the_greedy_batcher_runs_requests_alone_until_enough_texts_wait():
     assert predict.batches == [["a"], ["b0"], ["b1"], ["b2"]]
     # 4 waiting: one batch.
     assert deep == [["c"], ["d0", "d1", "d2", "d3"]]
+
+
+def test_the_greedy_batcher_answers_a_request_once_its_texts_are_done_not_the_whole_batch():
+    """A request whose texts a sub-batch has answered gets its answer then, while the rest of
+    the batch still runs; one split across parts gets it when its last text is in."""
+    release = threading.Event()
+    batches = []
+
+    def predict(texts, started_s, on_answers):
+        batches.append(list(texts))
+        if len(batches) > 1:
+            on_answers([0, 1], [f"answer:{texts[0]}", f"answer:{texts[1]}"])  # b, c0
+            assert release.wait(10)  # the rest of the batch is still running
+            on_answers([2], [f"answer:{texts[2]}"])  # c1
+        return [f"answer:{text}" for text in texts]
+
+    async def main():
+        batcher = sentiment_inference.GreedyBatcher(predict, max_batch_texts=64)
+        first = await batcher.submit(["a"])
+        whole = asyncio.create_task(batcher.submit(["b"]))
+        split = asyncio.create_task(batcher.submit(["c0", "c1"]))
+        unanswered = asyncio.create_task(batcher.submit(["d"]))
+        early = await asyncio.wait_for(asyncio.shield(whole), 5)
+        await asyncio.sleep(0.05)
+        pending = [task.done() for task in (split, unanswered)]
+        release.set()
+        return first, early, pending, await split, await unanswered
+
+    first, early, pending, split, unanswered = asyncio.run(main())
+    assert batches == [["a"], ["b", "c0", "c1", "d"]]
+    assert first == ["answer:a"]
+    assert early == ["answer:b"]  # before the batch ended
+    assert pending == [False, False]  # c1 and d were still running
+    assert split == ["answer:c0", "answer:c1"]
+    assert unanswered == ["answer:d"]  # from predict's return value
+
+
+def test_sorted_sub_batches_are_reported_as_each_one_runs():
+    classifier = _FakeClassifier()
+    texts = ["c c c", "a", "b b", "d d d d"]
+    parts = []
+    got = sentiment_inference.predict_proba_sorted(
+        classifier, texts, 2, on_pass=lambda indices, rows: parts.append((list(indices), rows))
+    )
+    assert [indices for indices, _ in parts] == [[1, 2], [0, 3]]  # shortest first
+    for indices, rows in parts:
+        np.testing.assert_array_equal(rows, got[indices])
+    single = []
+    sentiment_inference.predict_proba_sorted(
+        classifier, ["a"], 2, on_pass=lambda indices, rows: single.append(list(indices))
+    )
+    assert single == [[0]]
 
 
 def test_the_greedy_batcher_leaves_out_cancelled_requests_and_fails_a_batch_together():

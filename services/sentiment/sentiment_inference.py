@@ -346,6 +346,7 @@ def predict_proba_sorted(
     max_pass_tokens: int = 0,
     deadline_s: float | None = None,
     clock: Callable[[], float] = time.monotonic,
+    on_pass: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """Probabilities of `texts`, computed in forward passes of bounded size.
 
@@ -357,24 +358,31 @@ def predict_proba_sorted(
     (`plan_passes`), so even the largest valid request (64 texts at the model's max_length)
     never becomes one padded 64 x 512 batch. Before each pass, the clock is checked against
     `deadline_s` (DeadlineExceeded): inference goes on at most one pass past a deadline.
+    `on_pass(indices, probabilities)` is told each pass's rows as soon as it has run (the
+    greedy batcher answers their requests then, not at the end of the batch).
     """
     n = len(texts)
     within_count = sub_batch_size <= 0 or n <= sub_batch_size
     max_length = getattr(classifier, "max_length", None)
-    if within_count and (
+    one_pass = within_count and (
         max_pass_tokens <= 0 or (max_length is not None and n * max_length <= max_pass_tokens)
-    ):
+    )
+    if not one_pass:
+        lengths = token_lengths(classifier, texts)
+        one_pass = within_count and n * int(lengths.max(initial=0)) <= max_pass_tokens
+    if one_pass:
         _check_deadline(deadline_s, clock, done=0, total=n)
-        return classifier.predict_proba(list(texts))
-    lengths = token_lengths(classifier, texts)
-    if within_count and n * int(lengths.max(initial=0)) <= max_pass_tokens:
-        _check_deadline(deadline_s, clock, done=0, total=n)
-        return classifier.predict_proba(list(texts))
+        probabilities = classifier.predict_proba(list(texts))
+        if on_pass is not None:
+            on_pass(np.arange(n), probabilities)
+        return probabilities
     probabilities = np.empty((n, len(classifier.labels)), dtype=np.float64)
     done = 0
     for chunk in plan_passes(lengths, sub_batch_size, max_pass_tokens):
         _check_deadline(deadline_s, clock, done=done, total=n)
         probabilities[chunk] = classifier.predict_proba([texts[i] for i in chunk])
+        if on_pass is not None:
+            on_pass(chunk, probabilities[chunk])
         done += len(chunk)
     return probabilities
 
@@ -404,6 +412,10 @@ def to_predictions(labels: Sequence[str], probabilities: np.ndarray) -> list[dic
     return predictions
 
 
+# Told the answers to some of a batch's texts (their indices in the batch) before it is done.
+OnAnswers = Callable[[Sequence[int], Sequence[Any]], None]
+
+
 class GreedyBatcher:
     """Greedy batching (`batching.dispatcher: greedy`): requests wait in arrival order, and
     whenever the model is free, if at least `min_batch_texts` texts wait, the waiting requests
@@ -413,14 +425,17 @@ class GreedyBatcher:
     single requests). Nothing ever waits for a batch to fill. BentoML's adaptive batcher
     instead decides from its latency model when to dispatch.
 
-    `predict(texts, started_s)` runs in one thread of its own (one batch at a time, off the
-    event loop) and returns one answer per text. A request BentoML has cancelled (its timeout)
-    while it waited is left out of the next batch.
+    `predict(texts, started_s, on_answers)` runs in one thread of its own (one batch at a
+    time, off the event loop) and returns one answer per text. It may call
+    `on_answers(indices, answers)` as parts of the batch are done (the service does after each
+    sorted sub-batch): a request is answered as soon as all its texts are, not when the whole
+    batch is, so short texts sorted to the front do not wait for the long ones. A request
+    BentoML has cancelled (its timeout) while it waited is left out of the next batch.
     """
 
     def __init__(
         self,
-        predict: Callable[[list[str], float], list[Any]],
+        predict: Callable[[list[str], float, OnAnswers], list[Any]],
         max_batch_texts: int,
         min_batch_texts: int = 1,
         on_batch: Callable[[int], None] = lambda texts: None,
@@ -461,18 +476,50 @@ class GreedyBatcher:
         while batch := self._take():
             texts = [text for request_texts, _ in batch for text in request_texts]
             self.on_batch(len(texts))
+            answers = _BatchAnswers(batch, loop)
             try:
                 # The deadline counts from the batch's start, as in BentoML's batcher.
-                answers = await loop.run_in_executor(
-                    self.executor, self.predict, texts, time.monotonic()
+                every_answer = await loop.run_in_executor(
+                    self.executor, self.predict, texts, time.monotonic(), answers.from_thread
                 )
-            except Exception as error:  # every request of the batch gets it (a 500)
+            except Exception as error:  # every request not answered yet gets it (a 500)
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
-            position = 0
-            for request_texts, future in batch:
-                if not future.done():
-                    future.set_result(answers[position : position + len(request_texts)])
-                position += len(request_texts)
+            # Callbacks run in the order they were scheduled: every part is in by now.
+            answers.add(range(len(texts)), every_answer)
+
+
+class _BatchAnswers:
+    """A batch's answers as they come in, each request's future set once all its texts are
+    answered."""
+
+    def __init__(
+        self,
+        batch: Sequence[tuple[list[str], asyncio.Future]],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.batch = batch
+        self.loop = loop
+        # Text i of the batch is text owner[i][1] of request owner[i][0].
+        self.owner = [(r, t) for r, (texts, _) in enumerate(batch) for t in range(len(texts))]
+        self.answered = [False] * len(self.owner)
+        self.answers: list[list[Any]] = [[None] * len(texts) for texts, _ in batch]
+        self.missing = [len(texts) for texts, _ in batch]
+
+    def from_thread(self, indices: Sequence[int], answers: Sequence[Any]) -> None:
+        """`add`, called from the inference thread: the futures belong to the event loop."""
+        self.loop.call_soon_threadsafe(self.add, list(indices), list(answers))
+
+    def add(self, indices: Sequence[int], answers: Sequence[Any]) -> None:
+        for index, answer in zip(indices, answers, strict=True):
+            if self.answered[index]:
+                continue
+            self.answered[index] = True
+            request, text = self.owner[index]
+            self.answers[request][text] = answer
+            self.missing[request] -= 1
+            future = self.batch[request][1]
+            if self.missing[request] == 0 and not future.done():
+                future.set_result(self.answers[request])

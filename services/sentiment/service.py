@@ -26,6 +26,7 @@ from sentiment_inference import (
     DeadlineExceeded,
     GreedyBatcher,
     JsonBodyMiddleware,
+    OnAnswers,
     RequestLimitsMiddleware,
     body_limits,
     check_fields,
@@ -197,14 +198,31 @@ class SentimentService:
             {path: limit.max_bytes for path, limit in BODY_LIMITS.items()},
         )
 
-    def _predict(self, texts: list[str], started_s: float | None = None) -> list[dict]:
+    def _predict(
+        self,
+        texts: list[str],
+        started_s: float | None = None,
+        on_answers: OnAnswers | None = None,
+    ) -> list[dict]:
         """`started_s`: when the request arrived; inference stops (DeadlineExceeded) at the
         first forward pass that would start timeout_s after it, when BentoML has answered 504
-        already, so that a timed-out request leaves at most one pass of work behind."""
+        already, so that a timed-out request leaves at most one pass of work behind.
+        `on_answers(indices, predictions)` is told each forward pass's answers as it ends."""
         deadline_s = None if started_s is None else started_s + TIMEOUT_S
+        on_pass = None
+        if on_answers is not None:
+
+            def on_pass(indices: Any, probabilities: Any) -> None:
+                on_answers(indices, to_predictions(self.labels, probabilities))
+
         try:
             probabilities = predict_proba_sorted(
-                self.classifier, texts, SUB_BATCH_SIZE, self.max_pass_tokens, deadline_s
+                self.classifier,
+                texts,
+                SUB_BATCH_SIZE,
+                self.max_pass_tokens,
+                deadline_s,
+                on_pass=on_pass,
             )
         except DeadlineExceeded as error:
             logger.warning("%d texts: %s", len(texts), error)

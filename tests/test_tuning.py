@@ -531,6 +531,38 @@ def test_a_tie_won_on_the_p50_is_searched_whole_once_chosen(tuner_of, tmp_path, 
     assert [name for name, whole in calls if whole] == [chosen["trial"]]
 
 
+def test_a_tie_refuted_by_its_whole_search_gives_the_choice_back(tuner_of, tmp_path, monkeypatch):
+    """A tie's winner whose whole search, once chosen, gives a capacity below the best one
+    searched whole (beyond half the bracket's precision) is not chosen: that one is."""
+    clock = iter(range(0, 10_000, 100))
+    monkeypatch.setattr(tuning, "time", SimpleNamespace(monotonic=lambda: float(next(clock))))
+    tie = variant_settings(load_config(), "ablation-runtime")
+    as_written = variant_settings(load_config(), "optimized")
+    monkeypatch.setitem(
+        globals(),
+        "true_capacity",
+        lambda settings: 40.4 if settings == tie else 40.0 if settings == as_written else 20.0,
+    )
+
+    def refuted_tie(tuner, trial, **options):
+        fake_measure(tuner, trial, **options)
+        if trial.settings == tie and trial.common_p50_ms is not None:
+            trial.common_p50_ms = 10.0  # well below the incumbent's 25 ms: wins the tie
+        if options.get("chosen"):  # its own search then finds less than the incumbent's
+            trial.capacity_rps = trial.capacity_low_rps = 36.0
+        return trial
+
+    monkeypatch.setattr(tuning.Tuner, "measure", refuted_tie)
+    tuned = tuner_of(budget_s=50).run([])
+    table = pd.read_csv(tmp_path / "tuning.csv").set_index("trial")
+    chosen = table[table["outcome"] == "chosen"]
+    assert list(chosen["note"].str.slice(0, 10)) == ["as written"], table
+    refuted = table[table["note"].str.contains("refuted the tie", na=False)].iloc[0]
+    assert refuted["outcome"] == "lost" and refuted["capacity_rps"] == 36.0
+    assert "capacity 36 req/s against t00's 40" in refuted["note"]
+    assert tuned["provenance"]["capacity_rps"] == chosen["capacity_rps"].iloc[0]
+
+
 def test_the_first_incumbents_p50_at_the_common_rate_is_its_first_step_there(tuner_of):
     """The first incumbent's p50 at the common rate (its capacity's lower bracket) is that of
     its first step there, which drew the stream each challenger's first step there draws: no

@@ -9,6 +9,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -571,6 +572,13 @@ def test_answers_equal_the_in_process_model(served, testbed):
         assert answer["scores"] == pytest.approx(expected["scores"], abs=1e-6)
     status, answers = post_json(server.url + "/classify_batch", {"texts": texts})
     assert status == 200, answers
+    # The list response's media type is named in service.py (BentoML would otherwise derive
+    # it from the JSON schema of every response): JSON, as documented.
+    with urllib.request.urlopen(server.url + "/docs.json", timeout=30) as response:
+        openapi = json.loads(response.read())
+    assert list(openapi["paths"]["/classify_batch"]["post"]["responses"]["200"]["content"]) == [
+        "application/json"
+    ]
     expected_proba = sentiment_inference.predict_proba_sorted(
         classifier,
         texts,

@@ -496,11 +496,9 @@ def test_the_beat_steps_pool_the_verdict_requests(tuner_of, slow_per_step, meets
     assert taken == ["beat"] * 8
 
 
-def test_a_tie_won_on_the_p50_is_searched_whole_once_chosen(tuner_of, tmp_path, monkeypatch):
-    """A compared variant within the incumbent's bracket (a tie, not searched) with the lower
-    p50 is chosen: it then gets its whole search, past the budget too, so tuning.csv and
-    tuned.json quote its saturation throughput and capacity (the tiny study in CI at 70ac0f0
-    chose one without them)."""
+def _tie_with_the_variant_as_written(monkeypatch):
+    """A clock that moves 100 s a call, and `ablation-runtime` (returned) within the bracket
+    of the variant as written (40.4 against 40.0 req/s; everything else 20)."""
     clock = iter(range(0, 10_000, 100))
     monkeypatch.setattr(tuning, "time", SimpleNamespace(monotonic=lambda: float(next(clock))))
     tie = variant_settings(load_config(), "ablation-runtime")
@@ -510,6 +508,15 @@ def test_a_tie_won_on_the_p50_is_searched_whole_once_chosen(tuner_of, tmp_path, 
         "true_capacity",
         lambda settings: 40.4 if settings == tie else 40.0 if settings == as_written else 20.0,
     )
+    return tie
+
+
+def test_a_tie_won_on_the_p50_is_searched_whole_once_chosen(tuner_of, tmp_path, monkeypatch):
+    """A compared variant within the incumbent's bracket (a tie, not searched) with the lower
+    p50 is chosen: it then gets its whole search, past the budget too, so tuning.csv and
+    tuned.json quote its saturation throughput and capacity (the tiny study in CI at 70ac0f0
+    chose one without them)."""
+    tie = _tie_with_the_variant_as_written(monkeypatch)
     calls = []
 
     def faster_tie(tuner, trial, **options):
@@ -534,15 +541,7 @@ def test_a_tie_won_on_the_p50_is_searched_whole_once_chosen(tuner_of, tmp_path, 
 def test_a_tie_refuted_by_its_whole_search_gives_the_choice_back(tuner_of, tmp_path, monkeypatch):
     """A tie's winner whose whole search, once chosen, gives a capacity below the best one
     searched whole (beyond half the bracket's precision) is not chosen: that one is."""
-    clock = iter(range(0, 10_000, 100))
-    monkeypatch.setattr(tuning, "time", SimpleNamespace(monotonic=lambda: float(next(clock))))
-    tie = variant_settings(load_config(), "ablation-runtime")
-    as_written = variant_settings(load_config(), "optimized")
-    monkeypatch.setitem(
-        globals(),
-        "true_capacity",
-        lambda settings: 40.4 if settings == tie else 40.0 if settings == as_written else 20.0,
-    )
+    tie = _tie_with_the_variant_as_written(monkeypatch)
 
     def refuted_tie(tuner, trial, **options):
         fake_measure(tuner, trial, **options)

@@ -567,11 +567,7 @@ class Tuner:
         best = max(searched, key=lambda trial: trial.capacity_low_rps or 0.0, default=None)
         if best is None or best.capacity_low_rps is None:
             return tie_winner
-        precision = self.calibration.bracket_precision
-        below = tie_winner.capacity_low_rps is None or (
-            best.capacity_low_rps > tie_winner.capacity_low_rps * (1 + precision / 2)
-        )
-        if not below:
+        if tie_winner.capacity_low_rps is not None and not self._higher_capacity(best, tie_winner):
             return tie_winner
         found = tie_winner.capacity_rps
         tie_winner.outcome = "lost"
@@ -595,11 +591,16 @@ class Tuner:
             return self._wins_tie(trial, incumbent)
         if incumbent.capacity_low_rps is None:
             return True
-        precision = self.calibration.bracket_precision
-        if trial.capacity_low_rps > incumbent.capacity_low_rps * (1 + precision / 2):
+        if self._higher_capacity(trial, incumbent):
             return True
+        precision = self.calibration.bracket_precision
         tie = trial.capacity_low_rps >= incumbent.capacity_low_rps / (1 + precision / 2)
         return tie and self._wins_tie(trial, incumbent)
+
+    def _higher_capacity(self, trial: Trial, other: Trial) -> bool:
+        """`trial`'s capacity beyond `other`'s by more than half the bracket's precision."""
+        precision = self.calibration.bracket_precision
+        return trial.capacity_low_rps > other.capacity_low_rps * (1 + precision / 2)
 
     def _wins_tie(self, trial: Trial, incumbent: Trial) -> bool:
         """The lower p50 at the common rate; where the two are alike (within the bracket's

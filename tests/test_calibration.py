@@ -34,7 +34,14 @@ import numpy as np
 import pytest
 
 from servebench.config import load_config
-from servebench.jobs.calibrate import Searcher, Step, grid_rate, judge_step, search_capacity
+from servebench.jobs.calibrate import (
+    Searcher,
+    SearchResult,
+    Step,
+    grid_rate,
+    judge_step,
+    search_capacity,
+)
 from servebench.matrix import derived_seed
 from servebench.net import free_port, http_get
 from servebench.quantiles import quantile
@@ -506,3 +513,38 @@ def test_a_step_the_generator_spoiled_is_measured_again(tmp_path, monkeypatch, i
         assert step.keeps_up and step.meets_slo
     else:
         assert not step.keeps_up and any("generator: send-lag" in r for r in step.reasons)
+
+
+def _overload_step(index: int, rate: float, answered: float, **summary_fields) -> Step:
+    """A last-try step at `rate` that the generator made invalid by sending late."""
+    summary = RunSummary(
+        valid=False,
+        invalid_reasons=["send-lag p99 5.49 ms exceeds 5.00 ms"],
+        offered_rate_rps=rate,
+        achieved_rate_rps=rate,
+        throughput_rps=answered,
+        counts={"ok": 800},
+        **summary_fields,
+    )
+    keeps_up, meets_slo, reasons = judge_step(summary, fifo_calibration(), True)
+    return Step(index, "ramp", rate, summary, keeps_up, meets_slo, reasons, 7.0)
+
+
+def test_an_overload_the_generator_sent_late_still_measures_the_saturation():
+    """As in a CI run on the FIFO server (truth 200 req/s): every step at 256 req/s had its
+    generator's send-lag p99 just over the limit, so the saturation fell to the 174.8 req/s a
+    step at 173 answered. A queue that never empties does not depend on when each request was
+    sent: the overload's departure rate counts, unless the run did not finish."""
+    calibration = fifo_calibration()
+    kept_up = _overload_step(0, 173.0, 174.8)
+    kept_up.summary.valid, kept_up.summary.invalid_reasons = True, []
+    kept_up.keeps_up, kept_up.reasons = True, []
+    late = _overload_step(1, 256.0, 200.0)
+    result = SearchResult(steps=[kept_up, late])
+    answers = result.answers(calibration)
+    assert not late.keeps_up
+    assert (answers["saturation_rps"], answers["saturation_from"]) == (200.0, "overload")
+
+    interrupted = _overload_step(1, 256.0, 200.0, interrupted=True)
+    answers = SearchResult(steps=[kept_up, interrupted]).answers(calibration)
+    assert (answers["saturation_rps"], answers["saturation_from"]) == (174.8, "kept up")

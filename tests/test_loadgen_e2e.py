@@ -91,8 +91,11 @@ def test_open_loop_slow_answers_do_not_slow_the_sends(server, payloads, tmp_path
         warmup_s=0.5,
         payloads=payloads,
     )
-    assert summary.send_lag_p99_ms < 5.0, summary
-    assert summary.valid, summary.invalid_reasons
+    # A client that waited for answers would send ~200 ms late. The study's validity limit on
+    # the lag (5 ms at p99) is for the machine's moments, not this property: a CI run at a
+    # busy moment sent 5.64 ms late at p99 (the max of ~70 sends), with every other rule met.
+    assert summary.send_lag_p99_ms < 20.0, summary
+    assert [r for r in summary.invalid_reasons if not r.startswith("send-lag")] == []
     assert summary.counts["ok"] == summary.measured_planned_requests
     # Answers took 200 ms, yet requests overlapped and left on time.
     assert 195 < summary.service_p50_ms < 260

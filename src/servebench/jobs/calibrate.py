@@ -2,7 +2,8 @@
 
 - **saturation throughput**: the highest rate the server keeps up with, whatever the latency:
   the more of what the highest rate that kept up answered and the ok departure rate of the
-  step at the highest offered rate that did not (the deepest overload of the search; a server
+  step at the highest offered rate that did not and held an overload, however late the
+  generator sent (the deepest overload of the search; overload_held; a server
   keeps up in the long run with any rate below what it answers under sustained overload, and
   a batching server's speed grows with its queue, which takes longer to build than a step);
 - **capacity at the SLO**: the highest rate that keeps up *and* meets the p99 objective, with
@@ -263,6 +264,26 @@ def slo_bracket(steps: list[Step], slo_p99_ms: float) -> tuple[float | None, flo
     return lo, not_keeping_up
 
 
+def overload_held(step: Step, tolerance: float) -> bool:
+    """Whether a step measured its server under overload: the server lived, the generator ran
+    to the end of its schedule, and it sent more than the server answered (beyond
+    `tolerance`). The generator's timing need not be valid here: a departure rate under
+    overload does not depend on when each request was sent, only on a queue that never
+    empties, and a generator that sends late at a high rate (seen in CI: send-lag p99 5.5 ms
+    at 256 req/s, the FIFO server answering its 200) still builds one."""
+    summary = step.summary
+    sent, answered = summary.achieved_rate_rps, summary.throughput_rps
+    return (
+        SERVER_DIED not in step.reasons
+        and not summary.interrupted
+        and summary.locust_exit_code in (0, None)
+        and summary.offered_rate_rps is not None
+        and sent is not None
+        and answered is not None
+        and answered < (1.0 - tolerance) * sent
+    )
+
+
 @dataclass
 class SearchResult:
     steps: list[Step] = field(default_factory=list)
@@ -292,23 +313,20 @@ class SearchResult:
             return None, None
         return float(np.mean(answered)), float(np.mean(offered))
 
-    def deepest_overload(self) -> Step | None:
-        """The step at the highest offered rate that did not keep up, among those whose
-        generator ran on schedule and whose server lived: its ok departure rate is what the
-        server answers with the longest queue of the search."""
+    def deepest_overload(self, tolerance: float) -> Step | None:
+        """The step at the highest offered rate that did not keep up, among those that held an
+        overload (overload_held): its ok departure rate is what the server answers with the
+        longest queue of the search."""
         overloaded = [
             step
             for step in self.steps
-            if not step.discarded
-            and not step.keeps_up
-            and step.summary.valid
-            and step.summary.throughput_rps is not None
-            and step.summary.offered_rate_rps is not None
-            and SERVER_DIED not in step.reasons
+            if not step.discarded and not step.keeps_up and overload_held(step, tolerance)
         ]
         return max(overloaded, key=lambda step: step.summary.offered_rate_rps, default=None)
 
-    def saturation(self, sat_lo: float | None) -> tuple[float | None, float | None, str | None]:
+    def saturation(
+        self, sat_lo: float | None, tolerance: float
+    ) -> tuple[float | None, float | None, str | None]:
         """(answered, offered, how) of the saturation throughput: the more of what the highest
         rate that kept up answered ("kept up") and the ok departure rate of the deepest
         overload ("overload"). A work-conserving server keeps up in the long run with any rate
@@ -317,7 +335,7 @@ class SearchResult:
         than a step lasts."""
         answered, offered = self.rates_at(sat_lo)
         how = None if answered is None else "kept up"
-        overload = self.deepest_overload()
+        overload = self.deepest_overload(tolerance)
         if overload is not None and (
             answered is None or overload.summary.throughput_rps > answered
         ):
@@ -329,7 +347,9 @@ class SearchResult:
     def answers(self, calibration: CalibrationSettings) -> dict[str, Any]:
         sat_lo, sat_hi = bracket(self.steps, keeps_up_at)
         slo_lo, slo_hi = slo_bracket(self.steps, calibration.slo_p99_ms)
-        saturation_rps, saturation_offered_rps, saturation_from = self.saturation(sat_lo)
+        saturation_rps, saturation_offered_rps, saturation_from = self.saturation(
+            sat_lo, calibration.achieved_rate_tolerance
+        )
         capacity_rps, capacity_offered_rps = (
             (None, None) if self.unattainable else self.rates_at(slo_lo)
         )

@@ -289,6 +289,7 @@ class SimulatedMD1Searcher(Searcher):
         summary = RunSummary(
             valid=True,
             offered_rate_rps=measured.sum() / measured_s,
+            achieved_rate_rps=measured.sum() / measured_s,
             throughput_rps=answered / measured_s,
             latency_all_p99_ms=quantile(latencies_ms, 0.99),
             counts={"ok": int(measured.sum())},
@@ -397,6 +398,7 @@ class FakeServerSearcher(Searcher):
         summary = RunSummary(
             valid=True,
             offered_rate_rps=rate,
+            achieved_rate_rps=rate,
             throughput_rps=rate if rate < 40.0 else 40.0,
             latency_all_p99_ms=self.p99_ms(rate, repeat),
             counts={"ok": self.calibration.min_step_requests},
@@ -548,3 +550,17 @@ def test_an_overload_the_generator_sent_late_still_measures_the_saturation():
     interrupted = _overload_step(1, 256.0, 200.0, interrupted=True)
     answers = SearchResult(steps=[kept_up, interrupted]).answers(calibration)
     assert (answers["saturation_rps"], answers["saturation_from"]) == (174.8, "kept up")
+
+
+def test_the_saturation_is_the_most_answered_under_any_overload():
+    """As the optimized variant's calibration in the study at ab33888: it kept up at 76.1 req/s
+    (answering 73.2), answered 75.1 at 90.5 offered and 68.5 at 128, where it also had to
+    refuse a third of the requests. The saturation is the 75.1, not the deepest overload's."""
+    calibration = fifo_calibration()
+    kept_up = _overload_step(0, 76.1, 73.2)
+    kept_up.summary.valid, kept_up.summary.invalid_reasons = True, []
+    kept_up.keeps_up, kept_up.reasons = True, []
+    steps = [kept_up, _overload_step(1, 128.0, 68.5), _overload_step(2, 90.5, 75.1)]
+    answers = SearchResult(steps=steps).answers(calibration)
+    assert (answers["saturation_rps"], answers["saturation_from"]) == (75.1, "overload")
+    assert answers["saturation_offered_rps"] == 90.5

@@ -194,6 +194,7 @@ def write_calibration(results_dir: Path, config: dict, variant: str) -> None:
         summary = RunSummary(
             valid=True,
             offered_rate_rps=rate,
+            achieved_rate_rps=rate,
             throughput_rps=answered,
             latency_p50_ms=p99 / 2.3,
             latency_p99_ms=p99,
@@ -385,7 +386,7 @@ def test_capacity_and_ablation_tables(rendered):
     capacity = pd.read_csv(results_dir / "tables" / "capacity.csv").set_index("variant")
     assert capacity.loc["baseline", "saturation_vs_reference"] == pytest.approx(1.0)
     # The simulated optimized server is 3 times as fast: it kept up with 80 req/s and answered
-    # its full speed, 3 x the baseline's 40, under the search's deepest overload (160).
+    # its full speed, 3 x the baseline's 40, under overload (160).
     assert capacity.loc["optimized", "saturation_vs_reference"] == pytest.approx(3.0)
     assert capacity.loc["optimized", "saturation_from"] == "overload"
     assert capacity.loc["baseline", "saturation_from"] == "kept up"
@@ -495,3 +496,34 @@ def test_browser_check_sees_a_broken_image_and_a_console_error(tmp_path):
     assert result["images"] == 2 and result["loaded"] == 0
     assert any("boom" in error for error in result["errors"])
     assert any("IMG" in error for error in result["errors"])
+
+
+def test_the_tuning_section_sets_the_calibration_beside_the_tuning(tmp_path):
+    """The tuned variant's calibration measures the chosen configuration again: the section
+    gives its answers and their ratios to the tuning's, from the local target only, and none
+    when the variant was pinned (served as written: another configuration)."""
+    tuned = {
+        "variant": "optimized",
+        "configuration": "onnx-int8 greedy16-64 sub4 1x1 gc",
+        "pinned": False,
+        "provenance": {"capacity_rps": 40.0, "saturation_rps": 80.0, "trials": 3},
+    }
+    write_json(tmp_path / "tuning" / "tuned.json", tuned)
+    tuning = pd.DataFrame(
+        {"trial": ["t00"], "configuration": [tuned["configuration"]], "outcome": ["chosen"]}
+    )
+    capacity = pd.DataFrame(
+        {
+            "target": ["docker", "local", "local"],
+            "variant": ["optimized", "optimized", "baseline"],
+            "capacity_rps": [10.0, 34.0, np.nan],
+            "saturation_rps": [20.0, 72.0, 11.0],
+        }
+    )
+    inputs = html.ReportInputs(tmp_path, tmp_path / "tables", tmp_path / "figures")
+    config = load_config()
+    again = html.tuning_context(config, inputs, tuning, capacity)["measured_again"]
+    assert again["capacity_rps"] == 34.0 and again["capacity_rps_ratio"] == pytest.approx(0.85)
+    assert again["saturation_rps"] == 72.0 and again["saturation_rps_ratio"] == pytest.approx(0.9)
+    write_json(tmp_path / "tuning" / "tuned.json", {**tuned, "pinned": True})
+    assert html.tuning_context(config, inputs, tuning, capacity)["measured_again"] is None

@@ -750,13 +750,15 @@ def tuning_html_table(tuning: pd.DataFrame) -> HtmlTable:
 
 
 def tuning_context(
-    config: dict[str, Any], inputs: ReportInputs, tuning: pd.DataFrame
+    config: dict[str, Any], inputs: ReportInputs, tuning: pd.DataFrame, capacity: pd.DataFrame
 ) -> dict[str, Any] | None:
-    """The tuning section: what was chosen, from how many configurations, in how long."""
+    """The tuning section: what was chosen, from how many configurations, in how long, and
+    what the study's own calibration of the tuned variant measured again."""
     if not len(tuning) or "configuration" not in tuning:
         return None
     tuned = _read_json(inputs.results_dir / "tuning" / TUNED)
     provenance = tuned.get("provenance") or {}
+    variant = tuned.get("variant", config["tuning"]["variant"])
     return {
         "variant": tuned.get("variant", config["tuning"]["variant"]),
         "configuration": tuned.get("configuration"),
@@ -765,8 +767,33 @@ def tuning_context(
         "elapsed_s": provenance.get("elapsed_s"),
         "budget_s": provenance.get("budget_s"),
         "capacity_rps": provenance.get("capacity_rps"),
+        "measured_again": None
+        if tuned.get("pinned")
+        else _measured_again(variant, provenance, capacity),
         "table": tuning_html_table(tuning),
     }
+
+
+def _measured_again(
+    variant: str, provenance: dict[str, Any], capacity: pd.DataFrame
+) -> dict[str, Any] | None:
+    """The tuned variant's calibration on the tuning's target (local) beside the tuning's
+    search of the same configuration: the same arrivals at each rate (common random numbers)
+    minutes apart, so their ratio is how far one search repeats on this machine."""
+    if not len(capacity) or "variant" not in capacity:
+        return None
+    rows = capacity[(capacity["variant"] == variant) & (capacity["target"] == "local")]
+    if not len(rows):
+        return None
+    row = rows.iloc[0]
+    again: dict[str, Any] = {}
+    for answer in ("capacity_rps", "saturation_rps"):
+        measured, tuned = row.get(answer), provenance.get(answer)
+        again[answer] = measured if _finite(measured) else None
+        again[f"{answer}_ratio"] = (
+            measured / tuned if _finite(measured) and _finite(tuned) else None
+        )
+    return again
 
 
 def _bracket(record: dict[str, Any], answer: str) -> str:
@@ -1014,7 +1041,7 @@ def build_context(
         if len(tables["capacity"])
         else None,
         "tuning": _table_section(report_dir, items, "tuning"),
-        "tuning_result": tuning_context(config, inputs, tables["tuning"]),
+        "tuning_result": tuning_context(config, inputs, tables["tuning"], tables["capacity"]),
         "runs": _table_section(report_dir, items, "runs"),
         "runs_table": runs_html_table(runs) if n_runs else None,
         "invalid": _table_section(report_dir, items, "invalid_runs"),

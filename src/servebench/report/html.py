@@ -760,7 +760,7 @@ def tuning_context(
     provenance = tuned.get("provenance") or {}
     variant = tuned.get("variant", config["tuning"]["variant"])
     return {
-        "variant": tuned.get("variant", config["tuning"]["variant"]),
+        "variant": variant,
         "configuration": tuned.get("configuration"),
         "pinned": bool(tuned.get("pinned")),
         "trials": provenance.get("trials", len(tuning)),

@@ -517,11 +517,14 @@ def test_a_step_the_generator_spoiled_is_measured_again(tmp_path, monkeypatch, i
         assert not step.keeps_up and any("generator: send-lag" in r for r in step.reasons)
 
 
-def _overload_step(index: int, rate: float, answered: float, **summary_fields) -> Step:
-    """A last-try step at `rate` that the generator made invalid by sending late."""
+def _search_step(
+    index: int, rate: float, answered: float, sent_late: bool = True, **summary_fields
+) -> Step:
+    """A last-try step at `rate`, judged by judge_step; `sent_late`: the generator made it
+    invalid by sending late."""
     summary = RunSummary(
-        valid=False,
-        invalid_reasons=["send-lag p99 5.49 ms exceeds 5.00 ms"],
+        valid=not sent_late,
+        invalid_reasons=["send-lag p99 5.49 ms exceeds 5.00 ms"] if sent_late else [],
         offered_rate_rps=rate,
         achieved_rate_rps=rate,
         throughput_rps=answered,
@@ -538,16 +541,14 @@ def test_an_overload_the_generator_sent_late_still_measures_the_saturation():
     step at 173 answered. A queue that never empties does not depend on when each request was
     sent: the overload's departure rate counts, unless the run did not finish."""
     calibration = fifo_calibration()
-    kept_up = _overload_step(0, 173.0, 174.8)
-    kept_up.summary.valid, kept_up.summary.invalid_reasons = True, []
-    kept_up.keeps_up, kept_up.reasons = True, []
-    late = _overload_step(1, 256.0, 200.0)
+    kept_up = _search_step(0, 173.0, 174.8, sent_late=False)
+    late = _search_step(1, 256.0, 200.0)
     result = SearchResult(steps=[kept_up, late])
     answers = result.answers(calibration)
     assert not late.keeps_up
     assert (answers["saturation_rps"], answers["saturation_from"]) == (200.0, "overload")
 
-    interrupted = _overload_step(1, 256.0, 200.0, interrupted=True)
+    interrupted = _search_step(1, 256.0, 200.0, interrupted=True)
     answers = SearchResult(steps=[kept_up, interrupted]).answers(calibration)
     assert (answers["saturation_rps"], answers["saturation_from"]) == (174.8, "kept up")
 
@@ -557,10 +558,8 @@ def test_the_saturation_is_the_most_answered_under_any_overload():
     (answering 73.2), answered 75.1 at 90.5 offered and 68.5 at 128, where it also had to
     refuse a third of the requests. The saturation is the 75.1, not the deepest overload's."""
     calibration = fifo_calibration()
-    kept_up = _overload_step(0, 76.1, 73.2)
-    kept_up.summary.valid, kept_up.summary.invalid_reasons = True, []
-    kept_up.keeps_up, kept_up.reasons = True, []
-    steps = [kept_up, _overload_step(1, 128.0, 68.5), _overload_step(2, 90.5, 75.1)]
+    kept_up = _search_step(0, 76.1, 73.2, sent_late=False)
+    steps = [kept_up, _search_step(1, 128.0, 68.5), _search_step(2, 90.5, 75.1)]
     answers = SearchResult(steps=steps).answers(calibration)
     assert (answers["saturation_rps"], answers["saturation_from"]) == (75.1, "overload")
     assert answers["saturation_offered_rps"] == 90.5

@@ -167,18 +167,26 @@ def judge_step(
 
 
 def step_discarded(
-    summary: RunSummary, min_requests: int, foreign_cpu_max_percent: float, last_try: bool
+    summary: RunSummary,
+    min_requests: int,
+    foreign_cpu_max_percent: float,
+    last_try: bool,
+    held_overload: bool,
 ) -> bool:
     """Whether a step's measurement failed, so that it says nothing about the server and is
     measured again: other processes used the measured cores, it holds too few requests, or
     the load generator did not send on schedule (its run is invalid: sends late, off the
-    rate). On the last try the generator's verdict stands: a rate at which it could never
-    send counts as one not kept up (judge_step), so a search cannot loop on it."""
+    rate) and the step did not hold an overload (holds_overload: then what the server
+    answered does not depend on when each request was sent; a generator with a deep queue
+    of open requests sends late more often, and such steps were measured again up to 5
+    times in one study's search). On the last try the generator's verdict stands: a rate at
+    which it could never send counts as one not kept up (judge_step), so a search cannot
+    loop on it."""
     if (summary.foreign_cpu_percent or 0.0) > foreign_cpu_max_percent:
         return True
     if summary.n_measured < min_requests:
         return True
-    return not summary.valid and not last_try
+    return not summary.valid and not last_try and not held_overload
 
 
 def steps_by_rate(steps: list[Step]) -> dict[float, list[Step]]:
@@ -264,17 +272,16 @@ def slo_bracket(steps: list[Step], slo_p99_ms: float) -> tuple[float | None, flo
     return lo, not_keeping_up
 
 
-def overload_held(step: Step, tolerance: float) -> bool:
+def holds_overload(summary: RunSummary, server_alive: bool, tolerance: float) -> bool:
     """Whether a step measured its server under overload: the server lived, the generator ran
     to the end of its schedule, and it sent more than the server answered (beyond
     `tolerance`). The generator's timing need not be valid here: a departure rate under
     overload does not depend on when each request was sent, only on a queue that never
     empties, and a generator that sends late at a high rate (seen in CI: send-lag p99 5.5 ms
     at 256 req/s, the FIFO server answering its 200) still builds one."""
-    summary = step.summary
     sent, answered = summary.achieved_rate_rps, summary.throughput_rps
     return (
-        SERVER_DIED not in step.reasons
+        server_alive
         and not summary.interrupted
         and summary.locust_exit_code in (0, None)
         and summary.offered_rate_rps is not None
@@ -282,6 +289,11 @@ def overload_held(step: Step, tolerance: float) -> bool:
         and answered is not None
         and answered < (1.0 - tolerance) * sent
     )
+
+
+def overload_held(step: Step, tolerance: float) -> bool:
+    """holds_overload, of a step already judged."""
+    return holds_overload(step.summary, SERVER_DIED not in step.reasons, tolerance)
 
 
 @dataclass
@@ -513,9 +525,16 @@ class Searcher:
             # A search runs many short steps: Locust's own reports of each cost ~2 s.
             locust_reports=False,
         )
-        keeps_up, meets_slo, reasons = judge_step(summary, calibration, self.server_alive())
+        server_alive = self.server_alive()
+        keeps_up, meets_slo, reasons = judge_step(summary, calibration, server_alive)
         discarded = step_discarded(
-            summary, calibration.min_step_requests, self.foreign_cpu_max_percent, last_try
+            summary,
+            calibration.min_step_requests,
+            self.foreign_cpu_max_percent,
+            last_try,
+            held_overload=holds_overload(
+                summary, server_alive, calibration.achieved_rate_tolerance
+            ),
         )
         requests_path = self.out_dir / f"step{index}" / REQUESTS
         latencies = None

@@ -237,6 +237,22 @@ def test_study_produced_every_run_and_the_report(snakemake_exe, finished_study):
     assert planned_jobs(snakemake_exe, finished_study, "all") == {}
 
 
+def test_the_ceiling_is_measured_beside_each_calibration(finished_study):
+    """The serving efficiency divides the saturation by the model stage's best strategy
+    measured again right before and after the variant's search (same cores, same minutes)."""
+    with open(finished_study / "tables" / "capacity.csv", newline="") as handle:
+        capacity = {row["variant"]: row for row in csv.DictReader(handle)}
+    for variant in ("baseline", "optimized"):
+        row = capacity[variant]
+        before, after = (float(row[f"ceiling_{when}_texts_per_s"]) for when in ("before", "after"))
+        assert before > 0 and after > 0, row
+        assert float(row["ceiling_texts_per_s"]) == pytest.approx((before + after) / 2)
+        assert float(row["model_stage_ceiling_texts_per_s"]) > 0
+        assert float(row["serving_efficiency"]) == pytest.approx(
+            float(row["saturation_rps"]) / float(row["ceiling_texts_per_s"]), rel=1e-4
+        )  # the table's 6 significant digits
+
+
 def test_forcerun_one_scenario_reruns_it_for_every_variant_only(snakemake_exe, finished_study):
     targets = [
         str(run_dir(finished_study, variant, "bursty") / "meta.json")

@@ -8,6 +8,11 @@ rule calibrate:
         payloads=str(LAYOUT.payloads_csv),
         # docker target: the variant's image and the pod spec
         container=container_inputs,
+        # The runtime's in-process ceiling: its best strategy is measured again beside the
+        # search (servebench.jobs.calibrate.CeilingBeside).
+        ceiling=lambda wildcards: (
+            [] if EXTERNAL else bento_runtime_inputs(layout.INPROCESS_BENCH)(wildcards)
+        ),
     output:
         steps=calibration_path("{target}", "{variant}", layout.STEPS),
         capacity=calibration_path("{target}", "{variant}", layout.CAPACITY),
@@ -23,6 +28,7 @@ rule calibrate:
         calibration=config["calibration"],
         cpus=config["cpus"],
         loadgen=config["loadgen"],
+        bench=config["model"]["inprocess_bench"],
         k3s=k3s_deployment,
     script:
         "../scripts/calibrate.py"

@@ -562,6 +562,9 @@ CAPACITY_COLUMNS = [
     "runtime",
     "ceiling_texts_per_s",
     "ceiling_strategy",
+    "ceiling_before_texts_per_s",
+    "ceiling_after_texts_per_s",
+    "model_stage_ceiling_texts_per_s",
     "serving_efficiency",
     "mg1_capacity_rps",
     "capacity_vs_mg1",
@@ -578,21 +581,33 @@ def add_ceilings(
     cores: int,
 ) -> pd.DataFrame:
     """The capacity table's references: each variant's runtime, that runtime's in-process
-    ceiling on the server's cores (the model stage's best strategy), the serving efficiency
-    (saturation throughput / ceiling), and the M/G/1 capacity at the SLO predicted from the
-    variant's unloaded service times, with the measured capacity as a share of it."""
+    ceiling on the server's cores (the model stage's best strategy, measured again right
+    before and after the calibration's search where it ran: their mean is the ceiling, so
+    that the serving efficiency, saturation throughput / ceiling, divides measurements of the
+    same minutes; the model stage's alone otherwise), and the M/G/1 capacity at the SLO
+    predicted from the variant's unloaded service times, with the measured capacity as a
+    share of it."""
     for index, row in table.iterrows():
         record = bentos.get(row["variant"])
         if record is None:
             continue
         table.at[index, "runtime"] = record["settings"]["runtime"]
+        capacity = calibrations.get(row["variant"]) or {}
         ceiling = inprocess_ceiling(Path(record["runtime_dir"]) / INPROCESS_BENCH, cores)
         if ceiling is not None:
-            table.at[index, "ceiling_texts_per_s"] = ceiling.texts_per_s
+            texts_per_s = ceiling.texts_per_s
+            table.at[index, "model_stage_ceiling_texts_per_s"] = ceiling.texts_per_s
             table.at[index, "ceiling_strategy"] = ceiling.strategy
+            beside = capacity.get("ceiling") or {}
+            if beside.get("texts_per_s") is not None and beside.get("strategy") == ceiling.strategy:
+                texts_per_s = float(beside["texts_per_s"])
+                for when in ("before", "after"):
+                    table.at[index, f"ceiling_{when}_texts_per_s"] = beside.get(
+                        f"{when}_texts_per_s"
+                    )
+            table.at[index, "ceiling_texts_per_s"] = texts_per_s
             if pd.notna(row["saturation_rps"]):
-                table.at[index, "serving_efficiency"] = row["saturation_rps"] / ceiling.texts_per_s
-        capacity = calibrations.get(row["variant"]) or {}
+                table.at[index, "serving_efficiency"] = row["saturation_rps"] / texts_per_s
         service_ms = np.array(capacity.get("unloaded_ms") or [], dtype=float)
         if len(service_ms):
             predicted = mg1_capacity_rps(service_ms, float(capacity["slo_p99_ms"]))

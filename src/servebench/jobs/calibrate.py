@@ -58,15 +58,16 @@ import pandas as pd
 from servebench.arrivals import rate_realizing
 from servebench.deploy import deployed
 from servebench.jobs.common import clear_dir, deployment_record, measured_loadtest
-from servebench.layout import CAPACITY, REQUESTS, STEPS
+from servebench.layout import CAPACITY, INPROCESS_BENCH, REQUESTS, STEPS
 from servebench.loadgen.probe import sequential_latencies_ms, wait_until_idle
 from servebench.loadgen.runner import DEFAULT_BODY_TEMPLATE, render_body
 from servebench.loadgen.summary import all_request_latencies_ms
 from servebench.matrix import derived_seed
+from servebench.model.bench import ceiling_cell_texts_per_s
 from servebench.payloads import read_texts
 from servebench.provenance import write_json
 from servebench.quantiles import quantile, quantile_ci_ranks
-from servebench.records import RunSummary
+from servebench.records import RunSummary, inprocess_ceiling
 from servebench.settings import CalibrationSettings, LoadgenSettings, deploy_target
 
 log = logging.getLogger("servebench.jobs")
@@ -775,7 +776,9 @@ def calibrate(
     extra = {"variant": variant, "target": target.name, "bento_tag": record["tag"]}
     if record.get("url"):
         extra["url"] = record["url"]
+    ceiling = CeilingBeside.of(config, record, payloads_path)
     try:
+        ceiling.measure("before")
         with deployed(target, record, out) as deployment:
             result = search_capacity(
                 deployment.url,
@@ -793,4 +796,69 @@ def calibrate(
     except Exception as error:  # a failed calibration is data: the study says why
         log.error("calibration of %s failed: %s\n%s", variant, error, traceback.format_exc())
         result = SearchResult(notes=[f"calibration failed: {type(error).__name__}: {error}"])
+    ceiling.measure("after")
+    if ceiling.record is not None:
+        extra["ceiling"] = ceiling.record
     return write_calibration(result, calibration, out, extra)
+
+
+@dataclass
+class CeilingBeside:
+    """The in-process ceiling of the variant's runtime measured again right before and right
+    after its search, on the server's cores with no server running: the model stage's best
+    strategy (records.inprocess_ceiling), its cell of the bench run again. The serving
+    efficiency then divides two measurements of the same minutes: this machine's speed
+    drifted by 10-20 % within an hour (INT8's ceiling 84.7, 76.0 and 66.2 texts/s at 11:08,
+    13:48 and 16:10 on one day), more than the efficiency's own margin."""
+
+    runtime_dir: Path | None
+    payloads_path: str | Path
+    bench_config: dict[str, Any]
+    cpus: tuple[int, ...]
+    record: dict[str, Any] | None = None
+
+    @classmethod
+    def of(
+        cls, config: dict[str, Any], record: dict[str, Any], payloads_path: str | Path
+    ) -> CeilingBeside:
+        # Only where the Bento's runtime is served on this machine's server cores.
+        served_here = config["deploy"]["target"] in ("local", "docker") and record.get(
+            "runtime_dir"
+        )
+        return cls(
+            Path(record["runtime_dir"]) if served_here else None,
+            payloads_path,
+            config["model"]["inprocess_bench"],
+            tuple(config["cpus"]["server"]),
+        )
+
+    def measure(self, when: str) -> None:
+        """One measurement (`when`: before | after); a failure is a note, not the search's."""
+        if self.runtime_dir is None:
+            return
+        model_stage = inprocess_ceiling(self.runtime_dir / INPROCESS_BENCH, len(self.cpus))
+        if model_stage is None:
+            return
+        if self.record is None:
+            self.record = {
+                "runtime": model_stage.runtime,
+                "strategy": model_stage.strategy,
+                "model_stage_texts_per_s": model_stage.texts_per_s,
+            }
+        try:
+            texts_per_s = ceiling_cell_texts_per_s(
+                self.runtime_dir,
+                self.payloads_path,
+                model_stage,
+                bench_config=self.bench_config,
+                cpus=self.cpus,
+            )
+        except Exception as error:  # the search's answers stand without it
+            log.error("the in-process ceiling %s the search failed: %s", when, error)
+            self.record[f"{when}_error"] = f"{type(error).__name__}: {error}"
+            return
+        log.info("in-process ceiling %s the search: %.2f texts/s", when, texts_per_s)
+        self.record[f"{when}_texts_per_s"] = texts_per_s
+        measured = [self.record.get(key) for key in ("before_texts_per_s", "after_texts_per_s")]
+        measured = [value for value in measured if value is not None]
+        self.record["texts_per_s"] = float(np.mean(measured))

@@ -12,8 +12,12 @@ Two orders (column `order`):
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +31,7 @@ from servebench.model.runtime import (
     read_provenance,
 )
 from servebench.payloads import read_payloads
+from servebench.records import Ceiling
 
 logger = logging.getLogger("servebench.model")
 
@@ -178,3 +183,71 @@ def write_inprocess_bench(
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_csv, index=False, float_format="%.6g")
     return table
+
+
+def ceiling_cell_texts_per_s(
+    runtime_dir: str | Path,
+    payloads_csv: str | Path,
+    ceiling: Ceiling,
+    *,
+    bench_config: dict[str, Any],
+    cpus: Sequence[int],
+    timeout_s: float = 600.0,
+) -> float:
+    """The texts/s of a ceiling's strategy (its order, batch size and threads) measured again
+    with the model stage's settings, in a process of its own (the bench pins the process
+    that runs it to `cpus`): the calibration measures the ceiling beside its search, so that
+    the serving efficiency divides two measurements of the same minutes."""
+    command = [
+        sys.executable,
+        "-m",
+        "servebench.model.bench",
+        str(runtime_dir),
+        str(payloads_csv),
+        "--order",
+        ceiling.order,
+        "--batch-size",
+        str(ceiling.batch_size),
+        "--threads",
+        str(ceiling.threads),
+        "--cpus",
+        ",".join(str(cpu) for cpu in cpus),
+        "--bench-config",
+        json.dumps(bench_config),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise RuntimeError(f"the in-process bench exited {done.returncode}: {' | '.join(tail)}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["sequences_per_s"])
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """One cell of the in-process bench; prints its row as JSON (ceiling_cell_texts_per_s)."""
+    parser = argparse.ArgumentParser(prog="python -m servebench.model.bench")
+    parser.add_argument("runtime_dir", type=Path)
+    parser.add_argument("payloads_csv", type=Path)
+    parser.add_argument("--order", choices=("payload", "sorted"), required=True)
+    parser.add_argument("--batch-size", type=int, required=True)
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--cpus", required=True, help="comma-separated core ids")
+    parser.add_argument("--bench-config", type=json.loads, required=True, help="JSON")
+    args = parser.parse_args(argv)
+    config = args.bench_config
+    rows = inprocess_bench(
+        args.runtime_dir,
+        read_payloads(args.payloads_csv)["text"].tolist(),
+        batch_sizes=[args.batch_size] if args.order == "payload" else [],
+        cpus=[int(cpu) for cpu in args.cpus.split(",")],
+        thread_counts=[args.threads],
+        warmup_batches=int(config["warmup_batches"]),
+        min_batches=int(config["min_batches"]),
+        min_duration_s=float(config["min_duration_s"]),
+        sorted_batch_sizes=[args.batch_size] if args.order == "sorted" else [],
+        sorted_sample_texts=int(config["sorted_sample_texts"]),
+    )
+    print(json.dumps(rows[0]))
+
+
+if __name__ == "__main__":
+    main()

@@ -630,6 +630,23 @@ def scenarios_table(config: dict[str, Any], runs: pd.DataFrame) -> HtmlTable:
     return table
 
 
+def _ceiling_cell(record: dict[str, Any]) -> str:
+    """The ceiling and its strategy; where it was measured beside the search, both of those
+    measurements and the model stage's."""
+    if not _finite(record.get("ceiling_texts_per_s")):
+        return DASH
+    cell = f"{fmt(record['ceiling_texts_per_s'])} ({record.get('ceiling_strategy')}"
+    if _finite(record.get("ceiling_before_texts_per_s")) or _finite(
+        record.get("ceiling_after_texts_per_s")
+    ):
+        cell += (
+            f"; beside the search: {fmt(record.get('ceiling_before_texts_per_s'))} before, "
+            f"{fmt(record.get('ceiling_after_texts_per_s'))} after; model stage "
+            f"{fmt(record.get('model_stage_ceiling_texts_per_s'))}"
+        )
+    return cell + ")"
+
+
 def capacity_html_table(capacity: pd.DataFrame) -> HtmlTable:
     table = HtmlTable(
         [
@@ -686,11 +703,7 @@ def capacity_html_table(capacity: pd.DataFrame) -> HtmlTable:
                 (_bracket(record, "capacity"), "num"),
                 _ratio(record.get("capacity_vs_reference")),
                 (fmt(record.get("slo_p99_ms")), "num"),
-                (
-                    f"{fmt(record.get('ceiling_texts_per_s'))} ({record.get('ceiling_strategy')})"
-                    if _finite(record.get("ceiling_texts_per_s"))
-                    else DASH
-                ),
+                _ceiling_cell(record),
                 (fmt_percent(record.get("serving_efficiency")), "num"),
                 (fmt(record.get("mg1_capacity_rps")), "num"),
                 (fmt_percent(record.get("capacity_vs_mg1")), "num"),

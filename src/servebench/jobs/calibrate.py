@@ -67,7 +67,7 @@ from servebench.model.bench import ceiling_cell_texts_per_s
 from servebench.payloads import read_texts
 from servebench.provenance import write_json
 from servebench.quantiles import quantile, quantile_ci_ranks
-from servebench.records import RunSummary, inprocess_ceiling
+from servebench.records import Ceiling, RunSummary, inprocess_ceiling
 from servebench.settings import CalibrationSettings, LoadgenSettings, deploy_target
 
 log = logging.getLogger("servebench.jobs")
@@ -806,12 +806,14 @@ def calibrate(
 class CeilingBeside:
     """The in-process ceiling of the variant's runtime measured again right before and right
     after its search, on the server's cores with no server running: the model stage's best
-    strategy (records.inprocess_ceiling), its cell of the bench run again. The serving
-    efficiency then divides two measurements of the same minutes: this machine's speed
-    drifted by 10-20 % within an hour (INT8's ceiling 84.7, 76.0 and 66.2 texts/s at 11:08,
-    13:48 and 16:10 on one day), more than the efficiency's own margin."""
+    strategy (`model_stage`, records.inprocess_ceiling), its cell of the bench run again. The
+    serving efficiency then divides two measurements of the same minutes: this machine's
+    speed drifted by 10-20 % within hours (INT8's ceiling 84.7, 76.0 and 67.5 texts/s in the
+    model stages of studies at 11:08, 13:48 and 16:19 on one day), more than the efficiency's
+    own margin. `record`: capacity.json's `ceiling`; None where nothing is measured."""
 
-    runtime_dir: Path | None
+    runtime_dir: Path
+    model_stage: Ceiling | None
     payloads_path: str | Path
     bench_config: dict[str, Any]
     cpus: tuple[int, ...]
@@ -821,35 +823,35 @@ class CeilingBeside:
     def of(
         cls, config: dict[str, Any], record: dict[str, Any], payloads_path: str | Path
     ) -> CeilingBeside:
+        cpus = tuple(config["cpus"]["server"])
+        runtime_dir = Path(record.get("runtime_dir") or ".")
         # Only where the Bento's runtime is served on this machine's server cores.
         served_here = config["deploy"]["target"] in ("local", "docker") and record.get(
             "runtime_dir"
         )
-        return cls(
-            Path(record["runtime_dir"]) if served_here else None,
-            payloads_path,
-            config["model"]["inprocess_bench"],
-            tuple(config["cpus"]["server"]),
+        model_stage = (
+            inprocess_ceiling(runtime_dir / INPROCESS_BENCH, len(cpus)) if served_here else None
         )
-
-    def measure(self, when: str) -> None:
-        """One measurement (`when`: before | after); a failure is a note, not the search's."""
-        if self.runtime_dir is None:
-            return
-        model_stage = inprocess_ceiling(self.runtime_dir / INPROCESS_BENCH, len(self.cpus))
-        if model_stage is None:
-            return
-        if self.record is None:
-            self.record = {
+        beside = cls(
+            runtime_dir, model_stage, payloads_path, config["model"]["inprocess_bench"], cpus
+        )
+        if model_stage is not None:
+            beside.record = {
                 "runtime": model_stage.runtime,
                 "strategy": model_stage.strategy,
                 "model_stage_texts_per_s": model_stage.texts_per_s,
             }
+        return beside
+
+    def measure(self, when: str) -> None:
+        """One measurement (`when`: before | after); a failure is a note, not the search's."""
+        if self.model_stage is None or self.record is None:
+            return
         try:
             texts_per_s = ceiling_cell_texts_per_s(
                 self.runtime_dir,
                 self.payloads_path,
-                model_stage,
+                self.model_stage,
                 bench_config=self.bench_config,
                 cpus=self.cpus,
             )
@@ -860,5 +862,4 @@ class CeilingBeside:
         log.info("in-process ceiling %s the search: %.2f texts/s", when, texts_per_s)
         self.record[f"{when}_texts_per_s"] = texts_per_s
         measured = [self.record.get(key) for key in ("before_texts_per_s", "after_texts_per_s")]
-        measured = [value for value in measured if value is not None]
-        self.record["texts_per_s"] = float(np.mean(measured))
+        self.record["texts_per_s"] = float(np.mean([v for v in measured if v is not None]))

@@ -158,6 +158,16 @@ def inprocess_bench(
     return rows
 
 
+def _cell_options(bench_config: dict[str, Any]) -> dict[str, Any]:
+    """How long each cell runs (`model.inprocess_bench`), as inprocess_bench's options."""
+    return {
+        "warmup_batches": int(bench_config["warmup_batches"]),
+        "min_batches": int(bench_config["min_batches"]),
+        "min_duration_s": float(bench_config["min_duration_s"]),
+        "sorted_sample_texts": int(bench_config["sorted_sample_texts"]),
+    }
+
+
 def write_inprocess_bench(
     runtime_dir: str | Path,
     payloads_csv: str | Path,
@@ -173,11 +183,8 @@ def write_inprocess_bench(
         texts,
         batch_sizes=bench_config["batch_sizes"],
         cpus=cpus,
-        warmup_batches=int(bench_config["warmup_batches"]),
-        min_batches=int(bench_config["min_batches"]),
-        min_duration_s=float(bench_config["min_duration_s"]),
         sorted_batch_sizes=bench_config["sorted_batch_sizes"],
-        sorted_sample_texts=int(bench_config["sorted_sample_texts"]),
+        **_cell_options(bench_config),
     )
     table = pd.DataFrame(rows)
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
@@ -233,18 +240,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cpus", required=True, help="comma-separated core ids")
     parser.add_argument("--bench-config", type=json.loads, required=True, help="JSON")
     args = parser.parse_args(argv)
-    config = args.bench_config
     rows = inprocess_bench(
         args.runtime_dir,
         read_payloads(args.payloads_csv)["text"].tolist(),
         batch_sizes=[args.batch_size] if args.order == "payload" else [],
         cpus=[int(cpu) for cpu in args.cpus.split(",")],
         thread_counts=[args.threads],
-        warmup_batches=int(config["warmup_batches"]),
-        min_batches=int(config["min_batches"]),
-        min_duration_s=float(config["min_duration_s"]),
         sorted_batch_sizes=[args.batch_size] if args.order == "sorted" else [],
-        sorted_sample_texts=int(config["sorted_sample_texts"]),
+        **_cell_options(args.bench_config),
     )
     print(json.dumps(rows[0]))
 

@@ -246,7 +246,8 @@ def test_the_ceiling_is_measured_beside_each_calibration(finished_study):
         row = capacity[variant]
         before, after = (float(row[f"ceiling_{when}_texts_per_s"]) for when in ("before", "after"))
         assert before > 0 and after > 0, row
-        assert float(row["ceiling_texts_per_s"]) == pytest.approx((before + after) / 2)
+        # the table's 6 significant digits (CI: 1940.17 against a mean of 1940.175)
+        assert float(row["ceiling_texts_per_s"]) == pytest.approx((before + after) / 2, rel=1e-4)
         assert float(row["model_stage_ceiling_texts_per_s"]) > 0
         assert float(row["serving_efficiency"]) == pytest.approx(
             float(row["saturation_rps"]) / float(row["ceiling_texts_per_s"]), rel=1e-4

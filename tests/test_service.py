@@ -475,7 +475,7 @@ def test_config_defines_baseline_optimized_and_one_ablation_per_level():
     # Each ablation differs from the baseline in its own level's keys only.
     own_keys = {
         "ablation-runtime": {"runtime"},
-        "ablation-service": {"batching", "sub_batch_size", "gc_freeze"},
+        "ablation-service": {"batching", "sub_batch_size", "gc_freeze", "request_telemetry"},
         "ablation-deployment": {"workers", "threads_per_worker"},
     }
     config = load_config()
@@ -751,6 +751,48 @@ def test_bentomls_adaptive_batcher_forms_batches_under_concurrent_load(testbed, 
     assert found["greedy"][0] == 0 and count >= 1
     assert single < count, "no batch larger than one request was formed"
     assert texts / count > 1.0
+
+
+@pytest.mark.e2e
+def test_request_telemetry_off_drops_the_access_log_but_keeps_the_metrics(testbed, tmp_path):
+    """The optimized Bento served with request_telemetry on and off (its spec given at start,
+    as the tuning does): off, the server's log has no access line for an API request, while
+    /metrics counts every request alike."""
+    from servebench.deploy.local import local_server
+    from servebench.deploy.monitor import parse_metrics
+    from servebench.jobs.tune import SPEC_ENV
+    from servebench.net import http_get
+
+    record = testbed.records["optimized"]
+    spec = json.loads(Path(record["bento_path"], "src", "variant.json").read_text())
+    n_requests = 12
+    found = {}
+    for telemetry in (True, False):
+        spec_path = tmp_path / f"variant-{telemetry}.json"
+        spec_path.write_text(json.dumps({**spec, "request_telemetry": telemetry}))
+        log_path = tmp_path / f"server-{telemetry}.log"
+        with local_server(
+            record["tag"],
+            bentoml_home=record["bentoml_home"],
+            log_path=log_path,
+            cpus=testbed.config["cpus"]["server"],
+            ready_timeout_s=120,
+            extra_env={SPEC_ENV: str(spec_path)},
+        ) as server:
+            for text in sample_texts(n_requests, seed=5):
+                status, _ = post_json(server.url + "/classify", {"text": text})
+                assert status == 200
+            status, body = http_get(server.url + "/metrics")
+            assert status == 200
+        counted = sum(
+            value
+            for name, labels, value in parse_metrics(body.decode())
+            if name.endswith("request_total") and "endpoint=/classify;" in labels
+        )
+        access_lines = log_path.read_text().count("path=/classify,")
+        found[telemetry] = (counted, access_lines)
+    assert found[True] == (n_requests, n_requests), found
+    assert found[False] == (n_requests, 0), found
 
 
 def _post_raw(url, path, *, chunked, total_bytes, chunk_bytes=64 * 1024, timeout_s=10.0):

@@ -153,6 +153,15 @@ class Prediction(BaseModel):
 Predictions = Annotated[list[Prediction], ContentType("application/json")]
 
 
+# request_telemetry false: no access-log line and no OpenTelemetry span (OpenTelemetry's ASGI
+# middleware skips an excluded URL whole) for a request to an API route, work that BentoML does
+# on the event loop, on the server's core, for each request (docs/service.md).
+LEAN_REQUESTS = {
+    "logging": {"access": {"enabled": False}},
+    "tracing": {"excluded_urls": ["/classify", "/classify_batch"]},
+}
+
+
 @bentoml.service(
     name="sentiment",
     workers=int(SPEC["workers"]),
@@ -160,6 +169,7 @@ Predictions = Annotated[list[Prediction], ContentType("application/json")]
     threads=1,
     traffic={"timeout": float(SPEC["timeout_s"]), "max_concurrency": int(SPEC["max_concurrency"])},
     labels={"variant": SPEC["variant"], "runtime": SPEC["runtime"]},
+    **({} if SPEC.get("request_telemetry", True) else LEAN_REQUESTS),
 )
 class SentimentService:
     model = bentoml.models.BentoModel(SPEC["model_tag"])
@@ -188,6 +198,7 @@ class SentimentService:
             gc.freeze()
         logger.info(
             "variant %s: runtime %s, threads %s, batching %s, sub-batch %s, gc.freeze %s, "
+            "request telemetry %s, "
             "max %d tokens per text (truncation), %d per request, %d padded tokens per "
             "forward pass, body limits %s",
             SPEC["variant"],
@@ -196,6 +207,7 @@ class SentimentService:
             BATCHING,
             SUB_BATCH_SIZE,
             SPEC.get("gc_freeze"),
+            SPEC.get("request_telemetry", True),
             self.classifier.max_length,
             request_token_limit(
                 int(self.classifier.max_length), MAX_BATCH_TEXTS, MAX_REQUEST_TOKENS

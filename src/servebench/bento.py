@@ -48,6 +48,7 @@ VARIANT_KEYS = (
     "workers",
     "threads_per_worker",
     "gc_freeze",
+    "request_telemetry",
     "max_concurrency",
     "timeout_s",
 )

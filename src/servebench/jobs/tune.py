@@ -91,7 +91,8 @@ SPEC_ENV = "SERVEBENCH_VARIANT_SPEC"  # read by the service (services/sentiment)
 
 def label(settings: dict[str, Any]) -> str:
     """A short name of a configuration, e.g. `onnx-int8 b16/50ms sub4 1x1 gc` (adaptive
-    batching) or `onnx-int8 greedy16-64 sub4 1x1 gc` (greedy, from 16 to 64 texts)."""
+    batching) or `onnx-int8 greedy16-64 sub4 1x1 gc no-telemetry` (greedy, from 16 to 64
+    texts; no access-log line or tracing span per request)."""
     batching = settings["batching"]
     parts = [settings["runtime"]]
     dispatcher = batching_dispatcher(batching)
@@ -104,6 +105,8 @@ def label(settings: dict[str, Any]) -> str:
     parts.append(f"sub{settings['sub_batch_size']}")
     parts.append(f"{settings['workers']}x{settings['threads_per_worker'] or 'auto'}")
     parts.append("gc" if settings["gc_freeze"] else "nogc")
+    if not settings["request_telemetry"]:
+        parts.append("no-telemetry")
     return " ".join(parts)
 
 
@@ -128,6 +131,7 @@ def knobs(settings: dict[str, Any], cores: int) -> str:
         "workers": settings["workers"],
         "threads": threads,
         "gc_freeze": settings["gc_freeze"],
+        "request_telemetry": settings["request_telemetry"],
     }
     return json.dumps(effective, sort_keys=True)
 
@@ -177,6 +181,7 @@ class Trial:
             "workers": self.settings["workers"],
             "threads_per_worker": self.settings["threads_per_worker"],
             "gc_freeze": self.settings["gc_freeze"],
+            "request_telemetry": self.settings["request_telemetry"],
             "outcome": self.outcome,
             "saturation_rps": self.saturation_rps,
             "capacity_rps": self.capacity_rps,
@@ -245,6 +250,7 @@ def neighbours(
         if workers * threads <= cores:
             changed(workers=workers, threads_per_worker=threads)
     changed(gc_freeze=not settings["gc_freeze"])
+    changed(request_telemetry=not settings["request_telemetry"])
     return found
 
 

@@ -532,6 +532,7 @@ def variants_table(config: dict[str, Any], results_dir: Path | None = None) -> H
         "workers",
         "threads/worker",
         "gc.freeze",
+        "request telemetry",
     ]
     # On a cluster, replicas and the PDB are variant axes too (variants.<name>.k3s).
     table = HtmlTable(columns + (["replicas", "PDB"] if on_k3s else []))
@@ -553,6 +554,7 @@ def variants_table(config: dict[str, Any], results_dir: Path | None = None) -> H
             variant["workers"],
             variant["threads_per_worker"] or "runtime default",
             bool(variant["gc_freeze"]),
+            bool(variant.get("request_telemetry", True)),
         ]
         if on_k3s:
             settings = K3sTarget.of(config, name)

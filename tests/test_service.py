@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import select
 import socket
@@ -727,25 +728,34 @@ def test_batching_forms_batches_under_concurrent_load(served, testbed):
     assert single < count, "no batch larger than one request was formed"
 
 
-@pytest.mark.e2e
-def test_bentomls_adaptive_batcher_forms_batches_under_concurrent_load(testbed, tmp_path):
-    """The optimized Bento served with BentoML's batcher instead (as the tuning serves a
-    configuration: its spec given at start)."""
+@contextlib.contextmanager
+def served_optimized_with(testbed, out_dir: Path, **changes):
+    """The optimized Bento served with `changes` over its spec, given at start as the tuning
+    serves a configuration; its log is out_dir/server.log."""
     from servebench.deploy.local import local_server
     from servebench.jobs.tune import SPEC_ENV
 
     record = testbed.records["optimized"]
     spec = json.loads(Path(record["bento_path"], "src", "variant.json").read_text())
-    spec["batching"] = {**spec["batching"], "enabled": True, "dispatcher": "adaptive"}
-    (tmp_path / "variant.json").write_text(json.dumps(spec))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "variant.json").write_text(json.dumps({**spec, **changes}))
     with local_server(
         record["tag"],
         bentoml_home=record["bentoml_home"],
-        log_path=tmp_path / "server.log",
+        log_path=out_dir / "server.log",
         cpus=testbed.config["cpus"]["server"],
         ready_timeout_s=120,
-        extra_env={SPEC_ENV: str(tmp_path / "variant.json")},
+        extra_env={SPEC_ENV: str(out_dir / "variant.json")},
     ) as server:
+        yield server
+
+
+@pytest.mark.e2e
+def test_bentomls_adaptive_batcher_forms_batches_under_concurrent_load(testbed, tmp_path):
+    """The optimized Bento served with BentoML's batcher instead."""
+    batching = testbed.records["optimized"]["settings"]["batching"]
+    adaptive = {**batching, "enabled": True, "dispatcher": "adaptive"}
+    with served_optimized_with(testbed, tmp_path, batching=adaptive) as server:
         found = batch_sizes_under_concurrent_load(server)
     count, texts, single = found["adaptive"]
     assert found["greedy"][0] == 0 and count >= 1
@@ -755,30 +765,16 @@ def test_bentomls_adaptive_batcher_forms_batches_under_concurrent_load(testbed, 
 
 @pytest.mark.e2e
 def test_request_telemetry_off_drops_the_access_log_but_keeps_the_metrics(testbed, tmp_path):
-    """The optimized Bento served with request_telemetry on and off (its spec given at start,
-    as the tuning does): off, the server's log has no access line for an API request, while
-    /metrics counts every request alike."""
-    from servebench.deploy.local import local_server
+    """The optimized Bento served with request_telemetry on and off: off, the server's log has
+    no access line for an API request, while /metrics counts every request alike."""
     from servebench.deploy.monitor import parse_metrics
-    from servebench.jobs.tune import SPEC_ENV
     from servebench.net import http_get
 
-    record = testbed.records["optimized"]
-    spec = json.loads(Path(record["bento_path"], "src", "variant.json").read_text())
     n_requests = 12
     found = {}
     for telemetry in (True, False):
-        spec_path = tmp_path / f"variant-{telemetry}.json"
-        spec_path.write_text(json.dumps({**spec, "request_telemetry": telemetry}))
-        log_path = tmp_path / f"server-{telemetry}.log"
-        with local_server(
-            record["tag"],
-            bentoml_home=record["bentoml_home"],
-            log_path=log_path,
-            cpus=testbed.config["cpus"]["server"],
-            ready_timeout_s=120,
-            extra_env={SPEC_ENV: str(spec_path)},
-        ) as server:
+        out_dir = tmp_path / f"telemetry-{telemetry}"
+        with served_optimized_with(testbed, out_dir, request_telemetry=telemetry) as server:
             for text in sample_texts(n_requests, seed=5):
                 status, _ = post_json(server.url + "/classify", {"text": text})
                 assert status == 200
@@ -789,7 +785,7 @@ def test_request_telemetry_off_drops_the_access_log_but_keeps_the_metrics(testbe
             for name, labels, value in parse_metrics(body.decode())
             if name.endswith("request_total") and "endpoint=/classify;" in labels
         )
-        access_lines = log_path.read_text().count("path=/classify,")
+        access_lines = (out_dir / "server.log").read_text().count("path=/classify,")
         found[telemetry] = (counted, access_lines)
     assert found[True] == (n_requests, n_requests), found
     assert found[False] == (n_requests, 0), found

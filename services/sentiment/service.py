@@ -74,6 +74,8 @@ BATCHING = SPEC["batching"]
 # adaptive).
 GREEDY = BATCHING["enabled"] and BATCHING.get("dispatcher", "adaptive") == "greedy"
 SUB_BATCH_SIZE = int(SPEC.get("sub_batch_size", 0))
+# A Bento built before the key existed: BentoML's default (on).
+REQUEST_TELEMETRY = bool(SPEC.get("request_telemetry", True))
 TIMEOUT_S = float(SPEC["timeout_s"])
 
 
@@ -169,7 +171,7 @@ LEAN_REQUESTS = {
     threads=1,
     traffic={"timeout": float(SPEC["timeout_s"]), "max_concurrency": int(SPEC["max_concurrency"])},
     labels={"variant": SPEC["variant"], "runtime": SPEC["runtime"]},
-    **({} if SPEC.get("request_telemetry", True) else LEAN_REQUESTS),
+    **({} if REQUEST_TELEMETRY else LEAN_REQUESTS),
 )
 class SentimentService:
     model = bentoml.models.BentoModel(SPEC["model_tag"])
@@ -207,7 +209,7 @@ class SentimentService:
             BATCHING,
             SUB_BATCH_SIZE,
             SPEC.get("gc_freeze"),
-            SPEC.get("request_telemetry", True),
+            REQUEST_TELEMETRY,
             self.classifier.max_length,
             request_token_limit(
                 int(self.classifier.max_length), MAX_BATCH_TEXTS, MAX_REQUEST_TOKENS

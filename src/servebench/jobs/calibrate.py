@@ -845,7 +845,7 @@ class CeilingBeside:
 
     def measure(self, when: str) -> None:
         """One measurement (`when`: before | after); a failure is a note, not the search's."""
-        if self.model_stage is None or self.record is None:
+        if self.model_stage is None:
             return
         try:
             texts_per_s = ceiling_cell_texts_per_s(
